@@ -1,0 +1,310 @@
+"""The trace: the one contract between the trainer (writer) and the simulator (reader).
+
+Every column, unit and file of a run directory is defined here and nowhere else;
+``docs/trace-format.md`` documents the same names (a test keeps the two in step).
+
+A run directory holds::
+
+    manifest.json            run description (model dims, method, per-layer list, versions)
+    steps.parquet/           one row per optimizer step, as append-only part files
+    patterns.parquet/        one row per sparse layer at step 0 and at every mask change
+    eval.parquet/            held-out metrics at intervals
+    masks/step-XXXXXXXX.npz  bit-packed full masks at mask changes (optional)
+    checkpoint.pt            latest resumable state (trainer only)
+
+Tables are directories of Parquet parts so that writing is append-only: a part is written to a
+temporary name and renamed, so a kill leaves every finished part readable and none half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from accelsim.errors import UserError, expect
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+#: Roles of the layers a manifest lists; the simulator maps each role to a place in the op graph.
+ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out", "mlm_transform", "other")
+
+#: FLOP phases of one training step (RigL paper's accounting, see docs/trace-format.md).
+PHASES = ("fwd", "bwd_input", "bwd_weight", "optimizer", "mask_update")
+
+#: Column -> (arrow type, unit, meaning).
+STEP_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    "step": (pa.int64(), "count", "optimizer step index, 0-based"),
+    "loss": (pa.float64(), "nats", "training MLM loss of this step's batch"),
+    "lr": (pa.float64(), "1", "learning rate used for this step"),
+    "tokens": (pa.int64(), "tokens", "input tokens processed this step (batch x sequence, padding included)"),
+    "wall_s": (pa.float64(), "s", "measured wall time of this step on the training host"),
+    "mask_changed": (pa.bool_(), "bool", "masks were updated at the end of this step"),
+    "density": (pa.float64(), "1", "overall density of the sparse layers after this step"),
+}
+for _phase in PHASES:
+    STEP_COLUMNS[f"flops_{_phase}_dense"] = (
+        pa.float64(), "FLOP", f"{_phase} FLOPs of the same step on the dense model")
+    STEP_COLUMNS[f"flops_{_phase}"] = (
+        pa.float64(), "FLOP", f"{_phase} FLOPs the method actually needs (nonzeros only where sparse)")
+
+#: Bins of the per-row / per-column nnz histograms: counts of rows whose nnz/len falls in
+#: [i/HIST_BINS, (i+1)/HIST_BINS), the last bin closed at 1.
+HIST_BINS = 16
+BLOCK_SIZES = (4, 8, 16, 32)
+
+PATTERN_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    "step": (pa.int64(), "count", "step after which this pattern holds (0 = initial masks)"),
+    "layer": (pa.string(), "name", "module name, as in the manifest's layer list"),
+    "rows": (pa.int64(), "count", "weight rows (output features)"),
+    "cols": (pa.int64(), "count", "weight columns (input features)"),
+    "density": (pa.float64(), "1", "nnz / (rows x cols)"),
+    "nnz": (pa.int64(), "count", "nonzero (unmasked) weights"),
+    "pruned": (pa.int64(), "count", "weights removed by this mask change"),
+    "grown": (pa.int64(), "count", "weights added by this mask change"),
+    "input_zero_frac": (pa.float64(), "1", "fraction of exact zeros in the layer's input activations (last batch)"),
+}
+for _axis in ("row", "col"):
+    for _stat in ("min", "mean", "max", "std"):
+        PATTERN_COLUMNS[f"{_axis}_nnz_{_stat}"] = (
+            pa.float64(), "count", f"{_stat} of nonzeros per weight {_axis}")
+    PATTERN_COLUMNS[f"{_axis}_nnz_hist"] = (
+        pa.list_(pa.int64()), "count", f"histogram of nnz/len per {_axis}, {HIST_BINS} equal bins on [0, 1]")
+for _b in BLOCK_SIZES:
+    PATTERN_COLUMNS[f"block{_b}_frac"] = (
+        pa.float64(), "1", f"fraction of {_b}x{_b} blocks holding at least one nonzero")
+PATTERN_COLUMNS["nm_2_4_frac"] = (pa.float64(), "1", "fraction of row groups of 4 with <= 2 nonzeros")
+PATTERN_COLUMNS["nm_4_8_frac"] = (pa.float64(), "1", "fraction of row groups of 8 with <= 4 nonzeros")
+
+EVAL_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    "step": (pa.int64(), "count", "step after which the evaluation ran"),
+    "eval_loss": (pa.float64(), "nats", "held-out MLM loss"),
+    "eval_accuracy": (pa.float64(), "1", "held-out masked-token accuracy"),
+}
+
+TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUMNS}
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    cols = TABLES[table]
+    return pa.schema([pa.field(name, typ, metadata={"unit": unit, "doc": doc})
+                      for name, (typ, unit, doc) in cols.items()])
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    role: str
+    shape: list[int]  # [out_features, in_features], as torch.nn.Linear.weight
+    target_density: float
+    sparse: bool = True
+
+
+@dataclass
+class Manifest:
+    """Run description. ``model`` keys: layers, hidden, heads, intermediate, vocab, seq_len, params."""
+
+    model: dict[str, Any]
+    batch_size: int
+    dtype: str
+    method: dict[str, Any]
+    layers: list[LayerInfo]
+    seed: int = 0
+    steps: int = 0
+    synthetic: bool = False
+    versions: dict[str, str] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path = "manifest.json") -> "Manifest":
+        expect(isinstance(data, dict), "expected a JSON object", source=source)
+        version = data.get("schema_version")
+        expect(version in SUPPORTED_VERSIONS,
+               f"unknown trace schema version {version!r}; this accelsim reads {list(SUPPORTED_VERSIONS)}",
+               source=source, field="schema_version")
+        model = data.get("model")
+        expect(isinstance(model, dict), "expected an object with the model dimensions", source=source, field="model")
+        for key in ("layers", "hidden", "heads", "intermediate", "vocab", "seq_len"):
+            expect(isinstance(model.get(key), int) and model[key] > 0,
+                   "expected a positive integer", source=source, field=f"model.{key}")
+        for key in ("batch_size",):
+            expect(isinstance(data.get(key), int) and data[key] > 0, "expected a positive integer",
+                   source=source, field=key)
+        expect(isinstance(data.get("method"), dict) and isinstance(data["method"].get("name"), str),
+               "expected an object with a 'name'", source=source, field="method")
+        expect(isinstance(data.get("dtype"), str), "expected a dtype name such as 'fp32'", source=source, field="dtype")
+        raw_layers = data.get("layers")
+        expect(isinstance(raw_layers, list), "expected a list of layers", source=source, field="layers")
+        layers = []
+        for i, item in enumerate(raw_layers):
+            where = f"layers[{i}]"
+            expect(isinstance(item, dict), "expected an object", source=source, field=where)
+            expect(item.get("role") in ROLES, f"expected one of {ROLES}", source=source, field=f"{where}.role")
+            shape = item.get("shape")
+            expect(isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape),
+                   "expected [out_features, in_features]", source=source, field=f"{where}.shape")
+            td = item.get("target_density")
+            expect(isinstance(td, (int, float)) and 0 < td <= 1, "expected a number in (0, 1]",
+                   source=source, field=f"{where}.target_density")
+            layers.append(LayerInfo(name=str(item.get("name")), role=item["role"], shape=list(shape),
+                                    target_density=float(td), sparse=bool(item.get("sparse", True))))
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known and k != "layers"}
+        return cls(layers=layers, **kwargs)
+
+
+def manifest_path(run: Path) -> Path:
+    return Path(run) / "manifest.json"
+
+
+def write_manifest(run: Path, manifest: Manifest) -> None:
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(manifest_path(run), manifest.to_json().encode())
+
+
+def read_manifest(run: Path) -> Manifest:
+    path = manifest_path(run)
+    expect(Path(run).is_dir(), "not a run directory", source=run)
+    expect(path.is_file(), "missing manifest.json", source=run)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"not valid JSON ({err.msg} at line {err.lineno})", source=path) from None
+    return Manifest.from_dict(data, source=path)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+_PART = re.compile(r"part-(\d{8})-(\d{8})\.parquet$")
+
+
+def table_dir(run: Path, table: str) -> Path:
+    return Path(run) / f"{table}.parquet"
+
+
+def append_rows(run: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    """Append rows as one new Parquet part named by its step range (atomic rename)."""
+    if not rows:
+        return
+    schema = arrow_schema(table)
+    missing = [c for c in schema.names if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{table} rows lack columns {missing}")
+    arrays = [pa.array([r[c] for r in rows], type=schema.field(c).type) for c in schema.names]
+    tbl = pa.Table.from_arrays(arrays, schema=schema)
+    d = table_dir(run, table)
+    d.mkdir(parents=True, exist_ok=True)
+    first, last = int(rows[0]["step"]), int(rows[-1]["step"])
+    name = f"part-{first:08d}-{last:08d}.parquet"
+    tmp = d / f".{name}.tmp"
+    pq.write_table(tbl, tmp, compression="zstd")
+    os.replace(tmp, d / name)
+
+
+def _parts(run: Path, table: str) -> list[Path]:
+    d = table_dir(run, table)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if _PART.match(p.name))
+
+
+def read_table(run: Path, table: str) -> pa.Table:
+    """Read a trace table (empty table with the schema when absent), rows sorted by step."""
+    schema = arrow_schema(table)
+    parts = _parts(run, table)
+    if not parts:
+        return schema.empty_table()
+    tables = []
+    for p in parts:
+        try:
+            t = pq.read_table(p)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise UserError(f"unreadable Parquet part ({err})", source=p) from None
+        missing = [c for c in schema.names if c not in t.column_names]
+        expect(not missing, f"missing columns {missing}", source=p)
+        tables.append(t.select(schema.names).cast(schema))
+    tbl = pa.concat_tables(tables)
+    return tbl.sort_by("step") if table != "patterns" else tbl.sort_by([("step", "ascending"), ("layer", "ascending")])
+
+
+def truncate_after(run: Path, table: str, step: int) -> None:
+    """Drop rows with ``step > step`` (used by --resume so no row is duplicated)."""
+    for p in _parts(run, table):
+        first, last = (int(x) for x in _PART.match(p.name).groups())
+        if first > step:
+            p.unlink()
+        elif last > step:
+            t = pq.read_table(p)
+            keep = t.filter(pa.compute.less_equal(t["step"], step))
+            new = p.with_name(f"part-{first:08d}-{step:08d}.parquet")
+            tmp = p.with_name(f".{new.name}.tmp")
+            pq.write_table(keep, tmp, compression="zstd")
+            os.replace(tmp, new)
+            if new != p:
+                p.unlink()
+    masks = Path(run) / "masks"
+    if masks.is_dir():
+        for f in masks.glob("step-*.npz"):
+            if int(f.stem.split("-")[1]) > step:
+                f.unlink()
+
+
+def write_masks(run: Path, step: int, masks: dict[str, np.ndarray]) -> Path:
+    """Store boolean masks bit-packed and compressed; shapes kept so they unpack exactly."""
+    d = Path(run) / "masks"
+    d.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for i, (name, m) in enumerate(masks.items()):
+        m = np.asarray(m, dtype=bool)
+        arrays[f"bits_{i}"] = np.packbits(m.ravel())
+        arrays[f"shape_{i}"] = np.asarray(m.shape, dtype=np.int64)
+    arrays["names"] = np.asarray(list(masks), dtype=np.str_)
+    path = d / f"step-{step:08d}.npz"
+    tmp = d / f".step-{step:08d}.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def read_masks(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        names = [str(n) for n in z["names"]]
+        out = {}
+        for i, name in enumerate(names):
+            shape = tuple(int(s) for s in z[f"shape_{i}"])
+            out[name] = np.unpackbits(z[f"bits_{i}"], count=int(np.prod(shape))).astype(bool).reshape(shape)
+    return out
+
+
+@dataclass
+class Trace:
+    """A loaded run directory."""
+
+    path: Path
+    manifest: Manifest
+    steps: pa.Table
+    patterns: pa.Table
+    eval: pa.Table
+
+
+def load_trace(run: str | Path) -> Trace:
+    run = Path(run)
+    manifest = read_manifest(run)
+    return Trace(run, manifest, read_table(run, "steps"), read_table(run, "patterns"), read_table(run, "eval"))

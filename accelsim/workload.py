@@ -1,0 +1,166 @@
+"""The work of one training step as a list of ops, built from a manifest and the current densities.
+
+This is the single place where FLOPs are defined: the trainer sums these ops into the ``flops_*``
+columns of ``steps.parquet`` and the simulator schedules the very same ops on hardware, so the two
+can never count differently. Conventions (RigL paper, Evci et al. 2020, appendix H):
+
+* a matmul of (m x k) by (k x n) costs 2*m*k*n FLOPs; with a weight of density d, 2*m*k*n*d;
+* backward = 2 x forward: one product for the input gradient, one for the weight gradient;
+* the weight gradient is computed for nonzeros only, except when the method needs the dense
+  gradient on this step (RigL on mask-update steps, sparse momentum on every step);
+* only matrix products count as FLOPs in the trace (as torch.utils.flop_counter does); elementwise
+  ops (softmax, LayerNorm, GELU, residual adds), embeddings, the optimizer and mask updates are listed
+  with their element counts so the simulator can charge their memory traffic and vector work.
+  Optimizer and mask-update FLOPs use the per-element constants below (documented assumptions).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from accelsim.trace import PHASES, Manifest
+
+#: AdamW per updated parameter: two moment updates, bias corrections, sqrt, divide, decay, update.
+ADAM_FLOPS_PER_PARAM = 10.0
+#: Mask update per candidate weight: magnitude/score plus a top-k selection of ~log2(n) compares.
+MASK_SCORE_FLOPS_PER_ELEMENT = 2.0
+
+#: Elementwise work per element (vector ops), used by the simulator's vector units.
+ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0}
+
+LINEAR_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One unit of work. For matmuls the product is (m x k) @ (k x n)."""
+
+    name: str
+    kind: str  # linear | attn_matmul | elementwise | embedding | optimizer | mask_update
+    phase: str  # one of PHASES
+    block: int = -1  # encoder layer index, -1 outside the encoder
+    layer: str = ""  # manifest layer name for linear ops
+    role: str = ""
+    m: int = 0
+    k: int = 0
+    n: int = 0
+    density: float = 1.0  # density of the sparse operand (the weight, or the sampled dW output)
+    sparse: bool = False  # the method computes only the nonzeros of this op
+    flops_dense: float = 0.0
+    flops: float = 0.0
+    elements: int = 0  # elements touched, for non-matmul ops
+    batch: int = 1  # independent products (attention heads x batch)
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """What the method needs on one step."""
+
+    dense_grad: bool = False  # the full dense weight gradient is computed
+    mask_update: bool = False  # masks are changed after this step
+    sparse_compute: bool = True  # nonzero-only products (False for the dense baseline)
+
+
+def _mm(name, kind, phase, m, k, n, *, density=1.0, sparse=False, batch=1, **kw) -> Op:
+    dense = 2.0 * m * k * n * batch
+    return Op(name=name, kind=kind, phase=phase, m=m, k=k, n=n, density=density, sparse=sparse,
+              flops_dense=dense, flops=dense * (density if sparse else 1.0), batch=batch, **kw)
+
+
+def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = StepKind()) -> list[Op]:
+    """All ops of one training step. ``densities`` maps sparse layer name -> current density."""
+    md = manifest.model
+    B, S, H = manifest.batch_size, md["seq_len"], md["hidden"]
+    V, heads = md["vocab"], md["heads"]
+    T = B * S
+    ops: list[Op] = [Op("embeddings", "embedding", "fwd", elements=T * H)]
+    by_block: dict[int, list] = {}
+    for info in manifest.layers:
+        by_block.setdefault(_block_index(info.name), []).append(info)
+    for blk in range(md["layers"]):
+        for info in by_block.get(blk, []):
+            if info.role not in LINEAR_ROLES:
+                continue
+            out_f, in_f = info.shape
+            d = densities.get(info.name, info.target_density) if info.sparse else 1.0
+            sp = info.sparse and kind.sparse_compute and d < 1.0
+            common = dict(block=blk, layer=info.name, role=info.role, density=d, sparse=sp)
+            ops.append(_mm(f"{info.name}.fwd", "linear", "fwd", T, in_f, out_f, **common))
+            ops.append(_mm(f"{info.name}.dx", "linear", "bwd_input", T, out_f, in_f, **common))
+            dw = dict(common, sparse=sp and not kind.dense_grad)
+            ops.append(_mm(f"{info.name}.dw", "linear", "bwd_weight", out_f, T, in_f, **dw))
+        dh = H // heads
+        for nm in ("scores", "context"):
+            fwd = _mm(f"block{blk}.attn_{nm}.fwd", "attn_matmul", "fwd", S, dh, S, batch=B * heads, block=blk)
+            ops.append(fwd)
+            # two products (one per operand) in backward, both activation gradients
+            ops.append(_mm(f"block{blk}.attn_{nm}.bwd", "attn_matmul", "bwd_input", S, dh, 2 * S,
+                           batch=B * heads, block=blk))
+        for nm, elems in (("softmax", B * heads * S * S), ("layernorm", 2 * T * H),
+                          ("gelu", T * md["intermediate"]), ("residual", 2 * T * H)):
+            ops.append(Op(f"block{blk}.{nm}.fwd", "elementwise", "fwd", block=blk, role=nm, elements=elems))
+            ops.append(Op(f"block{blk}.{nm}.bwd", "elementwise", "bwd_input", block=blk, role=nm,
+                          elements=2 * elems))
+    # MLM head: dense transform (H->H) + GELU + LayerNorm, then the decoder tied to the word embeddings.
+    for nm, k_, n_ in (("mlm_transform", H, H), ("mlm_decoder", H, V)):
+        ops.append(_mm(f"{nm}.fwd", "linear", "fwd", T, k_, n_, role=nm))
+        ops.append(_mm(f"{nm}.dx", "linear", "bwd_input", T, n_, k_, role=nm))
+        ops.append(_mm(f"{nm}.dw", "linear", "bwd_weight", n_, T, k_, role=nm))
+    ops.append(Op("mlm_head.elementwise", "elementwise", "fwd", role="layernorm", elements=T * (H * 2 + V)))
+    ops.append(_optimizer(manifest, densities, kind))
+    if kind.mask_update:
+        ops.extend(_mask_update_ops(manifest, densities))
+    return ops
+
+
+def _block_index(name: str) -> int:
+    """Encoder block of a module name such as 'bert.encoder.layer.3.attention.self.query'."""
+    parts = name.split(".")
+    for i, p in enumerate(parts[:-1]):
+        if p in ("layer", "layers", "block", "blocks") and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return -1
+
+
+def dense_params(manifest: Manifest) -> int:
+    """Parameters outside the listed layers (embeddings, LayerNorms, biases, head)."""
+    md = manifest.model
+    listed = sum(i.shape[0] * i.shape[1] for i in manifest.layers)
+    return max(int(md.get("params", 0)) - listed, 0)
+
+
+def _optimizer(manifest: Manifest, densities: dict[str, float], kind: StepKind) -> Op:
+    rest = dense_params(manifest)
+    total_dense = rest + sum(i.shape[0] * i.shape[1] for i in manifest.layers)
+    updated = rest
+    for i in manifest.layers:
+        d = densities.get(i.name, i.target_density) if (i.sparse and kind.sparse_compute) else 1.0
+        updated += round(i.shape[0] * i.shape[1] * d)
+    return Op("optimizer", "optimizer", "optimizer", elements=updated,
+              flops_dense=ADAM_FLOPS_PER_PARAM * total_dense, flops=ADAM_FLOPS_PER_PARAM * updated,
+              density=updated / max(total_dense, 1), sparse=updated < total_dense)
+
+
+def _mask_update_ops(manifest: Manifest, densities: dict[str, float]) -> list[Op]:
+    ops = []
+    for i in manifest.layers:
+        if not i.sparse:
+            continue
+        numel = i.shape[0] * i.shape[1]
+        flops = MASK_SCORE_FLOPS_PER_ELEMENT * numel * max(math.log2(numel), 1.0)
+        ops.append(Op(f"{i.name}.mask_update", "mask_update", "mask_update", block=_block_index(i.name),
+                      layer=i.name, role=i.role, elements=numel, flops_dense=0.0, flops=flops,
+                      density=densities.get(i.name, i.target_density)))
+    return ops
+
+
+def phase_flops(ops: list[Op]) -> dict[str, float]:
+    """``flops_<phase>_dense`` and ``flops_<phase>`` columns for one step."""
+    out = {}
+    for ph in PHASES:
+        out[f"flops_{ph}_dense"] = 0.0
+        out[f"flops_{ph}"] = 0.0
+    for op in ops:
+        out[f"flops_{op.phase}_dense"] += op.flops_dense
+        out[f"flops_{op.phase}"] += op.flops
+    return out
