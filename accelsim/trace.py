@@ -144,6 +144,13 @@ class Manifest:
                    source=source, field=key)
         expect(isinstance(data.get("method"), dict) and isinstance(data["method"].get("name"), str),
                "expected an object with a 'name'", source=source, field="method")
+        for key in ("seed", "steps"):
+            expect(isinstance(data.get(key, 0), int) and data.get(key, 0) >= 0, "expected a non-negative integer",
+                   source=source, field=key)
+        for key in ("versions", "host", "extra"):
+            expect(isinstance(data.get(key, {}), dict), "expected an object", source=source, field=key)
+        expect(isinstance(data.get("synthetic", False), bool), "expected true or false", source=source,
+               field="synthetic")
         expect(isinstance(data.get("dtype"), str), "expected a dtype name such as 'fp32'", source=source, field="dtype")
         raw_layers = data.get("layers")
         expect(isinstance(raw_layers, list), "expected a list of layers", source=source, field="layers")

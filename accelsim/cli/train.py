@@ -1,0 +1,91 @@
+"""`accelsim train`: thin CLI over trainer.train."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from accelsim.errors import UserError
+
+
+def _parse_nm(nm: str) -> tuple[int, int]:
+    try:
+        n, m = (int(x) for x in nm.split(":"))
+    except ValueError:
+        raise UserError(f"expected N:M such as 2:4, got {nm!r}", field="--nm") from None
+    if not 0 < n < m:
+        raise UserError(f"expected 0 < N < M, got {nm!r}", field="--nm")
+    return n, m
+
+
+def train_command(
+    model: str = typer.Option("bert-tiny", help="preset (bert-tiny|mini|small|medium|base) or a local model dir"),
+    method: str = typer.Option("dense", help="sparsity method (dense, static, gmp, set, rigl, snfs, nm, block-*)"),
+    sparsity: float = typer.Option(0.0, help="target sparsity of the sparse layers, in [0, 1)"),
+    steps: Optional[int] = typer.Option(None, help="training steps [default: 300]"),
+    out: str = typer.Option("runs/default", help="run directory to write the trace to"),
+    batch_size: int = typer.Option(32, help="sequences per step"),
+    seq_len: int = typer.Option(128, help="tokens per sequence"),
+    lr: float = typer.Option(2e-3, help="peak learning rate (AdamW)"),
+    seed: int = typer.Option(0),
+    distribution: str = typer.Option("erk", help="layer density distribution: uniform | erk"),
+    update_every: int = typer.Option(100, help="steps between mask updates (delta T)"),
+    drop_fraction: float = typer.Option(0.3, help="initial drop/regrow fraction (cosine decay)"),
+    end_fraction: float = typer.Option(0.75, help="stop mask updates after this fraction of training"),
+    init: str = typer.Option("random", help="initial masks: random | magnitude"),
+    nm: str = typer.Option("2:4", help="N:M pattern for --method nm"),
+    block_size: int = typer.Option(16, help="block size for block methods"),
+    sparse_roles: str = typer.Option("q,k,v,attn_out,ffn_in,ffn_out", help="which encoder Linear roles are sparse"),
+    text_files: Optional[str] = typer.Option(None, help="glob of text files to train on"),
+    dataset: Optional[str] = typer.Option(None, help="datasets hub name NAME[:CONFIG] (needs network)"),
+    tokenizer: Optional[str] = typer.Option(None, help="local tokenizer directory"),
+    vocab_size: int = typer.Option(8192, help="WordPiece vocabulary size when training a tokenizer"),
+    eval_every: int = typer.Option(50),
+    checkpoint_every: int = typer.Option(50, help="checkpoint and trace flush interval"),
+    save_masks: str = typer.Option("auto", help="auto | none | N (store every N-th mask change)"),
+    threads: Optional[int] = typer.Option(None, help="torch threads"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    as_json: bool = typer.Option(False, "--json", help="print the trace summary as JSON"),
+) -> None:
+    """Train a BERT with a sparsity method and write its trace."""
+    from dataclasses import asdict
+
+    from accelsim.trace_check import check_trace
+    from trainer.data import DataConfig
+    from trainer.sparsity import SparsityConfig
+    from trainer.train import TrainConfig, train
+
+    n, m = _parse_nm(nm)
+    cfg = TrainConfig(
+        model=model, out=out, steps=steps if steps is not None else (0 if resume else 300),
+        batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, checkpoint_every=checkpoint_every,
+        save_masks=save_masks, threads=threads,
+        sparse_roles=tuple(r.strip() for r in sparse_roles.split(",") if r.strip()),
+        data=DataConfig(text_files=text_files, dataset=dataset, tokenizer=tokenizer, vocab_size=vocab_size,
+                        seq_len=seq_len),
+        sparsity=SparsityConfig(method=method, sparsity=sparsity, distribution=distribution,
+                                update_every=update_every, drop_fraction=drop_fraction, end_fraction=end_fraction,
+                                init=init, n=n, m=m, block_size=block_size),
+    )
+    try:
+        run = train(cfg, resume=resume, progress=not quiet and not as_json)
+    except KeyboardInterrupt:
+        raise UserError(f"interrupted; the trace up to the last flushed step is valid; continue with "
+                        f"`accelsim train --out {out} --resume`") from None
+    summary = check_trace(run)
+    if as_json:
+        print(json.dumps(asdict(summary), indent=2))
+    elif not quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"trace written: {run}", show_header=False)
+        for key, value in summary.rows():
+            table.add_row(key, value)
+        Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

@@ -1,0 +1,117 @@
+"""Validation of a run directory (``accelsim trace check``): schema, continuity and consistency."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from accelsim import trace as tr
+from accelsim.errors import UserError, expect
+
+
+@dataclass
+class TraceSummary:
+    path: str
+    model: str
+    method: str
+    synthetic: bool
+    steps: int
+    planned_steps: int
+    first_loss: float
+    last_loss: float
+    first_eval_loss: float | None
+    last_eval_loss: float | None
+    final_density: float
+    mask_changes: int
+    pattern_rows: int
+    mask_files: int
+    flops_dense: float
+    flops_actual: float
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str]]:
+        ev = ("-" if self.first_eval_loss is None
+              else f"{self.first_eval_loss:.3f} -> {self.last_eval_loss:.3f}")
+        return [
+            ("run", self.path), ("model", self.model), ("method", self.method),
+            ("synthetic", str(self.synthetic)), ("steps", f"{self.steps} of {self.planned_steps}"),
+            ("train loss", f"{self.first_loss:.3f} -> {self.last_loss:.3f}"), ("eval loss", ev),
+            ("final density", f"{self.final_density:.4f}"), ("mask changes", str(self.mask_changes)),
+            ("pattern rows", str(self.pattern_rows)), ("mask files", str(self.mask_files)),
+            ("FLOPs dense-equivalent", f"{self.flops_dense:.4g}"), ("FLOPs needed", f"{self.flops_actual:.4g}"),
+            ("FLOP ratio", f"{self.flops_actual / self.flops_dense:.3f}" if self.flops_dense else "-"),
+        ]
+
+
+def check_trace(run: str | Path, *, check_masks: bool = True) -> TraceSummary:
+    """Validate a run directory; raise UserError naming the first problem, else summarise it."""
+    run = Path(run)
+    t = tr.load_trace(run)
+    man = t.manifest
+    steps = t.steps
+    expect(steps.num_rows > 0, "no step rows", source=tr.table_dir(run, "steps"))
+    step_ids = steps["step"].to_numpy()
+    expect(step_ids[0] == 0, f"first step is {step_ids[0]}, expected 0", source=tr.table_dir(run, "steps"),
+           field="step")
+    gaps = np.nonzero(np.diff(step_ids) != 1)[0]
+    expect(gaps.size == 0, f"steps are not contiguous (after step {step_ids[gaps[0]]} comes "
+           f"{step_ids[gaps[0] + 1]})" if gaps.size else "", source=tr.table_dir(run, "steps"), field="step")
+    for phase in tr.PHASES:
+        dense = steps[f"flops_{phase}_dense"].to_numpy()
+        expect(bool(np.all(dense >= 0)), "negative FLOPs", source=tr.table_dir(run, "steps"),
+               field=f"flops_{phase}_dense")
+    names = {i.name for i in man.layers}
+    pat = t.patterns
+    warnings = []
+    if pat.num_rows:
+        unknown = set(pat["layer"].to_pylist()) - names
+        expect(not unknown, f"layers {sorted(unknown)[:3]} are not in the manifest",
+               source=tr.table_dir(run, "patterns"), field="layer")
+        first = pc.min(pat["step"]).as_py()
+        expect(first == 0, f"first pattern row is at step {first}, expected 0",
+               source=tr.table_dir(run, "patterns"), field="step")
+        nnz = pat["nnz"].to_numpy()
+        size = (pat["rows"].to_numpy() * pat["cols"].to_numpy())
+        expect(bool(np.allclose(nnz / size, pat["density"].to_numpy(), atol=1e-9)),
+               "density does not equal nnz / (rows x cols)", source=tr.table_dir(run, "patterns"), field="density")
+    else:
+        warnings.append("no pattern rows")
+    changed = steps.filter(steps["mask_changed"])["step"].to_pylist()
+    if pat.num_rows:
+        pat_steps = set(pat["step"].to_pylist())
+        missing = [s for s in changed if s not in pat_steps]
+        expect(not missing, f"mask changes at steps {missing[:3]} have no pattern rows",
+               source=tr.table_dir(run, "patterns"), field="step")
+    mask_files = sorted((run / "masks").glob("step-*.npz")) if (run / "masks").is_dir() else []
+    if check_masks and mask_files and pat.num_rows:
+        _check_mask_file(mask_files[-1], pat)
+    losses = steps["loss"].to_numpy()
+    ev = t.eval
+    dens = sum(steps[f"flops_{p}_dense"].to_numpy().sum() for p in tr.PHASES)
+    act = sum(steps[f"flops_{p}"].to_numpy().sum() for p in tr.PHASES)
+    return TraceSummary(
+        path=str(run), model=str(man.extra.get("model_name", f"{man.model['layers']}L/{man.model['hidden']}H")),
+        method=str(man.method.get("name")), synthetic=man.synthetic, steps=int(steps.num_rows),
+        planned_steps=int(man.steps or steps.num_rows), first_loss=float(losses[0]), last_loss=float(losses[-1]),
+        first_eval_loss=float(ev["eval_loss"][0].as_py()) if ev.num_rows else None,
+        last_eval_loss=float(ev["eval_loss"][-1].as_py()) if ev.num_rows else None,
+        final_density=float(steps["density"][-1].as_py()), mask_changes=len(changed),
+        pattern_rows=int(pat.num_rows), mask_files=len(mask_files), flops_dense=float(dens),
+        flops_actual=float(act), warnings=warnings)
+
+
+def _check_mask_file(path: Path, pat) -> None:
+    step = int(path.stem.split("-")[1])
+    try:
+        masks = tr.read_masks(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"unreadable mask file ({err})", source=path) from None
+    rows = pat.filter(pc.equal(pat["step"], step))
+    recorded = dict(zip(rows["layer"].to_pylist(), rows["nnz"].to_pylist()))
+    for name, m in masks.items():
+        if name in recorded:
+            expect(int(m.sum()) == int(recorded[name]),
+                   f"mask of {name} has {int(m.sum())} nonzeros but patterns.parquet records {recorded[name]}",
+                   source=path)

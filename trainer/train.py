@@ -1,0 +1,303 @@
+"""The training loop: dynamic-sparse MLM training of a transformers BERT that writes an accelsim trace.
+
+Deliberately one readable loop (nanoGPT style). Determinism for --resume: batches are a function of
+(seed, step) (trainer.data), and every other source of randomness (dropout, random regrowth) draws
+from the global torch RNG whose state is checkpointed, so a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from accelsim import trace as tr
+from accelsim.errors import UserError, expect
+from trainer.data import DataConfig, build_data
+from trainer.models import build_model, linear_layers, model_dims
+from trainer.sparsity import SparsityConfig, build_method
+from trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
+
+CHECKPOINT = "checkpoint.pt"
+DEFAULT_SPARSE_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "bert-tiny"
+    out: str = "runs/default"
+    steps: int = 300
+    batch_size: int = 32
+    # small BERTs from scratch tolerate a high LR; 300 steps must show a clear loss drop on a CPU
+    lr: float = 2e-3
+    warmup_fraction: float = 0.06  # BERT-style linear warm-up then linear decay
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # keeps high-LR tiny-model training from diverging
+    seed: int = 0
+    eval_every: int = 50
+    eval_batches: int = 4  # held-out batches per evaluation: enough for a stable loss, cheap on CPU
+    checkpoint_every: int = 50  # also the trace flush interval: a kill loses at most this many rows
+    save_masks: str = "auto"  # "auto" | "none" | N (every N-th mask change)
+    sparse_roles: tuple[str, ...] = DEFAULT_SPARSE_ROLES  # embeddings, LayerNorm and MLM head stay dense
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    dropout: float = 0.1
+    data: DataConfig = field(default_factory=DataConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+
+    def validate(self) -> None:
+        expect(self.steps > 0, "expected a positive number of steps", field="steps")
+        expect(self.batch_size > 0, "expected a positive batch size", field="batch_size")
+        expect(0.0 <= self.sparsity.sparsity < 1.0, f"expected sparsity in [0, 1), got {self.sparsity.sparsity}",
+               field="sparsity")
+        expect(self.lr > 0, "expected a positive learning rate", field="lr")
+        expect(self.checkpoint_every > 0 and self.eval_every > 0, "expected positive intervals",
+               field="checkpoint_every/eval_every")
+        bad = [r for r in self.sparse_roles if r not in DEFAULT_SPARSE_ROLES]
+        expect(not bad, f"unknown roles {bad}; expected some of {DEFAULT_SPARSE_ROLES}", field="sparse_roles")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["data"] = DataConfig(**d.get("data", {}))
+        d["sparsity"] = SparsityConfig(**d.get("sparsity", {}))
+        d["sparse_roles"] = tuple(d.get("sparse_roles", DEFAULT_SPARSE_ROLES))
+        return cls(**d)
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    warm = max(1, int(cfg.warmup_fraction * cfg.steps))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+    return f
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """A plain `kill` stops as cleanly as Ctrl-C: the trace is flushed and a checkpoint written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@torch.no_grad()
+def evaluate(model, data, cfg: TrainConfig) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    loss_sum = correct = count = 0.0
+    for batch in data.eval_batches(cfg.batch_size, cfg.eval_batches):
+        out = model(**batch)
+        labels = batch["labels"]
+        sel = labels != -100
+        n = float(sel.sum())
+        loss_sum += float(out.loss) * n
+        correct += float((out.logits.argmax(-1)[sel] == labels[sel]).sum())
+        count += n
+    model.train(was_training)
+    return loss_sum / max(count, 1.0), correct / max(count, 1.0)
+
+
+def build_manifest(cfg: TrainConfig, model, layers, method, data, sparse_names: set[str]) -> tr.Manifest:
+    infos = []
+    dens = method.target_densities()  # gmp starts dense: the manifest records where it is headed
+    for name, module, role in layers:
+        sparse = name in sparse_names and cfg.sparsity.method != "dense"
+        infos.append(tr.LayerInfo(name=name, role=role, shape=list(module.weight.shape),
+                                  target_density=float(dens.get(name, 1.0)) if sparse else 1.0, sparse=sparse))
+    hyper = {"name": cfg.sparsity.method, **method.hyperparameters()}
+    return tr.Manifest(
+        model=model_dims(model, cfg.data.seq_len), batch_size=cfg.batch_size, dtype="fp32", method=hyper,
+        layers=infos, seed=cfg.seed, steps=cfg.steps, versions=library_versions(), host=host_info(),
+        extra={"train_config": cfg.to_dict(), "corpus": data.corpus_info(), "model_name": cfg.model})
+
+
+def _save_checkpoint(path: Path, step: int, model, optimizer, scheduler, method) -> None:
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "method": method.state_dict(),
+             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume_config(cfg: TrainConfig, out: Path) -> TrainConfig:
+    manifest = tr.read_manifest(out)
+    saved = manifest.extra.get("train_config")
+    expect(isinstance(saved, dict), "no trainer config to resume from", source=out / "manifest.json",
+           field="extra.train_config")
+    resumed = TrainConfig.from_dict(saved)
+    resumed.steps = max(cfg.steps, resumed.steps) if cfg.steps else resumed.steps
+    resumed.out = str(out)
+    return resumed
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
+          on_step: Callable[[int, dict], None] | None = None) -> Path:
+    """Train and trace; returns the run directory. ``resume`` continues an interrupted run."""
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        expect(ckpt_path.is_file(), "no checkpoint to resume from", source=out)
+        cfg = _resume_config(cfg, out)
+    else:
+        expect(not tr.manifest_path(out).exists(),
+               "already holds a trace; pass --resume to continue it or choose another --out", source=out)
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    data = build_data(cfg.data, seed=cfg.seed)
+    model = build_model(cfg.model, vocab_size=len(data.tokenizer), seq_len=cfg.data.seq_len,
+                        dropout=cfg.dropout, seed=cfg.seed)
+    model.train()
+    layers = linear_layers(model)
+    sparse_layers = [(n, m) for n, m, role in layers if role in cfg.sparse_roles]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    method = build_method(cfg.sparsity, sparse_layers, cfg.steps)
+    method.attach(optimizer)
+    manifest = build_manifest(cfg, model, layers, method, data, {n for n, _ in sparse_layers})
+    writer = TraceWriter(out, manifest, cfg.save_masks)
+
+    start = 0
+    if resume:
+        state = torch.load(ckpt_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        method.load_state_dict(state["method"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(_as_tuple(state["python_rng"]))
+        start = int(state["step"]) + 1
+        for table in ("steps", "patterns", "eval"):
+            tr.truncate_after(out, table, start - 1)
+        writer.manifest.extra = tr.read_manifest(out).extra  # keep the original run's description
+        writer.manifest.steps = cfg.steps
+        writer._mask_changes = len(list((out / "masks").glob("step-*.npz"))) if (out / "masks").is_dir() else 0
+        writer.start()
+    else:
+        writer.start()
+
+    probe = InputZeroProbe(sparse_layers)
+    tokens_per_step = cfg.batch_size * cfg.data.seq_len
+    last_good = start - 1
+    bar = _progress(progress, cfg.steps, start)
+    try:
+        with _sigterm_as_interrupt(), bar as prog:
+            task = prog.add_task("train", total=cfg.steps, completed=start, loss=float("nan"),
+                                 density=1.0, tps=0.0) if prog else None
+            for step in range(start, cfg.steps):
+                kind = method.step_kind(step)
+                probe.armed = kind.mask_update or step == 0
+                batch = data.train_batch(step, cfg.batch_size)
+                t0 = time.perf_counter()
+                loss = model(**batch).loss
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(
+                        f"training diverged at step {step}: loss is {loss_value}; the trace and the last good "
+                        f"checkpoint (step {_ckpt_step(ckpt_path)}) are kept; lower --lr or resume from there",
+                        source=out)
+                if step == 0:
+                    writer.patterns(0, _masks(method, sparse_layers), input_zero=dict(probe.values))
+                loss.backward()
+                method.before_optimizer_step(step)  # reads dense grads, then masks them: clip what is applied
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                change = method.after_optimizer_step(step)
+                wall = time.perf_counter() - t0
+                densities = method.densities()
+                writer.step(step, loss_value, lr, tokens_per_step, wall, kind, densities, change is not None)
+                if change is not None:
+                    writer.patterns(step, _masks(method, sparse_layers), change.pruned, change.grown,
+                                    dict(probe.values))
+                probe.armed = False
+                last_good = step
+                metrics = {"loss": loss_value, "density": writer.overall_density(densities),
+                           "tps": tokens_per_step / wall}
+                if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or step == 0:
+                    el, ea = evaluate(model, data, cfg)
+                    writer.eval(step, el, ea)
+                    metrics.update(eval_loss=el, eval_accuracy=ea)
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                    writer.flush()
+                    _save_checkpoint(ckpt_path, step, model, optimizer, scheduler, method)
+                if task is not None:
+                    prog.update(task, completed=step + 1, loss=loss_value, density=metrics["density"],
+                                tps=metrics["tps"])
+                if on_step is not None:
+                    on_step(step, metrics)
+    except KeyboardInterrupt:
+        # the step in flight either finished (its row is buffered) or is dropped whole
+        writer.discard_after(last_good)
+        writer.flush()
+        if last_good >= start:
+            _save_checkpoint(ckpt_path, last_good, model, optimizer, scheduler, method)
+        raise
+    except TrainingDiverged:
+        writer.discard_after(last_good)
+        writer.flush()  # rows of good steps are kept; the checkpoint stays at the last good flush
+        raise
+    finally:
+        probe.remove()
+    summary = {"steps": cfg.steps, "trace_seconds": writer.trace_seconds}
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return out
+
+
+def _as_tuple(x):
+    """random.setstate needs tuples; torch.save round-trips them, but be lenient with lists."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _ckpt_step(path: Path) -> int | str:
+    if not path.is_file():
+        return "none"
+    return int(torch.load(path, weights_only=True)["step"])
+
+
+def _masks(method, layers) -> dict[str, torch.Tensor]:
+    masks = getattr(method, "masks", None) or {}
+    return {name: masks.get(name, torch.ones_like(m.weight, dtype=torch.bool)) for name, m in layers}
+
+
+def _progress(enabled: bool, total: int, start: int):
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("density {task.fields[density]:.3f}"),
+                    TextColumn("{task.fields[tps]:,.0f} tok/s"), TimeRemainingColumn(), transient=False)
