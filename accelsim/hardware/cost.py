@@ -1,0 +1,294 @@
+"""The per-op analytic cost model: how long one :class:`~accelsim.workload.Op` takes on one device.
+
+Formulas, units and the work-item convention are documented in docs/hardware-profiles.md; in short, for
+a product executing a fraction ``x`` of the dense FLOPs ``F`` on a path with parameters (e, d0, a):
+
+    compute  = F * (x + d0^a * x^(1-a)) / (peak * e)  (+ decode per nonzero), i.e. F*x / (peak * eff(x))
+               with eff(x) = e * x^a / (x^a + d0^a); the per-nonzero part follows the row-nnz spread
+               across work items, and compute_s is the makespan of those items on the device's units
+    memory   = sum over levels of bytes(level) / bandwidth(level)   (+ BSP exchange bytes)
+    time     = max(compute, memory) if the profile overlaps transfers else compute + memory,
+               + launch overhead + path overhead (+ BSP syncs)
+
+For a sparse linear op every path the hardware offers for the pattern is costed and the fastest wins;
+the dense path is always a candidate, so sparsity can never make an op slower than running it dense.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from accelsim.errors import UserError
+from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
+from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
+from accelsim.hardware.schema import DTYPE_BYTES
+from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
+from accelsim.workload import ELEMENTWISE_OPS, Op
+
+#: AdamW traffic per updated parameter: fp32 weight, grad, two moments read; weight and moments written.
+ADAM_BYTES_PER_PARAM = 28.0
+#: Mask update traffic per candidate weight: fp32 weight and score read, one mask bit written.
+MASK_BYTES_PER_ELEMENT = 8.125
+#: nm_2_4_frac must be this close to 1 for the 2:4 path (the statistic is a float fraction of groups).
+NM_EXACT = 1.0 - 1e-9
+
+
+@dataclass
+class OpCost:
+    compute_s: float  # max(balanced time, longest work item) on profile.compute.count units (data free)
+    memory_s: float  # sum over levels of bytes/bandwidth, including BSP exchange
+    time_s: float  # combine(compute_s, memory_s) + overhead_s
+    flops_executed: float  # FLOPs the chosen path performs (a dense path executes the zeros)
+    bytes: dict[str, float]  # per memory level name (and "exchange" on BSP devices)
+    energy_j: dict[str, float]  # "compute" and "memory:<level>"; static power is charged by the engine
+    work_items: list[float]  # durations, longest first; see accelsim.hardware.items for the convention
+    path: str  # name of the chosen path in the profile ("dense-gemm", "csr-spmm", ...)
+    overhead_s: float = 0.0  # launch + path fixed overhead + BSP syncs, included in time_s
+    units_per_item: float = 1.0  # engines one work item stands for (>1 only when items < units)
+    block: int = 0  # block size of a block path, else 0
+    candidates: dict[str, float] = field(default_factory=dict)  # time_s of every path considered
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One way to run a product: which path, what fraction of FLOPs it executes and of W it stores."""
+
+    spec: PathSpec
+    executed: float
+    stored: float
+    balanced: bool  # structured paths spread work evenly; unstructured ones follow the row-nnz law
+    block: int = 0
+
+
+def _dense_plans(spec, op, pattern, density):
+    return [_Plan(spec, 1.0, 1.0, True)]
+
+
+def _unstructured_plans(spec, op, pattern, density):
+    return [_Plan(spec, density, density, False)]
+
+
+def _nm_plans(spec, op, pattern, density):
+    if float(pattern.get("nm_2_4_frac") or 0.0) < NM_EXACT:
+        return []
+    return [_Plan(spec, 0.5, 0.5, True)]
+
+
+def _block_plans(spec, op, pattern, density):
+    plans = []
+    for b in spec.block_sizes:
+        frac = pattern.get(f"block{b}_frac")
+        if frac is not None:
+            frac = min(max(float(frac), density), 1.0)
+            plans.append(_Plan(spec, frac, frac, True, b))
+    return plans
+
+
+#: pattern kind of a path -> the plans it offers for a sparse product (registry, no if/elif over hardware)
+PLANNERS = {"dense": _dense_plans, "unstructured": _unstructured_plans, "2:4": _nm_plans, "block": _block_plans}
+
+
+def _usable(spec: PathSpec, dtype: str, phase: str | None) -> bool:
+    return (not spec.dtypes or dtype in spec.dtypes) and (phase is None or phase in spec.phases) \
+        and spec.fraction(dtype) is not None
+
+
+def _matmul_dims(op: Op) -> dict:
+    """Weight elements, activation elements and the row layout of the sparse operand for a linear op."""
+    if op.phase == "bwd_weight":  # dW[m,n] = dY^T[m,k] X[k,n]: W-shaped output, rows along m
+        return dict(w=op.m * op.n, act=op.m * op.k + op.k * op.n, rows=op.m, length=op.n, axis="row")
+    axis = "col" if op.phase == "bwd_input" else "row"  # dX uses W^T: its rows are W's columns
+    return dict(w=op.k * op.n, act=op.m * op.k + op.m * op.n, rows=op.n, length=op.k, axis=axis)
+
+
+class _Ctx:
+    """Per-query constants: profile, dtype, placement."""
+
+    def __init__(self, profile: HardwareProfile, dtype: str, resident: bool):
+        self.p = profile
+        self.dtype = dtype
+        if dtype not in DTYPE_BYTES:
+            raise UserError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}")
+        self.b = DTYPE_BYTES[dtype]
+        if dtype not in profile.compute.peak_flops:
+            raise UserError(f"profile has no compute.peak entry for dtype {dtype!r}", source=profile.source_file,
+                            field="compute.peak")
+        self.peak = profile.compute.peak_flops[dtype]
+        self.vector = profile.compute.vector_flops.get(dtype, profile.compute.vector_flops[profile.dtype])
+        self.pj_flop = profile.energy.pj_per_flop.get(dtype, profile.energy.pj_per_flop[profile.dtype])
+        sram = profile.level("sram")
+        self.weight_level = sram if (resident and sram is not None) else profile.level("main")
+        self.scratch = sram if sram is not None else profile.level("cache")
+        self.main = profile.level("main")
+        self.n_items, self.units_per_item = item_layout(profile.compute.count, profile.execution.items_per_unit)
+
+    def act_level(self, act_bytes: float):
+        """Activations stay on chip when the op's activations fit there (cached between producer and consumer)."""
+        if self.scratch is not None and act_bytes <= self.scratch.capacity_bytes:
+            return self.scratch
+        return self.main
+
+    def finish(self, plan_name: str, overhead: float, compute_items: np.ndarray, flops: float,
+               traffic: list[tuple[object, float]], block: int = 0) -> OpCost:
+        p = self.p
+        items = np.sort(np.asarray(compute_items, dtype=float))[::-1]
+        compute_s = compute_time(items, p.compute.count, self.units_per_item)
+        nbytes: dict[str, float] = {}
+        memory_s = 0.0
+        energy = {"compute": flops * self.pj_flop * 1e-12}
+        for level, amount in traffic:
+            if level is None or amount <= 0:
+                continue
+            name, bw, pj = (level if isinstance(level, tuple) else
+                            (level.name, level.bandwidth_Bps, level.energy_pj_per_byte))
+            nbytes[name] = nbytes.get(name, 0.0) + amount
+            memory_s += amount / bw
+            energy[f"memory:{name}"] = energy.get(f"memory:{name}", 0.0) + amount * pj * 1e-12
+        overhead += p.execution.launch_overhead_s
+        bsp = p.execution.bsp
+        if bsp is not None:
+            overhead += bsp.supersteps_per_op * bsp.sync_s
+        busy = max(compute_s, memory_s) if p.execution.overlap and bsp is None else compute_s + memory_s
+        return OpCost(compute_s=compute_s, memory_s=memory_s, time_s=busy + overhead, flops_executed=flops,
+                      bytes=nbytes, energy_j=energy, work_items=items.tolist(), path=plan_name,
+                      overhead_s=overhead, units_per_item=self.units_per_item, block=block)
+
+    def even_items(self, balanced_s: float) -> np.ndarray:
+        per = balanced_s * self.p.compute.count / (self.units_per_item * self.n_items)
+        return np.full(self.n_items, per)
+
+    def exchange(self, act_bytes: float) -> list:
+        bsp = self.p.execution.bsp
+        if bsp is None:
+            return []
+        return [(("exchange", bsp.exchange_bandwidth_Bps, bsp.exchange_energy_pj_per_byte), act_bytes)]
+
+
+def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: float) -> OpCost:
+    spec = plan.spec
+    dims = _matmul_dims(op) if op.kind == "linear" else None
+    flops_dense = op.flops_dense or 2.0 * op.m * op.k * op.n * op.batch
+    e, d0, a, x = spec.fraction(ctx.dtype), spec.d_half, spec.exponent, plan.executed
+    per_flop = flops_dense / (ctx.peak * e)
+    t_nnz = per_flop * x  # per-nonzero work: follows the row-nnz distribution
+    t_row = per_flop * (d0 ** a) * (x ** (1.0 - a)) if d0 > 0 and x > 0 else 0.0  # structure overhead: even
+    stored = (dims["w"] if dims else 0) * plan.stored
+    t_decode = stored * spec.decode_s_per_nnz / ctx.p.compute.count
+    even = ctx.even_items(t_row + t_decode)
+    if plan.balanced or dims is None:
+        items = even + ctx.even_items(t_nnz)
+    else:
+        shares = chunk_quantiles(ctx.n_items, dims["rows"], dims["length"], density, pattern, dims["axis"])
+        items = even + ctx.even_items(t_nnz) * shares
+    if dims is not None:
+        act_bytes = dims["act"] * ctx.b
+        w_bytes = dims["w"] * plan.stored * (ctx.b + spec.index_bytes_per_nnz)
+        traffic = [(ctx.weight_level, w_bytes), (ctx.act_level(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
+    else:  # attention products: both operands and the output are activations
+        act_bytes = op.batch * (op.m * op.k + op.k * op.n + op.m * op.n) * ctx.b
+        traffic = [(ctx.act_level(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
+    return ctx.finish(spec.name, spec.overhead_s, items, flops_dense * x, traffic, plan.block)
+
+
+def _elementwise_flops(op: Op, profile: HardwareProfile) -> float:
+    if op.kind == "elementwise":
+        return op.elements * ELEMENTWISE_OPS.get(op.role, 1.0)
+    if op.kind == "embedding":
+        return float(op.elements)
+    return float(op.flops)
+
+
+#: how much vector work an op represents, by profile kind; 'ideal' counts only the trace's FLOPs
+#: (matmuls, optimizer, mask updates), which is the naive FLOP-ratio estimate kept as a reference line.
+VECTOR_WORK = {"ideal": lambda op, profile: float(op.flops)}
+
+
+def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
+    spec = next(s for s in ctx.p.paths.values() if s.pattern == "vector" and _usable(s, ctx.dtype, None))
+    flops = VECTOR_WORK.get(ctx.p.kind, _elementwise_flops)(op, ctx.p)
+    # the optimizer and mask scoring run on fp32 master weights
+    rate = ctx.p.compute.vector_flops.get("fp32", ctx.vector) if op.kind in ("optimizer", "mask_update") \
+        else ctx.vector
+    items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
+    e = float(op.elements)
+    traffic = {
+        "elementwise": lambda: [(ctx.act_level(2 * e * ctx.b), 2 * e * ctx.b)] + ctx.exchange(2 * e * ctx.b),
+        "embedding": lambda: [(ctx.weight_level, e * ctx.b), (ctx.act_level(e * ctx.b), e * ctx.b)],
+        "optimizer": lambda: [(ctx.weight_level, e * (ADAM_BYTES_PER_PARAM + (ctx.b if ctx.b < 4 else 0)))],
+        "mask_update": lambda: [(ctx.weight_level, e * MASK_BYTES_PER_ELEMENT)],
+    }[op.kind]()
+    if ctx.p.kind == "ideal":
+        traffic = []
+    return ctx.finish(spec.name, spec.overhead_s, items, flops, traffic)
+
+
+def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None, *, resident: bool = True,
+            dtype: str | None = None, path: str | None = None) -> OpCost:
+    """Cost of ``op`` on one device of ``profile``.
+
+    ``pattern``: the layer's latest patterns.parquet row (None: uniform random at ``op.density``).
+    ``resident``: the model's training state stays in on-chip SRAM (see :func:`fits_on_chip`); only
+    profiles with an 'sram' level are affected. ``dtype`` overrides the profile's training dtype and
+    ``path`` forces one path by name (UserError if it cannot run this op).
+    """
+    profile = load_profile(profile)
+    ctx = _Ctx(profile, dtype or profile.dtype, resident)
+    if op.kind not in ("linear", "attn_matmul"):
+        return _vector_cost(ctx, op)
+    density = min(max(float(op.density), 0.0), 1.0)
+    sparse = op.kind == "linear" and op.sparse and density < 1.0
+    if sparse and pattern is None:
+        dims = _matmul_dims(op)
+        rows, cols = (dims["rows"], dims["length"]) if dims["axis"] == "row" else (dims["length"], dims["rows"])
+        pattern = synthetic_pattern(rows, cols, density)
+    phase = op.phase if op.kind == "linear" else None
+    plans: list[_Plan] = []
+    for spec in profile.paths.values():
+        if spec.pattern == "vector" or not _usable(spec, ctx.dtype, phase if spec.pattern != "dense" else None):
+            continue
+        if spec.pattern == "dense" or sparse:
+            plans.extend(PLANNERS[spec.pattern](spec, op, pattern, density))
+    if path is not None:
+        plans = [pl for pl in plans if pl.spec.name == path]
+        if not plans:
+            raise UserError(f"path {path!r} cannot run op {op.name!r} ({op.kind}, {op.phase}, density {density:g}, "
+                            f"dtype {ctx.dtype}); paths: {', '.join(profile.paths)}", source=profile.source_file)
+    if not plans:
+        raise UserError(f"no path can run op {op.name!r} in dtype {ctx.dtype}", source=profile.source_file,
+                        field="paths")
+    costs = [_cost_plan(ctx, op, pl, pattern, density) for pl in plans]
+    best = min(costs, key=lambda c: c.time_s)
+    best.candidates = {(c.path + (f"/b{c.block}" if c.block else "")): c.time_s for c in costs}
+    return best
+
+
+#: kernel_time kinds -> (phase, op dims from the forward layer's m, k, n)
+_KERNELS = {"matmul": ("fwd", lambda m, k, n: (m, k, n)),
+            "matmul_dx": ("bwd_input", lambda m, k, n: (m, n, k)),
+            "matmul_dw": ("bwd_weight", lambda m, k, n: (n, m, k))}
+
+
+def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
+                pattern: str = "unstructured", dtype: str | None = None, *, path: str | None = None) -> float:
+    """Seconds for one product of a linear layer Y = X W^T (X: m x k, W: n x k at ``density``).
+
+    ``kind``: "matmul" (forward), "matmul_dx" (input gradient) or "matmul_dw" (weight gradient), always
+    described by the forward layer's m, k, n. ``pattern``: one of SYNTHETIC_KINDS. Same code path as the
+    simulator: builds the Op and a synthetic pattern row and returns ``op_cost(...).time_s``.
+    """
+    if kind not in _KERNELS:
+        raise UserError(f"unknown kernel kind {kind!r}; expected one of {', '.join(_KERNELS)}")
+    if pattern not in SYNTHETIC_KINDS:
+        raise UserError(f"unknown pattern {pattern!r}; expected one of {', '.join(SYNTHETIC_KINDS)}")
+    if not (0.0 < density <= 1.0) or min(m, k, n) < 1:
+        raise UserError(f"expected 0 < density <= 1 and positive sizes, got m={m} k={k} n={n} density={density}")
+    if pattern == "2:4" and density > 0.5:
+        raise UserError(f"a 2:4 pattern keeps at most half of the weights, got density={density}")
+    phase, dims = _KERNELS[kind]
+    om, ok, on = dims(m, k, n)
+    dense = 2.0 * om * ok * on
+    op = Op(name=f"kernel.{kind}", kind="linear", phase=phase, m=om, k=ok, n=on, density=density,
+            sparse=density < 1.0, flops_dense=dense, flops=dense * density)
+    pat = synthetic_pattern(n, k, density, pattern) if density < 1.0 else None
+    return op_cost(profile, op, pat, dtype=dtype, path=path).time_s

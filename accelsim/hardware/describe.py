@@ -1,0 +1,63 @@
+"""Human-readable views of a profile (used by `accelsim hw list/show`): flattened fields with provenance."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accelsim.hardware.profile import HardwareProfile, profile_to_dict
+from accelsim.hardware.schema import covers
+from accelsim.hardware.units import human
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    field: str
+    value: str
+    provenance: str  # the citation, or the assumption's reason
+    assumption: bool
+    covered_by: str  # the sources/assumptions key that covers this field
+
+
+def _flatten(data, prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(data, list) and data and all(isinstance(v, dict) and "name" in v for v in data):
+        for v in data:  # memory levels are addressed by name, as in sources/assumptions
+            rest = {k: x for k, x in v.items() if k != "name"}
+            out.extend(_flatten(rest, f"{prefix}.{v['name']}"))
+    else:
+        out.append((prefix, data))
+    return out
+
+
+def field_rows(profile: HardwareProfile) -> list[FieldRow]:
+    """Every field of the profile with the citation or assumption covering it (most specific key wins)."""
+    data = profile_to_dict(profile)
+    for key in ("sources", "assumptions", "fitted", "format"):
+        data.pop(key, None)
+    rows = []
+    for path, value in _flatten(data):
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        src = max((k for k in profile.sources if covers(k, path)), key=len, default="")
+        asm = max((k for k in profile.assumptions if covers(k, path)), key=len, default="")
+        if asm and len(asm) >= len(src):
+            rows.append(FieldRow(path, text, profile.assumptions[asm] or "(no reason given)", True, asm))
+        elif src:
+            rows.append(FieldRow(path, text, profile.sources[src], False, src))
+        else:
+            rows.append(FieldRow(path, text, "", False, ""))
+    return rows
+
+
+def summary(profile: HardwareProfile) -> dict[str, str]:
+    """One line per profile for `accelsim hw list`."""
+    peak = profile.compute.peak_flops[profile.dtype]
+    memory = ", ".join(f"{lv.name} {human(lv.capacity_bytes, 'bytes')} @ {human(lv.bandwidth_Bps, 'bandwidth')}"
+                       for lv in profile.memory if lv.role in ("sram", "main")) or "none"
+    exploits = ", ".join(f"{s.pattern}" + (f" {'/'.join(map(str, s.block_sizes))}" if s.block_sizes else "")
+                         + f" ({name})" for name, s in profile.paths.items()
+                         if s.pattern not in ("dense", "vector")) or "none"
+    return {"name": profile.name, "kind": profile.kind, "dtype": profile.dtype,
+            "peak": f"{human(peak, 'flop_rate')} x{profile.compute.count} {profile.compute.unit_name}s",
+            "memory": memory, "exploits": exploits}

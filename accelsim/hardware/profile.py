@@ -1,0 +1,293 @@
+"""Hardware profiles: pure data loaded from ``hwconfigs/<name>.yaml`` (format in docs/hardware-profiles.md).
+
+Values are held in SI units (FLOP/s, B/s, bytes, seconds, W) except energies, kept in pJ as their names
+say. A profile is immutable; calibration derives a new one with :func:`with_params` and writes it with
+:func:`profile_to_yaml` (which records the ``fitted`` provenance block).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from accelsim.errors import UserError
+from accelsim.hardware.schema import DTYPE_BYTES, FORMAT_VERSION, parse_profile
+from accelsim.hardware.units import format_quantity
+
+
+@dataclass(frozen=True)
+class Compute:
+    count: int  # parallel compute units the engine schedules work items on (cores, SMs, tiles, PE groups)
+    unit_name: str
+    peak_flops: dict[str, float]  # matrix-engine peak per dtype, FLOP/s for the whole device
+    vector_flops: dict[str, float]  # elementwise throughput per dtype, FLOP/s
+    clock_hz: float = 0.0  # informational; 0 when not given
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    name: str
+    role: str  # cache (hardware managed) | sram (software managed, can hold resident state) | main | external
+    capacity_bytes: float
+    bandwidth_Bps: float
+    energy_pj_per_byte: float
+
+
+@dataclass(frozen=True)
+class Link:
+    bandwidth_Bps: float  # per device and direction, for ring all-reduce
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Energy:
+    pj_per_flop: dict[str, float]
+    static_power_w: float
+
+
+@dataclass(frozen=True)
+class BSP:
+    """Bulk-synchronous execution (IPU): compute, then sync, then exchange, never overlapped."""
+
+    sync_s: float
+    exchange_bandwidth_Bps: float
+    exchange_energy_pj_per_byte: float
+    supersteps_per_op: int
+
+
+@dataclass(frozen=True)
+class Execution:
+    overlap: bool  # transfers overlap compute (roofline max) or not (sum)
+    launch_overhead_s: float  # per op (kernel launch, thread fork, program step)
+    items_per_unit: int  # work items per compute unit: 1 = static partition, >1 = dynamic scheduling
+    bsp: BSP | None = None
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """One way to execute a product, with the few fittable efficiency parameters of docs/hardware-profiles.md."""
+
+    name: str
+    pattern: str  # dense | unstructured | 2:4 | block | vector
+    peak_fraction: dict[str, float]  # e_max per dtype; key "*" applies to every dtype
+    d_half: float = 0.0  # executed fraction at which efficiency is half of e_max
+    exponent: float = 1.0  # steepness a of the efficiency curve, in (0, 1] so time never falls with density
+    overhead_s: float = 0.0  # fixed seconds per call on top of the launch overhead
+    decode_s_per_nnz: float = 0.0  # format handling per stored nonzero (one unit's time)
+    index_bytes_per_nnz: float = 0.0  # format metadata moved with every stored value
+    block_sizes: tuple[int, ...] = ()
+    phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
+    dtypes: tuple[str, ...] = ()  # empty: every dtype the device has a peak for
+    description: str = ""
+
+    def fraction(self, dtype: str) -> float | None:
+        return self.peak_fraction.get(dtype, self.peak_fraction.get("*"))
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    kind: str
+    description: str
+    dtype: str
+    compute: Compute
+    memory: tuple[MemoryLevel, ...]
+    energy: Energy
+    execution: Execution
+    paths: dict[str, PathSpec]
+    link: Link | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    assumptions: dict[str, str] = field(default_factory=dict)  # field path -> reason ("" when none given)
+    fitted: dict[str, Any] | None = None
+    source_file: str = ""
+
+    def level(self, role: str) -> MemoryLevel | None:
+        """The slowest level with ``role`` (e.g. the largest cache), or None."""
+        found = [lv for lv in self.memory if lv.role == role]
+        return found[-1] if found else None
+
+    def dtype_bytes(self, dtype: str | None = None) -> int:
+        return DTYPE_BYTES[dtype or self.dtype]
+
+
+def _package_dir():
+    return resources.files("hwconfigs")
+
+
+def list_profiles() -> list[str]:
+    """Names of the bundled profiles."""
+    return sorted(p.name[:-5] for p in _package_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name_or_path: str | Path | HardwareProfile) -> HardwareProfile:
+    """A bundled profile by name, or a YAML file by path, fully validated."""
+    if isinstance(name_or_path, HardwareProfile):
+        return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise UserError(f"expected a profile name or a path, got {type(name_or_path).__name__}")
+    text_name = str(name_or_path)
+    if isinstance(name_or_path, str) and text_name in list_profiles():
+        return _load_bundled(text_name)
+    path = Path(name_or_path)
+    if not path.exists():
+        hint = "" if path.suffix else f"; bundled profiles: {', '.join(list_profiles())}"
+        raise UserError(f"no such hardware profile{hint}", source=text_name)
+    if not path.is_file():
+        raise UserError("not a file", source=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read the file ({err.__class__.__name__})", source=path) from None
+    return load_profile_text(text, source=str(path))
+
+
+@lru_cache(maxsize=None)
+def _load_bundled(name: str) -> HardwareProfile:
+    # cached: calibration loops call kernel_time("cpu-local", ...) thousands of times; profiles are immutable
+    res = _package_dir() / f"{name}.yaml"
+    return load_profile_text(res.read_text(encoding="utf-8"), source=f"hwconfigs/{name}.yaml")
+
+
+def load_profile_text(text: str, source: str = "<string>") -> HardwareProfile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"not valid YAML{where}", source=source) from None
+    except (RecursionError, ValueError, OverflowError) as err:  # pathological documents
+        raise UserError(f"not a loadable YAML document ({err.__class__.__name__})", source=source) from None
+    return HardwareProfile(**parse_profile(data, source))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing profiles back (calibration) and the named fittable parameters
+
+
+def profile_to_dict(profile: HardwareProfile) -> dict[str, Any]:
+    """The YAML mapping of ``profile`` with explicit units (loads back to an equal profile)."""
+    q = format_quantity
+    p = profile
+    data: dict[str, Any] = {"format": FORMAT_VERSION, "name": p.name, "kind": p.kind, "description": p.description,
+                            "dtype": p.dtype}
+    comp = {"units": p.compute.count, "unit_name": p.compute.unit_name}
+    if p.compute.clock_hz:
+        comp["clock"] = q(p.compute.clock_hz, "frequency")
+    comp["peak"] = {k: q(v, "flop_rate") for k, v in p.compute.peak_flops.items()}
+    comp["vector"] = {k: q(v, "flop_rate") for k, v in p.compute.vector_flops.items()}
+    data["compute"] = comp
+    data["memory"] = [{"name": lv.name, "role": lv.role, "capacity": q(lv.capacity_bytes, "bytes"),
+                       "bandwidth": q(lv.bandwidth_Bps, "bandwidth"),
+                       "energy": q(lv.energy_pj_per_byte * 1e-12, "energy_per_byte")} for lv in p.memory]
+    if p.link is not None:
+        data["link"] = {"bandwidth": q(p.link.bandwidth_Bps, "bandwidth"), "latency": q(p.link.latency_s, "time")}
+    data["energy"] = {"compute": {k: q(v * 1e-12, "energy_per_flop") for k, v in p.energy.pj_per_flop.items()},
+                      "static_power": q(p.energy.static_power_w, "power")}
+    ex: dict[str, Any] = {"overlap": p.execution.overlap,
+                          "launch_overhead": q(p.execution.launch_overhead_s, "time"),
+                          "items_per_unit": p.execution.items_per_unit}
+    if p.execution.bsp is not None:
+        b = p.execution.bsp
+        ex["bsp"] = {"sync": q(b.sync_s, "time"), "exchange_bandwidth": q(b.exchange_bandwidth_Bps, "bandwidth"),
+                     "exchange_energy": q(b.exchange_energy_pj_per_byte * 1e-12, "energy_per_byte"),
+                     "supersteps_per_op": b.supersteps_per_op}
+    data["execution"] = ex
+    data["paths"] = {name: _path_dict(s) for name, s in p.paths.items()}
+    data["sources"] = dict(p.sources)
+    data["assumptions"] = [{k: v} if v else k for k, v in p.assumptions.items()]
+    if p.fitted is not None:
+        data["fitted"] = p.fitted
+    return data
+
+
+def _path_dict(s: PathSpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"pattern": s.pattern}
+    if s.description:
+        d["description"] = s.description
+    d["peak_fraction"] = s.peak_fraction["*"] if list(s.peak_fraction) == ["*"] else dict(s.peak_fraction)
+    # defaults are left out so that they need no provenance entry (see schema._check_coverage)
+    for key, value, default, text in (
+            ("d_half", s.d_half, 0.0, s.d_half), ("exponent", s.exponent, 1.0, s.exponent),
+            ("overhead", s.overhead_s, 0.0, format_quantity(s.overhead_s, "time")),
+            ("decode_per_nnz", s.decode_s_per_nnz, 0.0, format_quantity(s.decode_s_per_nnz, "time")),
+            ("index_bytes_per_nnz", s.index_bytes_per_nnz, 0.0, format_quantity(s.index_bytes_per_nnz, "bytes"))):
+        if value != default:
+            d[key] = text
+    if s.block_sizes:
+        d["block_sizes"] = list(s.block_sizes)
+    if tuple(s.phases) != ("fwd", "bwd_input", "bwd_weight"):
+        d["phases"] = list(s.phases)
+    if s.dtypes:
+        d["dtypes"] = list(s.dtypes)
+    return d
+
+
+def profile_to_yaml(profile: HardwareProfile, extra: dict | None = None) -> str:
+    """YAML text of ``profile``; ``extra`` (e.g. ``{"fitted": {...}}``) is merged at the top level."""
+    data = profile_to_dict(profile)
+    if extra:
+        data.update(extra)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+
+
+#: Fittable parameters per path: name -> (PathSpec attribute, lower bound, upper bound).
+FIT_PARAMS = {"peak_fraction": ("peak_fraction", 1e-6, 1.0), "d_half": ("d_half", 0.0, 10.0),
+              "exponent": ("exponent", 1e-3, 1.0), "overhead": ("overhead_s", 0.0, 10.0),
+              "decode_per_nnz": ("decode_s_per_nnz", 0.0, 1.0)}
+
+
+def fittable_params(profile: HardwareProfile) -> dict[str, float]:
+    """Current values of the efficiency parameters, keyed 'paths.<path>.<param>[.<dtype>]' (times in s)."""
+    out: dict[str, float] = {}
+    for name, s in profile.paths.items():
+        for param, (attr, _, _) in FIT_PARAMS.items():
+            if param == "peak_fraction":
+                for dt, v in s.peak_fraction.items():
+                    out[f"paths.{name}.peak_fraction" + ("" if dt == "*" else f".{dt}")] = v
+            else:
+                out[f"paths.{name}.{param}"] = getattr(s, attr)
+    return out
+
+
+def param_bounds(key: str) -> tuple[float, float]:
+    """(lower, upper) bounds of a fittable parameter key, for scipy.optimize."""
+    parts = key.split(".")
+    _, lo, hi = FIT_PARAMS[parts[2]]
+    return lo, hi
+
+
+def with_params(profile: HardwareProfile, updates: dict[str, float], source: str | None = None) -> HardwareProfile:
+    """A copy of ``profile`` with fittable parameters replaced (keys as in :func:`fittable_params`).
+
+    ``source`` (e.g. "fitted to kernels/bench_spmm.py timings, issue #7") becomes the ``sources`` entry of
+    every updated key, so the written profile says where the new numbers come from.
+    """
+    paths = dict(profile.paths)
+    for key, value in updates.items():
+        parts = key.split(".")
+        if len(parts) not in (3, 4) or parts[0] != "paths" or parts[1] not in paths or parts[2] not in FIT_PARAMS:
+            raise UserError(f"unknown fittable parameter {key!r}; see fittable_params()")
+        lo, hi = param_bounds(key)
+        if not (lo <= float(value) <= hi) or (parts[2] in ("peak_fraction", "exponent") and value <= 0):
+            raise UserError(f"parameter {key!r} = {value!r} outside its range [{lo:g}, {hi:g}]")
+        spec = paths[parts[1]]
+        if parts[2] == "peak_fraction":
+            fr = dict(spec.peak_fraction)
+            dt = parts[3] if len(parts) == 4 else "*"
+            if dt not in fr:
+                raise UserError(f"path {parts[1]!r} has no peak_fraction entry for {dt!r}")
+            fr[dt] = float(value)
+            spec = dataclasses.replace(spec, peak_fraction=fr)
+        else:
+            spec = dataclasses.replace(spec, **{FIT_PARAMS[parts[2]][0]: float(value)})
+        paths[parts[1]] = spec
+    sources = dict(profile.sources)
+    if source:
+        for key in updates:
+            sources[key] = source
+    return dataclasses.replace(profile, paths=paths, sources=sources)
