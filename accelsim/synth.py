@@ -30,7 +30,7 @@ from accelsim import __version__
 from accelsim.errors import expect
 from accelsim.patterns import pattern_stats
 from accelsim.sim.methods import known_methods, method_rule
-from accelsim.trace import LayerInfo, Manifest, append_rows, write_manifest
+from accelsim.trace import LayerInfo, Manifest, append_columns, append_rows, write_manifest
 from accelsim.workload import phase_flops, step_ops
 
 
@@ -361,10 +361,8 @@ def _write_steps(out, manifest, rule, versions, nnz, seed) -> None:
                                                                      manifest.model["seq_len"]),
             "wall_s": np.full(len(steps), np.nan), "mask_changed": mask_changed, "density": overall[after]}
     cols.update({c: v[inverse] for c, v in flops.items()})
-    names = list(cols)
     for lo in range(0, len(steps), _PART_ROWS):
-        chunk = [cols[c][lo:lo + _PART_ROWS].tolist() for c in names]
-        append_rows(out, "steps", [dict(zip(names, vals)) for vals in zip(*chunk)])
+        append_columns(out, "steps", {c: v[lo:lo + _PART_ROWS] for c, v in cols.items()})
 
 
 def synth_sweep(model: str = "bert-base", sparsities=(0.5, 0.7, 0.8, 0.9, 0.95), *, method: str = "rigl",

@@ -9,6 +9,7 @@ A run directory holds::
     steps.parquet/           one row per optimizer step, as append-only part files
     patterns.parquet/        one row per sparse layer at step 0 and at every mask change
     eval.parquet/            held-out metrics at intervals
+    fff.parquet/             fast-feedforward routing statistics (FFF models only)
     masks/step-XXXXXXXX.npz  bit-packed full masks at mask changes (optional)
     checkpoint.pt            latest resumable state (trainer only)
 
@@ -89,7 +90,33 @@ EVAL_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "eval_accuracy": (pa.float64(), "1", "held-out masked-token accuracy"),
 }
 
-TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUMNS}
+#: Fast feedforward (UltraSparseBERT) layers: one row per FFF layer per recorded training step.
+#: Load balance is summarised per tree level (lists of length depth + 1, root first) rather than stored
+#: as per-node counts: those are K*(2^(D+1)-1) numbers per row (4095 at depth 11).
+FFF_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    "step": (pa.int64(), "count", "training step whose forward pass these statistics describe"),
+    "layer": (pa.string(), "name", "module name of the FFF layer (replaces the block's intermediate)"),
+    "tokens": (pa.int64(), "tokens", "tokens routed through the layer in this step (padding included)"),
+    "trees": (pa.int64(), "count", "parallel trees K"),
+    "depth": (pa.int64(), "count", "tree depth D (D + 1 levels)"),
+    "neurons": (pa.int64(), "count", "neurons of the layer, K x (2^(D+1) - 1)"),
+    "neurons_per_token": (pa.float64(), "count", "mean distinct neurons evaluated per token (K x (D+1) under hard routing)"),
+    "nodes_used": (pa.int64(), "count", "distinct neurons visited by at least one token"),
+    "level_nodes_used": (pa.list_(pa.int64()), "count", "per level: distinct nodes visited (of K x 2^level)"),
+    "level_max_visits": (pa.list_(pa.int64()), "tokens", "per level: visits of the most-loaded node (mean is K x tokens / (K x 2^level))"),
+    "level_cv": (pa.list_(pa.float64()), "1", "per level: coefficient of variation (std / mean) of visits over the K x 2^level nodes; 0 = perfectly balanced"),
+    "flops_cond": (pa.float64(), "FLOP", "forward matmul FLOPs of the conditional path: 4 x tokens x hidden x neurons_per_token"),
+    "flops_dense_equiv": (pa.float64(), "FLOP", "forward matmul FLOPs of the dense FF of equal width: 4 x tokens x hidden x neurons"),
+}
+
+TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUMNS, "fff": FFF_COLUMNS}
+#: Tables whose rows are per layer: sorted by (step, layer) when read.
+_PER_LAYER_TABLES = ("patterns", "fff")
+
+#: ``manifest.model["ffn"]["type"]`` values; a manifest without the key has the dense BERT FFN.
+FFN_TYPES = ("dense", "fff")
+#: How the trainer computed an FFF layer: on the visited path only, or all neurons then masked.
+FFF_TRAIN_MODES = ("gather", "masked")
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -139,6 +166,7 @@ class Manifest:
         for key in ("layers", "hidden", "heads", "intermediate", "vocab", "seq_len"):
             expect(isinstance(model.get(key), int) and model[key] > 0,
                    "expected a positive integer", source=source, field=f"model.{key}")
+        _check_ffn(model.get("ffn"), source)
         for key in ("batch_size",):
             expect(isinstance(data.get(key), int) and data[key] > 0, "expected a positive integer",
                    source=source, field=key)
@@ -170,6 +198,21 @@ class Manifest:
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in data.items() if k in known and k != "layers"}
         return cls(layers=layers, **kwargs)
+
+
+def _check_ffn(ffn: Any, source: str | Path) -> None:
+    """``model.ffn`` is optional (older traces: dense FFN); when present it must be well formed."""
+    if ffn is None:
+        return
+    expect(isinstance(ffn, dict) and ffn.get("type") in FFN_TYPES, f"expected an object with type in {FFN_TYPES}",
+           source=source, field="model.ffn")
+    if ffn["type"] != "fff":
+        return
+    for key, low in (("trees", 1), ("depth", 0)):
+        expect(isinstance(ffn.get(key), int) and not isinstance(ffn.get(key), bool) and ffn[key] >= low,
+               f"expected an integer >= {low}", source=source, field=f"model.ffn.{key}")
+    expect(ffn.get("train_mode", "gather") in FFF_TRAIN_MODES, f"expected one of {FFF_TRAIN_MODES}",
+           source=source, field="model.ffn.train_mode")
 
 
 def manifest_path(run: Path) -> Path:
@@ -207,18 +250,33 @@ def table_dir(run: Path, table: str) -> Path:
 
 
 def append_rows(run: Path, table: str, rows: list[dict[str, Any]]) -> None:
-    """Append rows as one new Parquet part named by its step range (atomic rename)."""
+    """Append rows (dicts) as one new Parquet part named by its step range (atomic rename)."""
     if not rows:
         return
-    schema = arrow_schema(table)
-    missing = [c for c in schema.names if c not in rows[0]]
+    missing = [c for c in TABLES[table] if c not in rows[0]]
     if missing:
         raise ValueError(f"{table} rows lack columns {missing}")
-    arrays = [pa.array([r[c] for r in rows], type=schema.field(c).type) for c in schema.names]
-    tbl = pa.Table.from_arrays(arrays, schema=schema)
+    append_columns(run, table, {c: [r[c] for r in rows] for c in TABLES[table]})
+
+
+def append_columns(run: Path, table: str, columns: dict[str, Any]) -> None:
+    """Append whole columns (lists or numpy arrays, steps ascending) as one new Parquet part.
+
+    The columnar form is what generators of long traces want: a million-row part costs one
+    pyarrow conversion per column instead of a million dicts.
+    """
+    schema = arrow_schema(table)
+    missing = [c for c in schema.names if c not in columns]
+    if missing:
+        raise ValueError(f"{table} columns missing: {missing}")
+    tbl = pa.Table.from_arrays([pa.array(columns[c], type=schema.field(c).type) for c in schema.names],
+                               schema=schema)
+    if tbl.num_rows == 0:
+        return
     d = table_dir(run, table)
     d.mkdir(parents=True, exist_ok=True)
-    first, last = int(rows[0]["step"]), int(rows[-1]["step"])
+    steps = tbl["step"]
+    first, last = int(steps[0].as_py()), int(steps[-1].as_py())
     name = f"part-{first:08d}-{last:08d}.parquet"
     tmp = d / f".{name}.tmp"
     pq.write_table(tbl, tmp, compression="zstd")
@@ -248,7 +306,9 @@ def read_table(run: Path, table: str) -> pa.Table:
         expect(not missing, f"missing columns {missing}", source=p)
         tables.append(t.select(schema.names).cast(schema))
     tbl = pa.concat_tables(tables)
-    return tbl.sort_by("step") if table != "patterns" else tbl.sort_by([("step", "ascending"), ("layer", "ascending")])
+    if table in _PER_LAYER_TABLES:
+        return tbl.sort_by([("step", "ascending"), ("layer", "ascending")])
+    return tbl.sort_by("step")
 
 
 def truncate_after(run: Path, table: str, step: int) -> None:
@@ -309,9 +369,11 @@ class Trace:
     steps: pa.Table
     patterns: pa.Table
     eval: pa.Table
+    fff: pa.Table | None = None  # FFF load statistics; empty for traces without FFF layers
 
 
 def load_trace(run: str | Path) -> Trace:
     run = Path(run)
     manifest = read_manifest(run)
-    return Trace(run, manifest, read_table(run, "steps"), read_table(run, "patterns"), read_table(run, "eval"))
+    return Trace(run, manifest, read_table(run, "steps"), read_table(run, "patterns"), read_table(run, "eval"),
+                 read_table(run, "fff"))
