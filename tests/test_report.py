@@ -1,0 +1,255 @@
+"""Reports, compare and plots on a small trained pair (dense + RigL) simulated on three profiles."""
+import base64
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from accelsim import trace as tr
+from accelsim.cli import main
+from accelsim.errors import UserError
+from accelsim.hardware import load_profile
+from accelsim.report import build_report, load_validation
+from accelsim.sim.api import simulate_many
+
+HW = ["ideal", "cpu-local", "gpu-a100"]
+TARGET = 5.95  # reached by both tiny runs (their losses start near ln(400) ~ 6.0)
+
+
+def _tiny_cfg(out, method, sparsity):
+    from trainer.data import DataConfig
+    from trainer.sparsity import SparsityConfig
+    from trainer.train import TrainConfig
+
+    return TrainConfig(model="bert-tiny", out=str(out), steps=8, batch_size=4, lr=1e-3, seed=3, eval_every=4,
+                       eval_batches=1, checkpoint_every=4, threads=1,
+                       data=DataConfig(vocab_size=400, seq_len=32, max_texts=400),
+                       sparsity=SparsityConfig(method=method, sparsity=sparsity, update_every=3))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from trainer.train import train
+
+    root = tmp_path_factory.mktemp("report")
+    paths = [train(_tiny_cfg(root / "dense", "dense", 0.0), progress=False),
+             train(_tiny_cfg(root / "rigl", "rigl", 0.8), progress=False)]
+    for p in paths:
+        for r in simulate_many(p, HW, target_loss=TARGET):
+            r.save(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return build_report(runs, out), out
+
+
+def _sim(run: Path, hw: str) -> dict:
+    return json.loads((run / "sim" / f"{hw}.json").read_text())
+
+
+def _md_summary(md: str) -> list[dict]:
+    """Rows of the first Markdown table (the summary)."""
+    lines = md.split("## Summary", 1)[1].splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    table = []
+    for ln in lines[first:]:
+        if not ln.startswith("|"):
+            break
+        table.append([c.strip() for c in ln.strip("|").split("|")])
+    return [dict(zip(table[0], row)) for row in table[2:]]
+
+
+def _num(text: str) -> float:
+    return float(text.rstrip("x"))
+
+
+def test_summary_table_matches_the_simulator_json(report, runs):
+    files, _ = report
+    rows = _md_summary(files["md"].read_text())
+    assert len(rows) == len(HW) * len(runs)
+    bundled_order = ["cpu-local", "gpu-a100", "ideal"]
+    assert [r["hardware"] for r in rows] == [h for h in bundled_order for _ in runs]  # hardware-major
+    for row in rows:
+        sim = _sim(next(p for p in runs if p.name == row["run"]), row["hardware"])
+        for col, key in (("time (s)", "time_s"), ("energy (J)", "energy_j"), ("speedup vs dense", "speedup"),
+                         ("energy vs dense", "energy_ratio"), ("time to target (s)", "time_to_target_s")):
+            assert _num(row[col]) == pytest.approx(sim[key], rel=5e-4), (row, col)
+        assert _num(row["EDP (J·s)"]) == pytest.approx(sim["time_s"] * sim["energy_j"], rel=5e-4)
+    doc = json.loads(files["json"].read_text())
+    for r in doc["summary"]:  # the machine-readable copy is exact
+        sim = _sim(next(p for p in runs if p.name == r["run"]), r["hardware"])
+        assert (r["time_s"], r["energy_j"], r["speedup"], r["time_to_target_s"]) == \
+            (sim["time_s"], sim["energy_j"], sim["speedup"], sim["time_to_target_s"])
+    dense_rows = [r for r in doc["summary"] if r["run"] == "dense"]
+    assert all(r["speedup"] == pytest.approx(1.0) and r["target_speedup"] == pytest.approx(1.0) for r in dense_rows)
+    rigl = {r["hardware"]: r for r in doc["summary"] if r["run"] == "rigl"}
+    dense = {r["hardware"]: r for r in dense_rows}
+    for hw in HW:
+        assert rigl[hw]["target_speedup"] == pytest.approx(dense[hw]["time_to_target_s"] / rigl[hw]["time_to_target_s"])
+
+
+def test_report_has_every_section_and_flags_every_assumption(report):
+    files, _ = report
+    md = files["md"].read_text()
+    for heading in ("## Summary", "## Run configuration", "## Training: loss, eval and per-layer density",
+                    "## FLOPs breakdown", "## Hardware: time and energy", "## Where the time goes",
+                    "## Time to target loss", "## Cost-model validation", "## Hardware profiles and their assumptions"):
+        assert heading in md
+    assert md.index("## Summary") < md.index("## Run configuration")  # summary first, for the README
+    for hw in HW:
+        for field, _ in load_profile(hw).assumptions.items():
+            assert f"| ⚠ {field} |" in md, (hw, field)
+    assert "No validation of the cost model" in md
+    html = files["html"].read_text()
+    assert html.count("<table") >= 6 and 'class=warn' in html
+
+
+def test_flops_table_sums_the_trace(report, runs):
+    files, _ = report
+    md = files["md"].read_text()
+    section = md.split("## FLOPs breakdown", 1)[1]
+    for run in runs:
+        steps = tr.read_table(run, "steps")
+        need = sum(float(np.sum(steps[f"flops_{p}"].to_numpy())) for p in tr.PHASES)
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {run.name} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[-3]) == pytest.approx(need, rel=5e-4)
+
+
+def test_html_is_self_contained_and_its_images_decode(report):
+    files, out = report
+    html = files["html"].read_text()
+    assert not re.search(r"(?i)\b(?:https?|ftp)://", html)
+    assert not re.search(r"(?i)<link|<script[^>]*\bsrc=|@import|url\(|<iframe|<object|<embed", html)
+    srcs = re.findall(r'\bsrc="([^"]*)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for s in srcs:
+        img = PILImage.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1])))
+        img.verify()
+        assert img.format == "PNG" and img.size[0] > 200
+    import matplotlib.image as mpimg
+
+    linked = re.findall(r"\]\((figures/[^)]+\.png)\)", files["md"].read_text())
+    assert len(linked) == len(srcs)
+    for rel in linked:
+        assert mpimg.imread(out / rel).ndim == 3
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1))
+    assert data["target_loss"] == TARGET and len(data["summary"]) == len(HW) * 2
+
+
+VALIDATION = {  # the shape kernels.calibrate.validate writes (its summary fields)
+    "profile": "cpu-local", "profile_file": "fit.yaml", "measurements": "m.json",
+    "mode": "held-out points of the file the profile was fitted to", "n_points": 12,
+    "overall_mape": {"n": 12, "mape": 0.1234, "median_ratio": 0.97},
+    "mape_by_pattern": {"dense": {"n": 6, "mape": 0.05, "median_ratio": 1.01},
+                        "unstructured": {"n": 6, "mape": 0.2, "median_ratio": 0.9}},
+    "mape_by_kernel": {}, "points": []}
+
+
+def test_validation_is_found_next_to_a_run_or_given_explicitly(runs, tmp_path):
+    (runs[1] / "validation.json").write_text(json.dumps(VALIDATION))
+    PILImage.new("RGB", (300, 200), "white").save(runs[1] / "validation.png")  # its scatter plot
+    try:
+        files = build_report(runs, tmp_path / "auto")
+    finally:
+        (runs[1] / "validation.json").unlink()
+        (runs[1] / "validation.png").unlink()
+    md = files["md"].read_text()
+    assert "| cpu-local | 12 | 12.3 | 0.97 |" in md and "| unstructured | 6 | 20.0 | 0.9 |" in md
+    assert "(figures/validation-cpu-local.png)" in md
+    assert PILImage.open(tmp_path / "auto" / "figures" / "validation-cpu-local.png").size == (300, 200)
+    other = dict(VALIDATION, profile="fpga-u280")
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(other))
+    md = build_report(runs, tmp_path / "given", validation=[path])["md"].read_text()
+    assert "validates profile 'fpga-u280', which this report did not simulate" in md
+    path.write_text(json.dumps({"profile": "x"}))
+    with pytest.raises(UserError, match="overall_mape"):
+        load_validation(path)
+
+
+def test_report_cli_and_errors(runs, tmp_path, capsys):
+    main(["report", str(runs[0]), str(runs[1]), "--out", str(tmp_path / "r"), "--hw", "ideal", "--json"])
+    files = json.loads(capsys.readouterr().out)
+    rows = _md_summary(Path(files["md"]).read_text())
+    assert {r["hardware"] for r in rows} == {"ideal"}
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "not a run directory" in err
+
+
+def test_report_of_a_run_without_simulations_says_so(tmp_path):
+    from accelsim.synth import synth_trace
+
+    run = synth_trace("bert-tiny", "rigl", 0.9, steps=20, update_every=5, batch_size=2, seq_len=16, out=tmp_path / "s")
+    md = build_report([run], tmp_path / "out")["md"].read_text()
+    assert "No stored simulations" in md and "Synthetic traces" in md
+
+
+def test_compare_formats_agree_with_the_json(runs, capsys):
+    main(["compare", str(runs[0]), str(runs[1]), "--hw", "cpu-local,ideal", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["hardware"], r["run"]) for r in rows] == [("cpu-local", "dense"), ("cpu-local", "rigl"),
+                                                         ("ideal", "dense"), ("ideal", "rigl")]
+    for r in rows:
+        sim = _sim(next(p for p in runs if p.name == r["run"]), r["hardware"])
+        assert r["time_s"] == sim["time_s"] and r["energy_ratio"] == sim["energy_ratio"]
+        assert r["edp_js"] == pytest.approx(sim["time_s"] * sim["energy_j"])
+    main(["compare", str(runs[0]), str(runs[1]), "--hw", "ideal", "--format", "csv"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("hardware,run,method,sparsity,time_s,energy_j,speedup") and len(lines) == 3
+    main(["compare", str(runs[1]), "--hw", "ideal"])
+    out = capsys.readouterr().out
+    assert "speedup vs dense" in out and "rigl" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", str(runs[1]), "--format", "xml"])
+    assert exc.value.code == 2
+
+
+def test_compare_simulates_missing_hardware_and_stores_it(runs, capsys):
+    target = runs[1] / "sim" / "fpga-u280.json"
+    assert not target.exists()
+    main(["compare", str(runs[1]), "--hw", "fpga-u280", "--format", "json"])
+    assert json.loads(capsys.readouterr().out)[0]["time_s"] == json.loads(target.read_text())["time_s"]
+    for f in (runs[1] / "sim").glob("fpga-u280*"):
+        f.unlink()
+
+
+def _check_plots(files: list[str], stems=("speedup-vs-sparsity", "energy-vs-sparsity", "loss-vs-time")):
+    import matplotlib.image as mpimg
+
+    names = {Path(f).name for f in files}
+    for stem in stems:
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+    for f in files:
+        if f.endswith(".png"):
+            assert mpimg.imread(f).shape[0] > 100
+        else:
+            assert ET.parse(f).getroot().tag.endswith("svg")
+
+
+def test_plot_speedup_from_runs(runs, tmp_path, capsys):
+    main(["plot", "speedup", str(runs[0]), str(runs[1]), "--hw", "ideal,cpu-local", "--out", str(tmp_path), "--json"])
+    _check_plots(json.loads(capsys.readouterr().out))
+
+
+def test_plot_speedup_synthetic_sweep(tmp_path, capsys):
+    main(["plot", "speedup", "--synthetic", "bert-tiny", "--sparsities", "0.5,0.9", "--steps", "200", "--hw",
+          "ideal,cpu-local", "--out", str(tmp_path), "--json"])
+    _check_plots(json.loads(capsys.readouterr().out))
+    # on the ideal profile, time is proportional to executed FLOPs: speedup must rise with sparsity
+    s = [json.loads((tmp_path / "traces" / f"bert-tiny-rigl-s{x}" / "sim" / "ideal.json").read_text())["speedup"]
+         for x in ("0.5", "0.9")]
+    assert 1.0 < s[0] < s[1]
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", "speedup", "--synthetic", "bert-tiny", "--sparsities", "0.5,1.5", "--out", str(tmp_path)])
+    assert exc.value.code == 2
