@@ -100,13 +100,18 @@ FFF_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "trees": (pa.int64(), "count", "parallel trees K"),
     "depth": (pa.int64(), "count", "tree depth D (D + 1 levels)"),
     "neurons": (pa.int64(), "count", "neurons of the layer, K x (2^(D+1) - 1)"),
-    "neurons_per_token": (pa.float64(), "count", "mean distinct neurons evaluated per token (K x (D+1) under hard routing)"),
+    "neurons_per_token": (pa.float64(), "count",
+                          "mean distinct neurons evaluated per token (K x (D+1) under hard routing)"),
     "nodes_used": (pa.int64(), "count", "distinct neurons visited by at least one token"),
     "level_nodes_used": (pa.list_(pa.int64()), "count", "per level: distinct nodes visited (of K x 2^level)"),
-    "level_max_visits": (pa.list_(pa.int64()), "tokens", "per level: visits of the most-loaded node (mean is K x tokens / (K x 2^level))"),
-    "level_cv": (pa.list_(pa.float64()), "1", "per level: coefficient of variation (std / mean) of visits over the K x 2^level nodes; 0 = perfectly balanced"),
-    "flops_cond": (pa.float64(), "FLOP", "forward matmul FLOPs of the conditional path: 4 x tokens x hidden x neurons_per_token"),
-    "flops_dense_equiv": (pa.float64(), "FLOP", "forward matmul FLOPs of the dense FF of equal width: 4 x tokens x hidden x neurons"),
+    "level_max_visits": (pa.list_(pa.int64()), "tokens",
+                         "per level: visits of the most-loaded node (the mean node gets tokens / 2^level)"),
+    "level_cv": (pa.list_(pa.float64()), "1",
+                 "per level: std / mean of the visits of its K x 2^level nodes (0 = perfectly balanced)"),
+    "flops_cond": (pa.float64(), "FLOP",
+                   "forward matmul FLOPs of the conditional path: 4 x tokens x hidden x neurons_per_token"),
+    "flops_dense_equiv": (pa.float64(), "FLOP",
+                          "forward matmul FLOPs of the dense FF of equal width: 4 x tokens x hidden x neurons"),
 }
 
 TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUMNS, "fff": FFF_COLUMNS}
@@ -209,7 +214,8 @@ def _check_ffn(ffn: Any, source: str | Path) -> None:
     if ffn["type"] != "fff":
         return
     for key, low in (("trees", 1), ("depth", 0)):
-        expect(isinstance(ffn.get(key), int) and not isinstance(ffn.get(key), bool) and ffn[key] >= low,
+        value = ffn.get(key)
+        expect(isinstance(value, int) and not isinstance(value, bool) and value >= low,
                f"expected an integer >= {low}", source=source, field=f"model.ffn.{key}")
     expect(ffn.get("train_mode", "gather") in FFF_TRAIN_MODES, f"expected one of {FFF_TRAIN_MODES}",
            source=source, field="model.ffn.train_mode")

@@ -12,6 +12,12 @@ can never count differently. Conventions (RigL paper, Evci et al. 2020, appendix
   ops (softmax, LayerNorm, GELU, residual adds), embeddings, the optimizer and mask updates are listed
   with their element counts so the simulator can charge their memory traffic and vector work.
   Optimizer and mask-update FLOPs use the per-element constants below (documented assumptions).
+
+Fast feedforward (FFF, UltraSparseBERT) models (``manifest.model["ffn"]["type"] == "fff"``) have no
+ffn_in/ffn_out linear layers; each block gets ``cond_matmul`` ops instead (:func:`_fff_ops`): a token
+multiplies only the K*(D+1) weight rows on its tree paths. m/k/n are those of the dense FF of equal
+width, ``density`` is the fraction of rows a token uses, and ``sparse`` says whether the trainer
+computed only those (train_mode "gather") or all neurons before masking (train_mode "masked").
 """
 from __future__ import annotations
 
@@ -30,13 +36,16 @@ ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.
 
 LINEAR_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
 
+#: Op kind of an FFF layer's products: weight rows chosen per token by the routing.
+COND_MATMUL = "cond_matmul"
+
 
 @dataclass(frozen=True)
 class Op:
     """One unit of work. For matmuls the product is (m x k) @ (k x n)."""
 
     name: str
-    kind: str  # linear | attn_matmul | elementwise | embedding | optimizer | mask_update
+    kind: str  # linear | attn_matmul | cond_matmul | elementwise | embedding | optimizer | mask_update
     phase: str  # one of PHASES
     block: int = -1  # encoder layer index, -1 outside the encoder
     layer: str = ""  # manifest layer name for linear ops
@@ -50,6 +59,8 @@ class Op:
     flops: float = 0.0
     elements: int = 0  # elements touched, for non-matmul ops
     batch: int = 1  # independent products (attention heads x batch)
+    trees: int = 0  # cond_matmul: parallel FFF trees K (0 for other kinds)
+    levels: int = 0  # cond_matmul: rows per token and tree, D + 1 (0 for other kinds)
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,11 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     by_block: dict[int, list] = {}
     for info in manifest.layers:
         by_block.setdefault(_block_index(info.name), []).append(info)
+    ffn = md.get("ffn") or {"type": "dense"}
+    ffn_act = T * (fff_path_neurons(ffn) if ffn["type"] == "fff" and _fff_gathers(ffn) else md["intermediate"])
     for blk in range(md["layers"]):
+        if ffn["type"] == "fff":
+            ops.extend(_fff_ops(ffn, blk, T, H))
         for info in by_block.get(blk, []):
             if info.role not in LINEAR_ROLES:
                 continue
@@ -97,7 +112,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
             ops.append(_mm(f"block{blk}.attn_{nm}.bwd", "attn_matmul", "bwd_input", S, dh, 2 * S,
                            batch=B * heads, block=blk))
         for nm, elems in (("softmax", B * heads * S * S), ("layernorm", 2 * T * H),
-                          ("gelu", T * md["intermediate"]), ("residual", 2 * T * H)):
+                          ("gelu", ffn_act), ("residual", 2 * T * H)):
             ops.append(Op(f"block{blk}.{nm}.fwd", "elementwise", "fwd", block=blk, role=nm, elements=elems))
             ops.append(Op(f"block{blk}.{nm}.bwd", "elementwise", "bwd_input", block=blk, role=nm,
                           elements=2 * elems))
@@ -110,6 +125,44 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     ops.append(_optimizer(manifest, densities, kind))
     if kind.mask_update:
         ops.extend(_mask_update_ops(manifest, densities))
+    return ops
+
+
+def fff_neurons(ffn: dict) -> int:
+    return int(ffn["trees"]) * ((1 << (int(ffn["depth"]) + 1)) - 1)
+
+
+def fff_path_neurons(ffn: dict) -> int:
+    return int(ffn["trees"]) * (int(ffn["depth"]) + 1)
+
+
+def _fff_gathers(ffn: dict) -> bool:
+    return ffn.get("train_mode", "gather") == "gather"
+
+
+def fff_forward_flops(tokens: float, hidden: int, neurons_per_token: float) -> float:
+    """Forward matmul FLOPs of one FFF layer: per token and visited neuron, a dot product with its input
+    row and a scaled add of its output row, 2*hidden FLOPs each. With every neuron (neurons_per_token =
+    K*(2^(D+1)-1)) this is the dense FF of equal width; with the hard-routed path (K*(D+1)) it is the
+    conditional (inference) cost the fff table records."""
+    return 4.0 * tokens * hidden * neurons_per_token
+
+
+def _fff_ops(ffn: dict, blk: int, T: int, H: int) -> list[Op]:
+    """One FFF layer's products in a training step. fff_in: logits of the visited nodes (x . w_in rows);
+    fff_out: the GELU-weighted sum of their w_out rows. Each has a forward, an input gradient and a
+    weight gradient product, like a linear layer; in "gather" mode all of them touch path rows only
+    (the trainer's backward gathers the same rows and scatters their gradients)."""
+    W, K, L = fff_neurons(ffn), int(ffn["trees"]), int(ffn["depth"]) + 1
+    cond = _fff_gathers(ffn)
+    common = dict(kind=COND_MATMUL, block=blk, density=fff_path_neurons(ffn) / W if cond else 1.0, sparse=cond,
+                  trees=K, levels=L)
+    ops = []
+    for nm, role in (("fff_in", "ffn_in"), ("fff_out", "ffn_out")):
+        name = f"block{blk}.{nm}"
+        ops.append(_mm(f"{name}.fwd", phase="fwd", m=T, k=H, n=W, role=role, **common))
+        ops.append(_mm(f"{name}.dx", phase="bwd_input", m=T, k=W, n=H, role=role, **common))
+        ops.append(_mm(f"{name}.dw", phase="bwd_weight", m=W, k=T, n=H, role=role, **common))
     return ops
 
 

@@ -23,6 +23,7 @@ import torch
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
 from trainer.data import DataConfig, build_data
+from trainer.fff import FFFRecorder, apply_fff, parse_ffn
 from trainer.models import build_model, linear_layers, model_dims
 from trainer.sparsity import SparsityConfig, build_method
 from trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
@@ -50,6 +51,9 @@ class TrainConfig:
     sparse_roles: tuple[str, ...] = DEFAULT_SPARSE_ROLES  # embeddings, LayerNorm and MLM head stay dense
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     dropout: float = 0.1
+    # "dense" or "fff:KxD": UltraSparseBERT fast feedforward layers replace every block's FFN (trainer.fff);
+    # they are conditionally sparse by design, so --method normally stays dense (it then sparsifies attention only)
+    ffn: str = "dense"
     data: DataConfig = field(default_factory=DataConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
 
@@ -63,6 +67,7 @@ class TrainConfig:
                field="checkpoint_every/eval_every")
         bad = [r for r in self.sparse_roles if r not in DEFAULT_SPARSE_ROLES]
         expect(not bad, f"unknown roles {bad}; expected some of {DEFAULT_SPARSE_ROLES}", field="sparse_roles")
+        parse_ffn(self.ffn)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,8 +136,12 @@ def build_manifest(cfg: TrainConfig, model, layers, method, data, sparse_names: 
         infos.append(tr.LayerInfo(name=name, role=role, shape=list(module.weight.shape),
                                   target_density=float(dens.get(name, 1.0)) if sparse else 1.0, sparse=sparse))
     hyper = {"name": cfg.sparsity.method, **method.hyperparameters()}
+    dims = model_dims(model, cfg.data.seq_len)
+    spec = parse_ffn(cfg.ffn)
+    if spec is not None:
+        dims["ffn"] = spec.manifest_entry()
     return tr.Manifest(
-        model=model_dims(model, cfg.data.seq_len), batch_size=cfg.batch_size, dtype="fp32", method=hyper,
+        model=dims, batch_size=cfg.batch_size, dtype="fp32", method=hyper,
         layers=infos, seed=cfg.seed, steps=cfg.steps, versions=library_versions(), host=host_info(),
         extra={"train_config": cfg.to_dict(), "corpus": data.corpus_info(), "model_name": cfg.model})
 
@@ -177,6 +186,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     data = build_data(cfg.data, seed=cfg.seed)
     model = build_model(cfg.model, vocab_size=len(data.tokenizer), seq_len=cfg.data.seq_len,
                         dropout=cfg.dropout, seed=cfg.seed)
+    fff = FFFRecorder(out, apply_fff(model, cfg.ffn, seed=cfg.seed))
     model.train()
     layers = linear_layers(model)
     sparse_layers = [(n, m) for n, m, role in layers if role in cfg.sparse_roles]
@@ -197,7 +207,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_as_tuple(state["python_rng"]))
         start = int(state["step"]) + 1
-        for table in ("steps", "patterns", "eval"):
+        for table in ("steps", "patterns", "eval", "fff"):
             tr.truncate_after(out, table, start - 1)
         writer.manifest.extra = tr.read_manifest(out).extra  # keep the original run's description
         writer.manifest.steps = cfg.steps
@@ -240,6 +250,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 wall = time.perf_counter() - t0
                 densities = method.densities()
                 writer.step(step, loss_value, lr, tokens_per_step, wall, kind, densities, change is not None)
+                fff.record(step)
                 if change is not None:
                     writer.patterns(step, _masks(method, sparse_layers), change.pruned, change.grown,
                                     dict(probe.values))
@@ -253,6 +264,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     metrics.update(eval_loss=el, eval_accuracy=ea)
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                     writer.flush()
+                    fff.flush()
                     _save_checkpoint(ckpt_path, step, model, optimizer, scheduler, method)
                 if task is not None:
                     prog.update(task, completed=step + 1, loss=loss_value, density=metrics["density"],
@@ -261,14 +273,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     on_step(step, metrics)
     except KeyboardInterrupt:
         # the step in flight either finished (its row is buffered) or is dropped whole
-        writer.discard_after(last_good)
-        writer.flush()
+        for w in (writer, fff):
+            w.discard_after(last_good)
+            w.flush()
         if last_good >= start:
             _save_checkpoint(ckpt_path, last_good, model, optimizer, scheduler, method)
         raise
     except TrainingDiverged:
-        writer.discard_after(last_good)
-        writer.flush()  # rows of good steps are kept; the checkpoint stays at the last good flush
+        for w in (writer, fff):
+            w.discard_after(last_good)
+            w.flush()  # rows of good steps are kept; the checkpoint stays at the last good flush
         raise
     finally:
         probe.remove()

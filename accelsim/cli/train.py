@@ -21,6 +21,7 @@ def _parse_nm(nm: str) -> tuple[int, int]:
 
 def train_command(
     model: str = typer.Option("bert-tiny", help="preset (bert-tiny|mini|small|medium|base) or a local model dir"),
+    ffn: str = typer.Option("dense", help="feedforward type: dense | fff:KxD (UltraSparseBERT: K trees of depth D)"),
     method: str = typer.Option("dense", help="sparsity method (dense, static, gmp, set, rigl, snfs, nm, block-*)"),
     sparsity: float = typer.Option(0.0, help="target sparsity of the sparse layers, in [0, 1)"),
     steps: Optional[int] = typer.Option(None, help="training steps [default: 300]"),
@@ -59,7 +60,7 @@ def train_command(
 
     n, m = _parse_nm(nm)
     cfg = TrainConfig(
-        model=model, out=out, steps=steps if steps is not None else (0 if resume else 300),
+        model=model, ffn=ffn, out=out, steps=steps if steps is not None else (0 if resume else 300),
         batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, checkpoint_every=checkpoint_every,
         save_masks=save_masks, threads=threads,
         sparse_roles=tuple(r.strip() for r in sparse_roles.split(",") if r.strip()),
