@@ -1,0 +1,137 @@
+"""`accelsim kernels ...`: time the real sparse kernels; `accelsim calibrate` / `validate` profiles.
+
+Thin layer over :mod:`kernels.bench`, :mod:`kernels.registry` and :mod:`kernels.calibrate`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from accelsim.errors import UserError
+
+kernels_app = typer.Typer(help="Measure the sparse kernels (CPU: MKL + C; GPU: Triton).", no_args_is_help=True)
+
+
+def _split(text: str | None, cast, name: str) -> tuple | None:
+    """'1,2' -> (1, 2); None stays None so the config default applies."""
+    if text is None:
+        return None
+    try:
+        return tuple(cast(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"expected a comma-separated list, got '{text}'", field=f"--{name}") from None
+
+
+@kernels_app.command("bench")
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="a few small shapes (< ~1 min on 2 cores)"),
+    out: Path = typer.Option(Path("runs/kernels/measurements.json"), "--out", help="JSON output (CSV next to it)"),
+    threads: str = typer.Option(None, "--threads", help="thread counts, e.g. 1,2 (default: torch's)"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    tokens: str = typer.Option(None, "--tokens", help="token counts, e.g. 128,512"),
+    hidden: str = typer.Option(None, "--hidden", help="hidden sizes, e.g. 256,768 (FFN is 4x)"),
+    layers: str = typer.Option(None, "--layers", help="layer kinds: ffn_in, ffn_out, attn"),
+    densities: str = typer.Option(None, "--densities", help="e.g. 1,0.1,0.05"),
+    patterns: str = typer.Option(None, "--patterns", help="unstructured, 2:4, block16, block32"),
+    ops: str = typer.Option(None, "--ops", help="matmul, matmul_dx, matmul_dw"),
+    repeats: int = typer.Option(None, "--repeats", help="interleaved samples per path (median reported)"),
+    dtype: str = typer.Option(None, "--dtype", help="float32 (CPU); float16/bfloat16 on cuda"),
+    max_gflop: float = typer.Option(None, "--max-gflop", help="skip products above this many dense GFLOP"),
+    quiet_below: float = typer.Option(None, "--quiet-below", help="before each case wait until other processes "
+                                      "use less than this share of the CPUs (e.g. 0.1; default off)"),
+) -> None:
+    """Sweep BERT-shaped sparse products and write measurements (JSON + CSV)."""
+    from kernels.bench import BenchConfig, run_bench
+    from kernels.report import print_table, progress_printer
+
+    overrides = {k: v for k, v in dict(
+        threads=_split(threads, int, "threads"), tokens=_split(tokens, int, "tokens"),
+        hidden=_split(hidden, int, "hidden"), layers=_split(layers, str, "layers"),
+        densities=_split(densities, float, "densities"), patterns=_split(patterns, str, "patterns"),
+        ops=_split(ops, str, "ops"), repeats=repeats, dtype=dtype, max_dense_gflop=max_gflop,
+        quiet_below=quiet_below,
+        device=device).items() if v is not None}
+    cfg = BenchConfig.quick(**overrides) if quick else BenchConfig(**overrides)
+    with progress_printer() as progress:
+        doc = run_bench(cfg, out=out, progress=progress)
+    print_table(doc)
+    print(f"wrote {out} and {out.with_suffix('.csv')} ({len(doc['records'])} records, "
+          f"{len(doc['skipped'])} skipped)")
+
+
+@kernels_app.command("pick")
+def pick(
+    op: str = typer.Option("matmul", "--op"),
+    tokens: int = typer.Option(512, "--tokens"),
+    d_in: int = typer.Option(768, "--d-in"),
+    d_out: int = typer.Option(3072, "--d-out"),
+    density: float = typer.Option(0.1, "--density"),
+    pattern: str = typer.Option("unstructured", "--pattern"),
+    threads: int = typer.Option(None, "--threads"),
+    repeats: int = typer.Option(5, "--repeats"),
+    device: str = typer.Option("cpu", "--device"),
+    dtype: str = typer.Option("float32", "--dtype"),
+) -> None:
+    """Check and time every path of one case; print which won."""
+    from kernels.cases import Case
+    from kernels.registry import pick_fastest
+    from kernels.report import print_choice
+
+    case = Case(op, tokens, d_in, d_out, density, pattern, dtype)
+    print_choice(pick_fastest(case, device=device, threads=threads, repeats=repeats))
+
+
+@kernels_app.command("paths")
+def paths(device: str = typer.Option("cpu", "--device")) -> None:
+    """List the registered kernel paths and whether they can run here."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from kernels.registry import all_paths
+
+    table = Table(title=f"kernel paths ({device})")
+    for col in ("op", "path", "patterns", "status", "what"):
+        table.add_column(col)
+    for p in sorted(all_paths(device), key=lambda p: (p.op, p.name)):
+        reason = p.available()
+        table.add_row(p.op, p.name, ",".join(p.patterns), "ok" if not reason else f"unavailable: {reason}", p.doc)
+    Console().print(table)
+
+
+def calibrate(
+    measurements: Path = typer.Argument(..., help="measurements JSON from `accelsim kernels bench`"),
+    hw: str = typer.Option("cpu-local", "--hw", help="profile to refit (bundled name or YAML path)"),
+    out: Path = typer.Option(..., "--out", help="fitted profile YAML to write"),
+    threads: int = typer.Option(None, "--threads", help="use records at this thread count (default: the "
+                                "profile's compute units)"),
+) -> None:
+    """Fit a profile's efficiency parameters to kernel measurements (held-out cases kept aside)."""
+    from kernels.calibrate import calibrate as run
+    from kernels.report import print_calibration
+
+    cal = run(measurements, hw, out, threads=threads)
+    print_calibration(cal)
+    print(f"wrote {out}")
+
+
+def validate(
+    measurements: Path = typer.Argument(..., help="measurements JSON from `accelsim kernels bench`"),
+    hw: str = typer.Option(..., "--hw", help="profile (usually the output of `accelsim calibrate`)"),
+    out: Path = typer.Option(None, "--out", help="directory for validation.json/.csv/.png"),
+    threads: int = typer.Option(None, "--threads", help="thread count of the records to use"),
+) -> None:
+    """Predict held-out measurements with a profile: per-kernel, per-pattern and overall error."""
+    from kernels.calibrate import validate as run
+    from kernels.report import print_validation
+
+    report = run(measurements, hw, out, threads=threads)
+    print_validation(report)
+    for f in report.get("files", []):
+        print(f"wrote {f}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kernels_app, name="kernels")
+    app.command("calibrate")(calibrate)
+    app.command("validate")(validate)

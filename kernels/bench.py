@@ -1,0 +1,245 @@
+"""Sweep BERT-shaped sparse products over densities, patterns, ops and thread counts.
+
+``run_bench(config)`` returns (and optionally writes) a measurements document::
+
+    {"schema": SCHEMA, "machine": {...}, "config": {...}, "records": [...], "skipped": [...]}
+
+One record per (shape, op, pattern, density, threads): every correct path is timed interleaved with
+the dense torch baseline (:func:`kernels.registry.pick_fastest`); the record names the winner and
+derives GFLOP/s, speedup vs dense and the fraction of the ideal 1/density speedup from medians.
+``load_measurements(path)`` reads such a file back, validating it (UserError on any defect).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from accelsim.errors import UserError, expect
+from kernels.cases import OPS, PATTERNS, Case, nm_of, pattern_supports
+from kernels.machine import machine_info, wait_until_quiet
+from kernels.registry import Choice, paths_for, pick_fastest
+
+SCHEMA = "accelsim.kernel-measurements/1"
+DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
+#: d_in, d_out of a layer kind as a function of the hidden size (BERT: FFN is 4x hidden).
+LAYERS: dict[str, Callable[[int], tuple[int, int]]] = {
+    "ffn_in": lambda h: (h, 4 * h),
+    "ffn_out": lambda h: (4 * h, h),
+    "attn": lambda h: (h, h),
+}
+
+
+@dataclass
+class BenchConfig:
+    # Sequence 128 x batch 1 up to 512 x batch 32: the token counts of BERT pre-training steps.
+    tokens: tuple[int, ...] = (128, 512, 2048, 8192, 16384)
+    # bert-tiny (128) .. bert-large (1024); FFN layers are where sparse training saves most.
+    hidden: tuple[int, ...] = (128, 256, 512, 768, 1024)
+    layers: tuple[str, ...] = ("ffn_in", "ffn_out")
+    densities: tuple[float, ...] = DENSITIES
+    patterns: tuple[str, ...] = PATTERNS
+    ops: tuple[str, ...] = OPS
+    threads: tuple[int, ...] = ()  # () = torch's current thread count
+    dtype: str = "float32"  # CPU sparse BLAS is float32/float64 only
+    device: str = "cpu"
+    repeats: int = 5  # interleaved samples per path; the median is reported
+    warmup: int = 1
+    min_sample_s: float = 2e-3  # short calls are repeated for this long per sample (timer resolution)
+    # Dense products above this many GFLOP are skipped: a 2-core CPU needs seconds per CSR call at
+    # full density there, and the calibration gains little from them.
+    max_dense_gflop: float = 25.0
+    # Before each case wait (up to quiet_max_wait_s) until other processes use less than this share of
+    # the CPUs; 0 disables. The share seen is stored in the record (busy_before).
+    quiet_below: float = 0.0
+    quiet_max_wait_s: float = 60.0
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "BenchConfig":
+        """A few small shapes; the whole sweep runs in well under a minute on 2 cores. One thread by
+        default: on a shared 2-core machine a 2-thread OpenMP region waits whole scheduler slices
+        (~8 ms) for its second thread whenever another process holds a core."""
+        base = dict(tokens=(128,), hidden=(64, 128), layers=("ffn_in",), repeats=3, min_sample_s=5e-4,
+                    threads=(1,))
+        base.update(overrides)
+        return cls(**base)
+
+    def validate(self) -> None:
+        for op in self.ops:
+            expect(op in OPS, f"unknown op '{op}' (expected {', '.join(OPS)})", field="ops")
+        for lay in self.layers:
+            expect(lay in LAYERS, f"unknown layer kind '{lay}' (expected {', '.join(LAYERS)})", field="layers")
+        for d in self.densities:
+            expect(0.0 < d <= 1.0, f"density {d} outside (0, 1]", field="densities")
+        for p in self.patterns:
+            expect(nm_of(p) is not None or pattern_supports(p, 1.0) is None,
+                   f"unknown pattern '{p}' (expected unstructured, N:M or block<b>)", field="patterns")
+        expect(all(t > 0 for t in self.threads), "thread counts must be positive", field="threads")
+        expect(self.repeats >= 1, "repeats must be >= 1", field="repeats")
+        expect(all(t > 0 for t in self.tokens) and all(h > 0 for h in self.hidden),
+               "tokens and hidden sizes must be positive", field="tokens")
+
+
+def iter_cases(cfg: BenchConfig):
+    """(case, None) for each case to run, (case description, reason) for each one skipped."""
+    for tokens in cfg.tokens:
+        for h in cfg.hidden:
+            for layer in cfg.layers:
+                d_in, d_out = LAYERS[layer](h)
+                for op in cfg.ops:
+                    for pattern in cfg.patterns:
+                        for density in cfg.densities:
+                            desc = dict(op=op, layer=layer, tokens=tokens, d_in=d_in, d_out=d_out,
+                                        pattern=pattern, density=density)
+                            if pattern_supports(pattern, density):
+                                continue  # e.g. 2:4 at any density but 0.5: not a case at all
+                            if 2.0 * tokens * d_in * d_out / 1e9 > cfg.max_dense_gflop:
+                                yield desc, f"dense product above max_dense_gflop={cfg.max_dense_gflop}"
+                                continue
+                            try:
+                                case = Case(op, tokens, d_in, d_out, density, pattern, cfg.dtype, cfg.seed)
+                            except UserError as err:
+                                yield desc, str(err)
+                                continue
+                            yield (layer, case), None
+
+
+def make_record(layer: str, choice: Choice) -> dict:
+    """One measurement record; all derived numbers come from the medians in ``choice.times``."""
+    c = choice.case
+    m, k, n = c.mkn
+    winner = choice.winner
+    t = choice.times[winner]
+    dense = choice.dense_s
+    dense_paths = {p.name for p in paths_for(c.op, c.pattern, choice.device) if p.dense}  # incl. fallbacks
+    sparse = {p: s for p, s in choice.times.items() if p not in dense_paths}
+    best_sparse = min(sparse, key=sparse.get) if sparse else None
+    ideal = 1.0 / choice.density_actual
+    speedup = dense / t
+    return {
+        "op": c.op, "layer": layer, "tokens": c.tokens, "d_in": c.d_in, "d_out": c.d_out,
+        "m": m, "k": k, "n": n, "pattern": c.pattern, "density": c.density,
+        "density_actual": choice.density_actual, "dtype": c.dtype, "device": choice.device,
+        "threads": choice.threads, "path": winner, "median_s": t, "dense_s": dense,
+        "flops_dense": c.flops_dense, "flops_effective": c.flops_dense * choice.density_actual,
+        "gflops_dense_equiv": c.flops_dense / t / 1e9,
+        "gflops_effective": c.flops_dense * choice.density_actual / t / 1e9,
+        "speedup_vs_dense": speedup, "ideal_speedup": ideal, "fraction_of_ideal": speedup / ideal,
+        "sparse_path": best_sparse, "sparse_s": sparse.get(best_sparse) if best_sparse else None,
+        "sparse_speedup_vs_dense": dense / sparse[best_sparse] if best_sparse else None,
+        "times": choice.times, "rejected": choice.rejected, "layouts": choice.layouts,
+        "families": {p.name: p.family for p in paths_for(c.op, c.pattern, choice.device) if p.name in choice.times},
+    }
+
+
+def run_bench(config: BenchConfig | None = None, *, out: str | Path | None = None,
+              progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Run the sweep; write JSON (+ CSV next to it) when ``out`` is given; return the document."""
+    cfg = config or BenchConfig()
+    cfg.validate()
+    if cfg.device.startswith("cuda"):
+        expect(torch.cuda.is_available(), "no CUDA device available for --device cuda", field="device")
+    threads = cfg.threads or (torch.get_num_threads(),)
+    planned = list(iter_cases(cfg))
+    todo = [item for item, reason in planned if reason is None]
+    skipped = [dict(item, reason=reason) for item, reason in planned if reason is not None]
+    records, total, done = [], len(todo) * len(threads), 0
+    saved_threads = torch.get_num_threads()
+    try:
+        for th in threads:
+            for layer, case in todo:
+                busy = wait_until_quiet(cfg.quiet_below, cfg.quiet_max_wait_s) if cfg.quiet_below > 0 else None
+                choice = pick_fastest(case, device=cfg.device, threads=th, repeats=cfg.repeats, warmup=cfg.warmup,
+                                      min_sample_s=cfg.min_sample_s)
+                rec = make_record(layer, choice)
+                rec["busy_before"] = busy
+                records.append(rec)
+                done += 1
+                if progress:
+                    progress(done, total, rec)
+    finally:
+        torch.set_num_threads(saved_threads)
+    doc = {"schema": SCHEMA, "machine": machine_info(cfg.device), "config": asdict(cfg),
+           "records": records, "skipped": skipped}
+    doc["machine"]["threads_measured"] = list(threads)
+    if out is not None:
+        write_measurements(doc, out)
+    return doc
+
+
+CSV_COLUMNS = ("op", "layer", "m", "k", "n", "pattern", "density", "density_actual", "dtype", "threads",
+               "path", "median_s", "dense_s", "gflops_dense_equiv", "gflops_effective", "speedup_vs_dense",
+               "fraction_of_ideal", "sparse_path", "sparse_s", "sparse_speedup_vs_dense")
+
+
+def write_measurements(doc: dict, out: str | Path) -> tuple[Path, Path]:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    csv_path = out.with_suffix(".csv")
+    with csv_path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(doc["records"])
+    return out, csv_path
+
+
+# ---- reading measurements back ----------------------------------------------------------------
+
+_REQUIRED = {"op": str, "tokens": int, "d_in": int, "d_out": int, "m": int, "k": int, "n": int,
+             "pattern": str, "density": (int, float),
+             "density_actual": (int, float), "dtype": str, "threads": int, "path": str,
+             "median_s": (int, float), "dense_s": (int, float), "times": dict}
+
+
+def _check_record(i: int, rec, src: str) -> None:
+    where = f"records[{i}]"
+    expect(isinstance(rec, dict), "expected an object", source=src, field=where)
+    for key, typ in _REQUIRED.items():
+        expect(key in rec, "missing (every record needs " + ", ".join(_REQUIRED) + ")",
+               source=src, field=f"{where}.{key}")
+        ok = isinstance(rec[key], typ) and not isinstance(rec[key], bool)
+        expect(ok, f"expected {getattr(typ, '__name__', 'a number')}, got {rec[key]!r}",
+               source=src, field=f"{where}.{key}")
+    expect(rec["op"] in OPS, f"unknown op '{rec['op']}' (expected {', '.join(OPS)})", source=src, field=f"{where}.op")
+    for key in ("tokens", "d_in", "d_out", "m", "k", "n", "threads"):
+        expect(rec[key] > 0, "must be positive", source=src, field=f"{where}.{key}")
+    for key in ("density", "density_actual"):
+        expect(0.0 < rec[key] <= 1.0, f"must be in (0, 1], got {rec[key]}", source=src, field=f"{where}.{key}")
+    for key in ("median_s", "dense_s"):
+        expect(math.isfinite(rec[key]) and rec[key] > 0, f"must be a positive time in seconds, got {rec[key]}",
+               source=src, field=f"{where}.{key}")
+    expect(rec["path"] in rec["times"], f"winning path '{rec['path']}' has no entry in times",
+           source=src, field=f"{where}.path")
+
+
+def load_measurements(path: str | Path) -> dict:
+    """Read and validate a measurements JSON written by :func:`run_bench`."""
+    p = Path(path)
+    expect(p.is_file(), "no such measurements file", source=p)
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"not valid JSON ({err})", source=p) from None
+    expect(isinstance(doc, dict), "expected a JSON object with schema, machine and records", source=p)
+    expect(doc.get("schema") == SCHEMA, f"expected '{SCHEMA}', got {doc.get('schema')!r}", source=p, field="schema")
+    expect(isinstance(doc.get("machine"), dict), "expected an object describing the machine", source=p,
+           field="machine")
+    recs = doc.get("records")
+    expect(isinstance(recs, list) and len(recs) > 0, "expected a non-empty list of measurements", source=p,
+           field="records")
+    for i, rec in enumerate(recs):
+        _check_record(i, rec, str(p))
+    return doc
+
+
+def config_from_dict(d: dict) -> BenchConfig:
+    """Rebuild a config (JSON lists become tuples)."""
+    names = {f.name for f in fields(BenchConfig)}
+    return BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})

@@ -1,0 +1,114 @@
+"""What a measurement was taken on: CPU model, cores, ISA flags, library versions, threads."""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import re
+
+import numpy as np
+import torch
+
+#: ISA extensions that change what sparse/dense kernels can do (vector width, bf16/int8 dot, AMX).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def _cpuinfo() -> dict:
+    info = {"model": platform.processor() or platform.machine(), "flags": []}
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return info
+    mt = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    if mt:
+        info["model"] = mt.group(1).strip()
+    fl = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
+    if fl:
+        have = set(fl.group(2).split())
+        info["flags"] = [f for f in ISA_FLAGS if f in have]
+    cores = set()
+    for block in text.split("\n\n"):
+        fields = dict(re.findall(r"^(physical id|core id)\s*:\s*(\d+)", block, re.M))
+        if len(fields) == 2:
+            cores.add((fields["physical id"], fields["core id"]))
+    info["physical_cores"] = len(cores) or None
+    return info
+
+
+def _mkl_version() -> str | None:
+    mt = re.search(r"Math Kernel Library Version ([^\n]+)", torch.__config__.show())
+    return mt.group(1).strip() if mt else None
+
+
+def _optional_version(dist: str) -> str | None:
+    """Installed version from package metadata (importing would load native libraries as a side effect)."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(device: str = "cpu") -> dict:
+    cpu = _cpuinfo()
+    info = {
+        "cpu_model": cpu["model"],
+        "logical_cores": os.cpu_count(),
+        "physical_cores": cpu.get("physical_cores"),
+        "isa_flags": cpu["flags"],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_mkl": _mkl_version(),
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "scipy": _optional_version("scipy"),
+        "sparse_dot_mkl": _optional_version("sparse_dot_mkl"),
+        "mkl_wheel": _optional_version("mkl"),
+        "triton": _optional_version("triton"),
+        "device": device,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    try:
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    return sum(vals[:8]), idle
+
+
+def busy_fraction(interval: float = 0.5) -> float:
+    """Share of all CPUs busy over ``interval`` while this process sleeps: the load of others."""
+    import time
+
+    a = _cpu_times()
+    time.sleep(interval)
+    b = _cpu_times()
+    if a is None or b is None or b[0] == a[0]:
+        return 0.0
+    return 1.0 - (b[1] - a[1]) / (b[0] - a[0])
+
+
+def wait_until_quiet(below: float, max_wait_s: float, interval: float = 0.5) -> float:
+    """Sleep until other processes use less than ``below`` of the CPUs (or ``max_wait_s`` passed).
+
+    Why: on a shared 2-core machine a timing taken while another process runs is mostly scheduler
+    noise; waiting for a quiet moment before each case is cheaper than discarding rounds afterwards.
+    Returns the last busy fraction seen (callers record it next to the timing).
+    """
+    import time
+
+    deadline = time.monotonic() + max_wait_s
+    busy = busy_fraction(interval)
+    while busy >= below and time.monotonic() < deadline:
+        busy = busy_fraction(interval)
+    return busy

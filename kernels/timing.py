@@ -1,0 +1,96 @@
+"""Median wall time of several runners, measured interleaved.
+
+Why not ``torch.utils.benchmark.Timer``: it times one statement at a time, so on a shared machine
+the dense baseline and the sparse path would see different background load. Here every repeat
+times each runner in rotating order, for at least ``min_sample_s`` each (timer resolution, launch
+jitter), and the median over all timed calls is reported.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+
+
+def _sync(device: str) -> Callable[[], None]:
+    if device.startswith("cuda"):
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def measure(runners: dict[str, Callable[[], object]], *, device: str = "cpu", warmup: int = 1,
+            repeats: int = 5, min_sample_s: float = 2e-3, max_inner: int = 200,
+            keep: tuple[str, ...] = (), slow_factor: float = 30.0) -> tuple[dict[str, float], dict[str, str]]:
+    """Return ({name: median seconds per call}, {name: why it was dropped}).
+
+    A runner whose first timed call is ``slow_factor`` times slower than the fastest one (and over
+    50 ms) is dropped rather than repeated: it cannot win, and a sweep must finish.
+    """
+    sync = _sync(device)
+    first: dict[str, float] = {}
+    for name, run in runners.items():
+        for _ in range(warmup):
+            run()
+        sync()
+        t0 = time.perf_counter()
+        run()
+        sync()
+        first[name] = time.perf_counter() - t0
+    dropped = {}
+    if first:
+        best = min(first.values())
+        for name, t in first.items():
+            if name not in keep and t > 0.05 and t > slow_factor * best:
+                dropped[name] = f"too slow: first call {t:.3g} s > {slow_factor:g}x the fastest ({best:.3g} s)"
+    names = [n for n in runners if n not in dropped]
+    if device.startswith("cuda"):  # launches are asynchronous: a fixed count between two syncs
+        inner = {n: max(1, min(max_inner, math.ceil(min_sample_s / max(first[n], 1e-9)))) for n in names}
+        sample = _sample_fixed
+    else:  # the sample stops on elapsed time; max_inner only caps the count
+        inner = {n: max_inner for n in names}
+        sample = _sample_until
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for rep in range(max(repeats, 1)):
+        order = names[rep % len(names):] + names[:rep % len(names)] if names else []
+        for name in order:
+            samples[name].extend(sample(runners[name], inner[name], min_sample_s, sync))
+    return {n: _median(s) for n, s in samples.items()}, dropped
+
+
+def _sample_until(run, max_calls: int, min_s: float, sync, batch_below_s: float = 2e-5) -> list[float]:
+    """Per-call times over about ``min_s`` of calls. Each call is timed on its own (so the median
+    shrugs off the multi-millisecond stalls a busy 2-core machine inflicts on some calls) unless
+    calls are shorter than ``batch_below_s``, where timer overhead matters and calls are averaged.
+    Stopping on elapsed time, not a count fixed in advance, bounds a sample on a slowed machine."""
+    out: list[float] = []
+    start = time.perf_counter()
+    calls = 0
+    while calls < max_calls:
+        t0 = time.perf_counter()
+        run()
+        t1 = time.perf_counter()
+        calls += 1
+        out.append(t1 - t0)
+        if t1 - start >= min_s:
+            break
+    if _median(out) < batch_below_s:  # too short to time one by one: one averaged sample instead
+        return [(time.perf_counter() - start) / calls]
+    return out
+
+
+def _sample_fixed(run, calls: int, min_s: float, sync) -> list[float]:
+    """GPU: a fixed number of asynchronous launches between two synchronisations."""
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        run()
+    sync()
+    return [(time.perf_counter() - t0) / calls]
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])

@@ -1,0 +1,108 @@
+"""Calibration and validation against measurements synthesised from a known profile (no timing)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from accelsim.cli import main
+from accelsim.errors import UserError
+from accelsim.hardware import kernel_time, load_profile, with_params
+from kernels.bench import SCHEMA, load_measurements
+from kernels.calibrate import calibrate, fit_profile, measurement_points, validate
+
+TRUTH = {"paths.dense-gemm.peak_fraction": 0.55, "paths.csr-spmm.peak_fraction": 0.3,
+         "paths.csr-spmm.d_half": 0.04, "paths.csr-spmm.overhead": 2e-4,
+         "paths.bsr.peak_fraction": 0.7, "paths.bsr.d_half": 0.02, "paths.bsr.overhead": 5e-5}
+FAMILY_PATH = {"dense_torch": "dense-gemm", "csr_torch": "csr-spmm", "blocksparse_c": "bsr"}
+FAMILIES = {"dense_torch": "dense", "csr_torch": "unstructured", "blocksparse_c": "block"}
+
+
+def _record(truth, op, tokens, d_in, d_out, pattern, density, threads=2):
+    kernels = ["dense_torch", "blocksparse_c" if pattern.startswith("block") else "csr_torch"]
+    times = {k: kernel_time(truth, op, tokens, d_in, d_out, density if k != "dense_torch" else 1.0,
+                            pattern, "fp32", path=FAMILY_PATH[k]) for k in kernels}
+    best = min(times, key=times.get)
+    return {"op": op, "tokens": tokens, "d_in": d_in, "d_out": d_out, "m": tokens, "k": d_in, "n": d_out,
+            "pattern": pattern, "density": density, "density_actual": density, "dtype": "float32",
+            "device": "cpu", "threads": threads, "path": best, "median_s": times[best],
+            "dense_s": times["dense_torch"], "times": times, "families": {k: FAMILIES[k] for k in kernels}}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    truth = with_params(load_profile("cpu-local"), TRUTH)
+    recs = [_record(truth, op, t, h, 4 * h, pat, d)
+            for op in ("matmul", "matmul_dx", "matmul_dw") for t in (128, 512) for h in (256, 768)
+            for pat in ("unstructured", "block32") for d in (0.5, 0.2, 0.1, 0.05, 0.01)]
+    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic", "logical_cores": 2, "isa_flags": [],
+                                         "torch": "x", "date": "2026-01-01T00:00:00+00:00"}, "records": recs}
+    path = tmp_path_factory.mktemp("cal") / "m.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_points_split_and_map_to_profile_paths(measured):
+    doc = load_measurements(measured)
+    points, skipped = measurement_points(doc, load_profile("cpu-local"))
+    assert {p.hw_path for p in points} == {"dense-gemm", "csr-spmm", "bsr"}
+    dense = [p for p in points if p.hw_path == "dense-gemm"]
+    assert len(dense) == 3 * 2 * 2  # one per (op, shape): the median of the repeated dense baselines
+    held = [p for p in points if p.heldout]
+    assert 0.1 < len(held) / len(points) < 0.35  # ~1 in 5 cases, by hash
+    again, _ = measurement_points(doc, load_profile("cpu-local"))
+    assert [p.heldout for p in again] == [p.heldout for p in points]  # deterministic
+    assert measurement_points(doc, load_profile("cpu-local"), threads=1)[1] == {"threads != 1": len(doc["records"])}
+
+
+def test_fit_recovers_the_generating_profile(measured, tmp_path):
+    out = tmp_path / "fit.yaml"
+    cal = calibrate(measured, "cpu-local", out)
+    f = cal.fitted
+    assert f["train_mape"] < 0.01 < f["train_mape_initial"]
+    assert abs(f["params"]["paths.dense-gemm.peak_fraction"] - 0.55) < 0.01
+    assert f["n_points"] == len(cal.train) and f["n_heldout"] == len(cal.heldout) > 0
+    assert len(f["measurements_sha256"]) == 64 and f["machine"]["cpu_model"] == "synthetic"
+    prof = load_profile(out)  # written YAML validates and round-trips
+    assert prof.fitted["params"] == f["params"]
+    assert "accelsim calibrate" in prof.sources["paths.bsr.peak_fraction"]
+    assert "blocksparse_c" in prof.paths["bsr"].description
+
+    report = validate(measured, out, tmp_path / "val")
+    assert report["mode"].startswith("held-out") and report["n_points"] == len(cal.heldout)
+    assert report["overall_mape"]["mape"] < 0.02
+    assert set(report["mape_by_pattern"]) <= {"dense", "unstructured", "block32"}
+    png = (tmp_path / "val" / "validation.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = json.loads((tmp_path / "val" / "validation.json").read_text())["points"]
+    assert all(r["heldout"] for r in rows)
+
+
+def test_validate_other_file_uses_all_points_and_sees_a_wrong_profile(measured, tmp_path):
+    wrong = dataclasses.replace(with_params(load_profile("cpu-local"), {"paths.dense-gemm.peak_fraction": 0.11}))
+    path = tmp_path / "wrong.yaml"
+    from accelsim.hardware import profile_to_yaml
+    path.write_text(profile_to_yaml(wrong))
+    report = validate(measured, path)
+    assert report["mode"].startswith("all points")
+    assert report["mape_by_pattern"]["dense"]["median_ratio"] == pytest.approx(0.55 / 0.11, rel=0.05)
+
+
+def test_errors(measured, tmp_path):
+    doc = load_measurements(measured)
+    with pytest.raises(UserError, match="training points"):
+        fit_profile(doc, "cpu-local", threads=4)
+    with pytest.raises(UserError, match="no such hardware profile"):
+        calibrate(measured, "no-such-profile", tmp_path / "x.yaml")
+
+
+def test_cli(measured, tmp_path, capsys):
+    out = tmp_path / "cli.yaml"
+    main(["calibrate", str(measured), "--hw", "cpu-local", "--out", str(out)])
+    main(["validate", str(measured), "--hw", str(out), "--out", str(tmp_path / "v")])
+    text = capsys.readouterr().out
+    assert "fitted on" in text and "overall MAPE" in text and (tmp_path / "v" / "validation.csv").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(tmp_path / "missing.json"), "--hw", str(out)])
+    assert exc.value.code == 2
