@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
+from accelsim.workload import _block_index, fff_neurons, fff_path_neurons
 
 
 @dataclass
@@ -78,6 +79,7 @@ def check_trace(run: str | Path, *, check_masks: bool = True) -> TraceSummary:
                "density does not equal nnz / (rows x cols)", source=tr.table_dir(run, "patterns"), field="density")
     else:
         warnings.append("no pattern rows")
+    warnings.extend(_check_fff(run, t, step_ids))
     changed = steps.filter(steps["mask_changed"])["step"].to_pylist()
     if pat.num_rows:
         pat_steps = set(pat["step"].to_pylist())
@@ -100,6 +102,52 @@ def check_trace(run: str | Path, *, check_masks: bool = True) -> TraceSummary:
         final_density=float(steps["density"][-1].as_py()), mask_changes=len(changed),
         pattern_rows=int(pat.num_rows), mask_files=len(mask_files), flops_dense=float(dens),
         flops_actual=float(act), warnings=warnings)
+
+
+def _check_fff(run: Path, t: tr.Trace, step_ids: np.ndarray) -> list[str]:
+    """The fff table against the manifest: FFF layers of known blocks, steps of this run, the tree shape,
+    hard routing (K*(D+1) neurons per token) and counts that can exist. Returns warnings."""
+    src = tr.table_dir(run, "fff")
+    ffn = t.manifest.model.get("ffn") or {"type": "dense"}
+    fff = t.fff
+    if ffn["type"] != "fff":
+        expect(fff is None or fff.num_rows == 0, "the model has no FFF layers (manifest model.ffn) but the trace "
+               "has fff rows", source=src, field="layer")
+        return []
+    if fff is None or fff.num_rows == 0:
+        return ["no fff rows (FFF layers simulated with balanced visits)"]
+    K, D = int(ffn["trees"]), int(ffn["depth"])
+    for name in set(fff["layer"].to_pylist()):
+        expect(0 <= _block_index(name) < t.manifest.model["layers"],
+               f"layer {name!r} is not in an encoder block of the model", source=src, field="layer")
+    fstep = fff["step"].to_numpy()
+    outside = fstep[~np.isin(fstep, step_ids)]
+    expect(outside.size == 0, f"step {outside[:1].tolist()} is not a step of steps.parquet", source=src, field="step")
+    for col, want in (("trees", K), ("depth", D), ("neurons", fff_neurons(ffn))):
+        got = fff[col].to_numpy()
+        expect(bool(np.all(got == want)), f"expected {want} (manifest model.ffn) in every row, got "
+               f"{sorted(set(got.tolist()))[:3]}", source=src, field=col)
+    npt = fff["neurons_per_token"].to_numpy()
+    tokens = fff["tokens"].to_numpy()
+    expect(bool(np.all(tokens > 0)), "expected a positive token count", source=src, field="tokens")
+    expect(bool(np.allclose(npt, fff_path_neurons(ffn), rtol=0, atol=1e-9)),
+           f"expected {fff_path_neurons(ffn)} = K*(D+1) under hard routing, got {sorted(set(npt.tolist()))[:3]}",
+           source=src, field="neurons_per_token")
+    nodes = fff["nodes_used"].to_numpy()
+    expect(bool(np.all((nodes >= fff_path_neurons(ffn)) & (nodes <= fff_neurons(ffn)))),
+           "expected between K*(D+1) and the neuron count", source=src, field="nodes_used")
+    level_cap = K * 2.0 ** np.arange(D + 1)
+    for col, cap in (("level_nodes_used", level_cap), ("level_max_visits", None), ("level_cv", None)):
+        lengths = pc.list_value_length(fff[col]).to_numpy(zero_copy_only=False)
+        expect(bool(np.all(lengths == D + 1)), f"expected {D + 1} values per row (one per tree level)",
+               source=src, field=col)
+        vals = np.asarray(pc.list_flatten(fff[col]).to_numpy(zero_copy_only=False), dtype=float).reshape(-1, D + 1)
+        expect(bool(np.all(vals >= 0)), "expected non-negative values", source=src, field=col)
+        limit = cap if cap is not None else (tokens[:, None] if col == "level_max_visits" else None)
+        if limit is not None:
+            expect(bool(np.all(vals <= limit)), "a level has more than it can (K*2^level nodes, tokens visits)",
+                   source=src, field=col)
+    return []
 
 
 def _check_mask_file(path: Path, pat) -> None:

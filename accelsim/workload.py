@@ -14,7 +14,7 @@ can never count differently. Conventions (RigL paper, Evci et al. 2020, appendix
   Optimizer and mask-update FLOPs use the per-element constants below (documented assumptions).
 
 Fast feedforward (FFF, UltraSparseBERT) models (``manifest.model["ffn"]["type"] == "fff"``) have no
-ffn_in/ffn_out linear layers; each block gets ``cond_matmul`` ops instead (:func:`_fff_ops`): a token
+ffn_in/ffn_out linear layers; each block gets ``cond_matmul`` ops instead (:func:`fff_layer_ops`): a token
 multiplies only the K*(D+1) weight rows on its tree paths. m/k/n are those of the dense FF of equal
 width, ``density`` is the fraction of rows a token uses, and ``sparse`` says whether the trainer
 computed only those (train_mode "gather") or all neurons before masking (train_mode "masked").
@@ -70,6 +70,9 @@ class StepKind:
     dense_grad: bool = False  # the full dense weight gradient is computed
     mask_update: bool = False  # masks are changed after this step
     sparse_compute: bool = True  # nonzero-only products (False for the dense baseline)
+    # FFF layers run as their cond_matmul ops; False gives the dense FF of equal width instead (the
+    # baseline an FFF run is compared with: an FFF run itself uses sparse_compute=False, method "dense")
+    conditional: bool = True
 
 
 def _mm(name, kind, phase, m, k, n, *, density=1.0, sparse=False, batch=1, **kw) -> Op:
@@ -89,10 +92,11 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     for info in manifest.layers:
         by_block.setdefault(_block_index(info.name), []).append(info)
     ffn = md.get("ffn") or {"type": "dense"}
-    ffn_act = T * (fff_path_neurons(ffn) if ffn["type"] == "fff" and _fff_gathers(ffn) else md["intermediate"])
+    gathered = ffn["type"] == "fff" and _fff_gathers(ffn) and kind.conditional
+    ffn_act = T * (fff_path_neurons(ffn) if gathered else md["intermediate"])
     for blk in range(md["layers"]):
         if ffn["type"] == "fff":
-            ops.extend(_fff_ops(ffn, blk, T, H))
+            ops.extend(fff_layer_ops(ffn, blk, T, H, kind.conditional))
         for info in by_block.get(blk, []):
             if info.role not in LINEAR_ROLES:
                 continue
@@ -148,12 +152,21 @@ def fff_forward_flops(tokens: float, hidden: int, neurons_per_token: float) -> f
     return 4.0 * tokens * hidden * neurons_per_token
 
 
-def _fff_ops(ffn: dict, blk: int, T: int, H: int) -> list[Op]:
+def fff_layer_ops(ffn: dict, blk: int, T: int, H: int, conditional: bool = True) -> list[Op]:
     """One FFF layer's products in a training step. fff_in: logits of the visited nodes (x . w_in rows);
     fff_out: the GELU-weighted sum of their w_out rows. Each has a forward, an input gradient and a
     weight gradient product, like a linear layer; in "gather" mode all of them touch path rows only
-    (the trainer's backward gathers the same rows and scatters their gradients)."""
+    (the trainer's backward gathers the same rows and scatters their gradients).
+    ``conditional=False``: the dense FF of equal width instead (two linear layers, no manifest layer)."""
     W, K, L = fff_neurons(ffn), int(ffn["trees"]), int(ffn["depth"]) + 1
+    if not conditional:
+        ops = []
+        for role, n_in, n_out in (("ffn_in", H, W), ("ffn_out", W, H)):
+            name = f"block{blk}.dense_{role}"
+            ops.append(_mm(f"{name}.fwd", "linear", "fwd", T, n_in, n_out, role=role, block=blk))
+            ops.append(_mm(f"{name}.dx", "linear", "bwd_input", T, n_out, n_in, role=role, block=blk))
+            ops.append(_mm(f"{name}.dw", "linear", "bwd_weight", n_out, T, n_in, role=role, block=blk))
+        return ops
     cond = _fff_gathers(ffn)
     common = dict(kind=COND_MATMUL, block=blk, density=fff_path_neurons(ffn) / W if cond else 1.0, sparse=cond,
                   trees=K, levels=L)

@@ -12,19 +12,23 @@ a product executing a fraction ``x`` of the dense FLOPs ``F`` on a path with par
 
 For a sparse linear op every path the hardware offers for the pattern is costed and the fastest wins;
 the dense path is always a candidate, so sparsity can never make an op slower than running it dense.
+FFF ``cond_matmul`` ops are costed the same way: the dense path runs every neuron (the masked
+formulation) and each 'conditional' path gathers the visited rows (accelsim/hardware/conditional.py).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from accelsim.errors import UserError
+from accelsim.hardware.conditional import cmm_work
 from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from accelsim.workload import ELEMENTWISE_OPS, Op
+from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, Op, fff_layer_ops
 
 #: AdamW traffic per updated parameter: fp32 weight, grad, two moments read; weight and moments written.
 ADAM_BYTES_PER_PARAM = 28.0
@@ -234,6 +238,8 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     """
     profile = load_profile(profile)
     ctx = _Ctx(profile, dtype or profile.dtype, resident)
+    if op.kind == COND_MATMUL:
+        return _cond_cost(ctx, op, pattern, path)
     if op.kind not in ("linear", "attn_matmul"):
         return _vector_cost(ctx, op)
     density = min(max(float(op.density), 0.0), 1.0)
@@ -245,8 +251,8 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     phase = op.phase if op.kind == "linear" else None
     plans: list[_Plan] = []
     for spec in profile.paths.values():
-        if spec.pattern == "vector" or not _usable(spec, ctx.dtype, phase if spec.pattern != "dense" else None):
-            continue
+        if spec.pattern not in PLANNERS or not _usable(spec, ctx.dtype, phase if spec.pattern != "dense" else None):
+            continue  # vector and conditional paths run other op kinds
         if spec.pattern == "dense" or sparse:
             plans.extend(PLANNERS[spec.pattern](spec, op, pattern, density))
     if path is not None:
@@ -257,28 +263,66 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     if not plans:
         raise UserError(f"no path can run op {op.name!r} in dtype {ctx.dtype}", source=profile.source_file,
                         field="paths")
-    costs = [_cost_plan(ctx, op, pl, pattern, density) for pl in plans]
+    return _fastest([_cost_plan(ctx, op, pl, pattern, density) for pl in plans])
+
+
+def _fastest(costs: list[OpCost]) -> OpCost:
     best = min(costs, key=lambda c: c.time_s)
     best.candidates = {(c.path + (f"/b{c.block}" if c.block else "")): c.time_s for c in costs}
     return best
+
+
+def _cond_cost(ctx: _Ctx, op: Op, fff: dict | None, path: str | None) -> OpCost:
+    """A cond_matmul op: the masked formulation on the dense path (every neuron, a product of the dense
+    FF of equal width) and, when the trainer computed the path only (``op.sparse``), every conditional
+    path; the fastest wins. ``fff``: the layer's fff-table statistics (None: balanced visits)."""
+    masked = dataclasses.replace(op, kind="linear", sparse=False, density=1.0, flops=op.flops_dense)
+    costs = [_cost_plan(ctx, masked, pl, None, 1.0) for spec in ctx.p.paths.values()
+             if spec.pattern == "dense" and _usable(spec, ctx.dtype, None) for pl in _dense_plans(spec, op, None, 1.0)]
+    if op.sparse:
+        for spec in ctx.p.paths.values():
+            if spec.pattern == "conditional" and _usable(spec, ctx.dtype, op.phase):
+                w = cmm_work(ctx.p, spec, op, fff, dtype=ctx.dtype, peak=ctx.peak, elem_bytes=ctx.b,
+                             home=ctx.weight_level, act_level=ctx.act_level, n_items=ctx.n_items,
+                             units_per_item=ctx.units_per_item, exchange=ctx.exchange)
+                costs.append(ctx.finish(spec.name, w.overhead_s, w.items, w.flops, w.traffic))
+    if path is not None:
+        costs = [c for c in costs if c.path == path]
+    if not costs:
+        raise UserError(f"no path{f' named {path!r}' if path else ''} can run op {op.name!r} (cond_matmul, "
+                        f"{op.phase}, dtype {ctx.dtype}); paths: {', '.join(ctx.p.paths)}", source=ctx.p.source_file)
+    return _fastest(costs)
 
 
 #: kernel_time kinds -> (phase, op dims from the forward layer's m, k, n)
 _KERNELS = {"matmul": ("fwd", lambda m, k, n: (m, k, n)),
             "matmul_dx": ("bwd_input", lambda m, k, n: (m, n, k)),
             "matmul_dw": ("bwd_weight", lambda m, k, n: (n, m, k))}
+#: FFF kinds -> (phase, conditional): one FFF layer's two products of that phase (the forward with its GELU),
+#: as the cond_matmul ops the simulator sees ("fff*") or as the dense FF of equal width ("ff*")
+_FFF_KERNELS = {"fff": ("fwd", True), "fff_dx": ("bwd_input", True), "fff_dw": ("bwd_weight", True),
+                "ff": ("fwd", False), "ff_dx": ("bwd_input", False), "ff_dw": ("bwd_weight", False)}
 
 
 def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
-                pattern: str = "unstructured", dtype: str | None = None, *, path: str | None = None) -> float:
+                pattern: str = "unstructured", dtype: str | None = None, *, path: str | None = None,
+                trees: int | None = None, depth: int | None = None, fff: dict | None = None) -> float:
     """Seconds for one product of a linear layer Y = X W^T (X: m x k, W: n x k at ``density``).
 
     ``kind``: "matmul" (forward), "matmul_dx" (input gradient) or "matmul_dw" (weight gradient), always
     described by the forward layer's m, k, n. ``pattern``: one of SYNTHETIC_KINDS. Same code path as the
     simulator: builds the Op and a synthetic pattern row and returns ``op_cost(...).time_s``.
+
+    FFF kinds (docs/hardware-profiles.md, "kernel_time"): "fff", "fff_dx", "fff_dw" time one FFF layer of
+    ``trees`` x ``depth`` (m = tokens, k = hidden, n = neurons = trees * (2^(depth+1) - 1)): the two
+    cond_matmul products of that phase, plus the GELU of the visited neurons for "fff"; ``fff`` is an
+    fff-table row (None: balanced visits). "ff", "ff_dx", "ff_dw": the dense FF of width n (GELU included
+    in "ff"), the baseline. ``path`` forces the products' path (e.g. "cmm" or the dense path).
     """
+    if kind in _FFF_KERNELS:
+        return _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff)
     if kind not in _KERNELS:
-        raise UserError(f"unknown kernel kind {kind!r}; expected one of {', '.join(_KERNELS)}")
+        raise UserError(f"unknown kernel kind {kind!r}; expected one of {', '.join([*_KERNELS, *_FFF_KERNELS])}")
     if pattern not in SYNTHETIC_KINDS:
         raise UserError(f"unknown pattern {pattern!r}; expected one of {', '.join(SYNTHETIC_KINDS)}")
     if not (0.0 < density <= 1.0) or min(m, k, n) < 1:
@@ -292,3 +336,23 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
             sparse=density < 1.0, flops_dense=dense, flops=dense * density)
     pat = synthetic_pattern(n, k, density, pattern) if density < 1.0 else None
     return op_cost(profile, op, pat, dtype=dtype, path=path).time_s
+
+
+def _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff) -> float:
+    phase, conditional = _FFF_KERNELS[kind]
+    if min(m, k, n) < 1 or density != 1.0:
+        raise UserError(f"expected positive sizes and no density for {kind!r} (the path fraction follows from "
+                        f"trees and depth), got m={m} k={k} n={n} density={density}")
+    if conditional or trees is not None or depth is not None:
+        ok = isinstance(trees, int) and isinstance(depth, int) and trees >= 1 and 0 <= depth <= 40
+        if not ok or trees * ((1 << (depth + 1)) - 1) != n:
+            raise UserError(f"{kind!r} needs trees >= 1 and 0 <= depth <= 40 with n = trees * (2^(depth+1) - 1) "
+                            f"neurons, got trees={trees} depth={depth} n={n}")
+    ffn = {"type": "fff", "trees": trees or n, "depth": depth or 0, "train_mode": "gather"}
+    ops = [op for op in fff_layer_ops(ffn, 0, m, k, conditional) if op.phase == phase]
+    total = sum(op_cost(profile, op, fff if conditional else None, dtype=dtype, path=path).time_s for op in ops)
+    if phase == "fwd":  # the activation between the two products: on the visited neurons only when conditional
+        width = (trees * (depth + 1)) if conditional else n
+        gelu = Op(name=f"kernel.{kind}.gelu", kind="elementwise", phase="fwd", role="gelu", elements=m * width)
+        total += op_cost(profile, gelu, dtype=dtype).time_s
+    return total

@@ -84,6 +84,11 @@ class PathSpec:
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
     dtypes: tuple[str, ...] = ()  # empty: every dtype the device has a peak for
     description: str = ""
+    # conditional (FFF) paths only, see accelsim/hardware/conditional.py:
+    level_latency_s: float = 0.0  # one dependent tree level of one token: row fetch + dot-product reduction
+    interleave: int = 1  # independent token walks one unit keeps in flight (hides level_latency)
+    partition: str = "tokens"  # tokens: units split the tokens | nodes: units own tree nodes (weight-stationary)
+    private_levels: tuple[str, ...] = ()  # cache levels whose capacity is per unit (each holds its own hot rows)
 
     def fraction(self, dtype: str) -> float | None:
         return self.peak_fraction.get(dtype, self.peak_fraction.get("*"))
@@ -224,6 +229,15 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
         d["phases"] = list(s.phases)
     if s.dtypes:
         d["dtypes"] = list(s.dtypes)
+    if s.pattern == "conditional":
+        if s.level_latency_s:
+            d["level_latency"] = format_quantity(s.level_latency_s, "time")
+        if s.interleave != 1:
+            d["interleave"] = s.interleave
+        if s.partition != "tokens":
+            d["partition"] = s.partition
+        if s.private_levels:
+            d["private_levels"] = list(s.private_levels)
     return d
 
 

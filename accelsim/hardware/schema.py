@@ -19,7 +19,10 @@ FORMAT_VERSION = 1
 KINDS = ("cpu", "gpu", "fpga", "ipu", "wafer", "ideal")
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 ROLES = ("cache", "sram", "main", "external")
-PATTERNS = ("dense", "unstructured", "2:4", "block", "vector")
+PATTERNS = ("dense", "unstructured", "2:4", "block", "vector", "conditional")
+#: How a conditional (FFF) path spreads work over the units: by tokens (weights shared through caches) or by
+#: tree nodes (weights distributed over the units' local memories, tokens sent to the node's owner).
+PARTITIONS = ("tokens", "nodes")
 MATMUL_PHASES = ("fwd", "bwd_input", "bwd_weight")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 
@@ -173,7 +176,7 @@ def parse_profile(data: Any, source: str) -> dict[str, Any]:
     if dtype not in energy.pj_per_flop:
         raise r.fail("energy.compute", f"expected an entry for the profile dtype {dtype!r}")
     execution = _execution(r, top)
-    paths = _paths(r, top, dtype)
+    paths = _paths(r, top, dtype, tuple(lv.name for lv in memory))
     sources, assumptions = _provenance(r, top)
     fitted = top.get("fitted")
     if fitted is not None:
@@ -246,10 +249,13 @@ def _execution(r: Reader, top: dict):
 
 
 _PATH_KEYS = ("pattern", "description", "peak_fraction", "d_half", "exponent", "overhead", "decode_per_nnz",
-              "index_bytes_per_nnz", "block_sizes", "phases", "dtypes")
+              "index_bytes_per_nnz", "block_sizes", "phases", "dtypes", "level_latency", "interleave", "partition",
+              "private_levels")
+#: keys only a 'conditional' path may carry (accelsim/hardware/conditional.py)
+_CONDITIONAL_KEYS = ("level_latency", "interleave", "partition", "private_levels")
 
 
-def _paths(r: Reader, top: dict, dtype: str):
+def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
     from accelsim.hardware.profile import PathSpec
 
     raw = r.mapping(r.get(top, "paths", ""), "paths")
@@ -278,6 +284,10 @@ def _paths(r: Reader, top: dict, dtype: str):
             r.leaves.append(f"{where}.block_sizes")
         elif "block_sizes" in p:
             raise r.fail(f"{where}.block_sizes", "only valid for pattern 'block'")
+        extra = _conditional_keys(r, p, where, level_names) if pattern == "conditional" else {}
+        for key in _CONDITIONAL_KEYS:
+            if pattern != "conditional" and key in p:
+                raise r.fail(f"{where}.{key}", "only valid for pattern 'conditional'")
         specs[name] = PathSpec(
             name=name, pattern=pattern, description=r.string(p, "description", where, required=False),
             peak_fraction=fractions,
@@ -288,7 +298,7 @@ def _paths(r: Reader, top: dict, dtype: str):
             index_bytes_per_nnz=r.quantity(p, "index_bytes_per_nnz", where, "bytes", positive=False,
                                            required=False),
             block_sizes=sizes, phases=r.strlist(p, "phases", where, MATMUL_PHASES, MATMUL_PHASES),
-            dtypes=r.strlist(p, "dtypes", where, tuple(DTYPE_BYTES), ()))
+            dtypes=r.strlist(p, "dtypes", where, tuple(DTYPE_BYTES), ()), **extra)
     for needed in ("dense", "vector"):
         if not any(s.pattern == needed and (not s.dtypes or dtype in s.dtypes) for s in specs.values()):
             raise r.fail("paths", f"expected a path with pattern '{needed}' usable in the profile dtype {dtype!r}")
@@ -296,6 +306,19 @@ def _paths(r: Reader, top: dict, dtype: str):
         if s.pattern == "dense" and "*" not in s.peak_fraction and dtype not in s.peak_fraction:
             raise r.fail(f"paths.{s.name}.peak_fraction", f"expected an entry for the profile dtype {dtype!r}")
     return specs
+
+
+def _conditional_keys(r: Reader, p: dict, where: str, level_names: tuple[str, ...]) -> dict[str, Any]:
+    """The conditional-matmul parameters (docs/hardware-profiles.md, "Conditional matmul")."""
+    out: dict[str, Any] = {
+        "level_latency_s": r.quantity(p, "level_latency", where, "time", positive=False, required=False),
+        "interleave": r.count(p, "interleave", where, required=False, default=1)}
+    if p.get("partition") is not None:
+        out["partition"] = r.string(p, "partition", where, choices=PARTITIONS)
+        r.leaves.append(f"{where}.partition")  # a claim about how the hardware runs it: needs provenance
+    if p.get("private_levels") is not None:
+        out["private_levels"] = r.strlist(p, "private_levels", where, level_names, ())
+    return out
 
 
 def _provenance(r: Reader, top: dict) -> tuple[dict[str, str], dict[str, str]]:

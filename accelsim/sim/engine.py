@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import simpy
 
 from accelsim.sim.device import CostFn, CostLike, DeviceSpec
+from accelsim.sim.schedule import fff_key
 from accelsim.sim.units import ComputeArray, Link, MemoryPort
 from accelsim.sim.units.busy import attribute
-from accelsim.workload import Op
+from accelsim.workload import COND_MATMUL, Op
 
 #: Gradient bucket size before an all-reduce is issued: PyTorch DDP's default ``bucket_cap_mb``.
 BUCKET_BYTES = 25 * 2**20
@@ -134,6 +135,14 @@ def _pattern_key(pattern: dict | None):
     return tuple(sorted((k, _hashable(v)) for k, v in pattern.items() if k != "layer"))
 
 
+def op_pattern(op: Op, patterns: dict[str, dict]) -> dict | None:
+    """What the cost model sees besides the op: a sparse layer's pattern row, or for an FFF product its
+    layer's routing statistics (None: uniform random mask / balanced visits)."""
+    if op.kind == COND_MATMUL:
+        return patterns.get(fff_key(op.block))
+    return patterns.get(op.layer) if op.layer else None
+
+
 def dependency_order(ops: list[Op]) -> list[Op]:
     """Forward ops as listed, then the backward ops in reverse, then optimizer, then mask updates."""
     fwd = [o for o in ops if o.phase == "fwd"]
@@ -208,7 +217,7 @@ def simulate_step(ops: list[Op], patterns: dict[str, dict], sim: OpSimulator, de
     ``rest_grad_elements``: parameters outside the listed layers (embeddings, LayerNorms, biases),
     whose gradients are complete only at the end of backward."""
     dev = sim.device
-    timed = [(op, sim.time(op, patterns.get(op.layer) if op.layer else None)) for op in dependency_order(ops)]
+    timed = [(op, sim.time(op, op_pattern(op, patterns))) for op in dependency_order(ops)]
     env = CountingEnvironment()
     link = Link(env, devices, dev.link_bandwidth or 1.0, dev.link_latency)
     sync = GradientSync(env, link, bucket_bytes, defer=dev.bsp)

@@ -7,6 +7,8 @@ sees, so memoisation is exact: simulating every step one by one gives the same t
 
 Pattern timing follows the trace format: a ``patterns`` row written at step s describes the masks
 after step s, so it is in force from step s + 1; the first rows (step 0) are the initial masks.
+FFF models add their routing statistics (``fff`` table): a row written at step s describes the forward
+pass of step s itself, so each step sees the latest row of each FFF layer at or before it.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pyarrow.compute as pc
 from accelsim.errors import expect
 from accelsim.sim.methods import MethodRule, method_rule
 from accelsim.trace import HIST_BINS, Trace, table_dir
-from accelsim.workload import StepKind
+from accelsim.workload import StepKind, _block_index
 
 
 def step_kind_ids(rule: MethodRule, mask_changed: np.ndarray) -> tuple[list[StepKind], np.ndarray]:
@@ -49,6 +51,9 @@ class Quantization:
     fraction: float = 1e-3  # absolute, for block/N:M occupancy and input zero fractions
     significant: int = 3  # significant digits of per-row / per-column nnz min/mean/max/std
     hist: float = 1e-3  # histogram bins as fractions of rows (cols), absolute
+    # FFF routing statistics change at every step; at these resolutions a stable routing is one epoch.
+    fff_fraction: float = 1e-2  # per-level fraction of nodes used, absolute
+    fff_significant: int = 2  # significant digits of per-level busiest-node ratio and visit cv
 
 
 # Columns the cost model does not see: ``step``, and ``pruned``/``grown``, which describe the change
@@ -171,10 +176,12 @@ def _steps_and_changes(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dense_plan(trace: Trace) -> EpochPlan:
-    """The same steps as the dense baseline: one epoch, dense products, no mask work."""
+    """The same steps as the dense baseline: one epoch, dense products, no mask work, and FFF layers
+    replaced by the dense FF of equal width (K * (2^(D+1) - 1) neurons)."""
     steps, _ = _steps_and_changes(trace)
     dens = {i.name: 1.0 for i in trace.manifest.layers}
-    epoch = Epoch(StepKind(dense_grad=False, mask_update=False, sparse_compute=False), dens, {}, len(steps))
+    kind = StepKind(dense_grad=False, mask_update=False, sparse_compute=False, conditional=False)
+    epoch = Epoch(kind, dens, {}, len(steps))
     return EpochPlan(steps, np.zeros(len(steps), dtype=np.int64), [epoch])
 
 
@@ -201,20 +208,24 @@ def _plan(trace: Trace, quant: Quantization, group: bool) -> EpochPlan:
         vclass = versions.class_id[during]
     else:
         versions, vclass = None, np.zeros(len(steps), dtype=np.int64)
-    combo = vclass * len(kinds) + kind_ids
+    fff = FFFVersions(trace, quant) if (man.model.get("ffn") or {}).get("type") == "fff" and \
+        trace.fff is not None and trace.fff.num_rows else None
+    fclass = fff.during(steps) if fff is not None else np.zeros(len(steps), dtype=np.int64)
     if group:
-        uniq, first, inverse, counts = np.unique(combo, return_index=True, return_inverse=True,
-                                                 return_counts=True)
+        combo = group_ids([vclass, fclass, kind_ids])
+        _, first, inverse, counts = np.unique(combo, return_index=True, return_inverse=True, return_counts=True)
     else:
-        uniq, first = combo, np.arange(len(combo))
-        inverse, counts = first, np.ones(len(combo), dtype=np.int64)
+        first = np.arange(len(steps))
+        inverse, counts = first, np.ones(len(steps), dtype=np.int64)
     epochs = []
-    for u, f, c in zip(uniq, first, counts):
-        kind = kinds[int(u) % len(kinds)]
+    for f, c in zip(first, counts):
+        kind = kinds[int(kind_ids[f])]
         dens = {i.name: i.target_density for i in sparse}
         pats: dict[str, dict] = {}
         if versions is not None:
             dens, pats = versions.state(int(during[f]), dens)
+        if fff is not None:
+            pats.update(fff.state(int(steps[f])))
         epochs.append(Epoch(kind, dens, pats, int(c)))
     return EpochPlan(steps, inverse.reshape(-1).astype(np.int64), epochs)
 
@@ -259,3 +270,66 @@ class _Versions:
                 pats[name] = self.q.row(r, name)
                 dens[name] = pats[name]["density"]
         return dens, pats
+
+
+def fff_key(block: int) -> str:
+    """Key of an FFF layer's routing statistics in an epoch's pattern dict (cond_matmul ops have no layer)."""
+    return f"fff:block{block}"
+
+
+class FFFVersions:
+    """The fff table as quantised per-level statistics (what the cost model receives for cond_matmul ops)
+    and, per step, the class of the rows in force (latest row of each FFF layer at or before the step).
+
+    Rows are normalised before rounding: ``level_used_frac`` = nodes used / (K * 2^l), ``level_max_ratio``
+    = busiest node's visits / the mean (tokens / 2^l), ``level_cv``; so they do not depend on the token
+    count and apply unchanged to a data-parallel device's share of the batch."""
+
+    def __init__(self, trace: Trace, q: Quantization):
+        table, ffn, src = trace.fff, trace.manifest.model["ffn"], table_dir(trace.path, "fff")
+        K, L = int(ffn["trees"]), int(ffn["depth"]) + 1
+        names = table["layer"].to_pylist()
+        blocks = np.array([_block_index(n) for n in names], dtype=np.int64)
+        bad = [n for n, b in zip(names, blocks) if not 0 <= b < trace.manifest.model["layers"]]
+        expect(not bad, f"layers {sorted(set(bad))[:3]} are not encoder blocks of the model", source=src,
+               field="layer")
+        mats = {c: _list_matrix(table, c, L, src) for c in ("level_nodes_used", "level_max_visits", "level_cv")}
+        tokens = table["tokens"].to_numpy().astype(np.float64)[:, None]
+        per_node = tokens / 2.0 ** np.arange(L)  # mean visits of a level-l node of one tree
+        self.cols = {
+            "level_used_frac": _round_to(mats["level_nodes_used"] / (K * 2.0 ** np.arange(L)), q.fff_fraction),
+            "level_max_ratio": _round_sig(np.maximum(mats["level_max_visits"] / np.maximum(per_node, 1e-300), 1.0),
+                                          q.fff_significant),
+            "level_cv": _round_sig(np.maximum(mats["level_cv"], 0.0), q.fff_significant)}
+        self.row_class = group_ids([m[:, i] for m in self.cols.values() for i in range(L)])
+        self.blocks = sorted(set(blocks.tolist()))
+        self.rows = {b: np.nonzero(blocks == b)[0] for b in self.blocks}  # ascending step (table sorted)
+        self.row_step = table["step"].to_numpy()
+        self.trees, self.depth = K, L - 1
+
+    def _in_force(self, block: int, steps: np.ndarray) -> np.ndarray:
+        rows = self.rows[block]
+        pos = np.searchsorted(self.row_step[rows], steps, side="right") - 1
+        return np.where(pos >= 0, rows[np.maximum(pos, 0)], -1)
+
+    def during(self, steps: np.ndarray) -> np.ndarray:
+        """Class id per step of the quantised rows in force (-1 rows: balanced, no statistics yet)."""
+        cls = np.concatenate([self.row_class, [-1]])
+        return group_ids([cls[self._in_force(b, steps)] for b in self.blocks])
+
+    def state(self, step: int) -> dict[str, dict]:
+        out = {}
+        for b in self.blocks:
+            r = int(self._in_force(b, np.array([step]))[0])
+            if r >= 0:
+                out[fff_key(b)] = {"layer": fff_key(b), "trees": self.trees, "depth": self.depth,
+                                   **{c: m[r].tolist() for c, m in self.cols.items()}}
+        return out
+
+
+def _list_matrix(table: pa.Table, column: str, levels: int, src) -> np.ndarray:
+    lengths = pc.list_value_length(table[column]).to_numpy(zero_copy_only=False)
+    expect(bool(np.all(lengths == levels)), f"expected {levels} values per row (depth + 1 levels)", source=src,
+           field=column)
+    return np.asarray(pc.list_flatten(table[column]).to_numpy(zero_copy_only=False), dtype=np.float64).reshape(
+        table.num_rows, levels)
