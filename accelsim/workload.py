@@ -88,6 +88,9 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     V, heads = md["vocab"], md["heads"]
     T = B * S
     ops: list[Op] = [Op("embeddings", "embedding", "fwd", elements=T * H)]
+    # embedding sum, LayerNorm and dropout
+    ops.extend(_elementwise_pair("embeddings.layernorm", "layernorm", 2 * T * H))
+    ops.extend(_elementwise_pair("embeddings.dropout", "dropout", T * H))
     by_block: dict[int, list] = {}
     for info in manifest.layers:
         by_block.setdefault(_block_index(info.name), []).append(info)
@@ -115,17 +118,21 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
             # two products (one per operand) in backward, both activation gradients
             ops.append(_mm(f"block{blk}.attn_{nm}.bwd", "attn_matmul", "bwd_input", S, dh, 2 * S,
                            batch=B * heads, block=blk))
+        # dropout acts on the attention probabilities and on both sublayer outputs (BERT's three sites)
         for nm, elems in (("softmax", B * heads * S * S), ("layernorm", 2 * T * H),
-                          ("gelu", ffn_act), ("residual", 2 * T * H)):
-            ops.append(Op(f"block{blk}.{nm}.fwd", "elementwise", "fwd", block=blk, role=nm, elements=elems))
-            ops.append(Op(f"block{blk}.{nm}.bwd", "elementwise", "bwd_input", block=blk, role=nm,
-                          elements=2 * elems))
+                          ("gelu", ffn_act), ("residual", 2 * T * H), ("dropout", B * heads * S * S + 2 * T * H)):
+            ops.extend(_elementwise_pair(f"block{blk}.{nm}", nm, elems, block=blk))
     # MLM head: dense transform (H->H) + GELU + LayerNorm, then the decoder tied to the word embeddings.
     for nm, k_, n_ in (("mlm_transform", H, H), ("mlm_decoder", H, V)):
         ops.append(_mm(f"{nm}.fwd", "linear", "fwd", T, k_, n_, role=nm))
         ops.append(_mm(f"{nm}.dx", "linear", "bwd_input", T, n_, k_, role=nm))
         ops.append(_mm(f"{nm}.dw", "linear", "bwd_weight", n_, T, k_, role=nm))
-    ops.append(Op("mlm_head.elementwise", "elementwise", "fwd", role="layernorm", elements=T * (H * 2 + V)))
+    ops.extend(_elementwise_pair("mlm_head.gelu_layernorm", "layernorm", 2 * T * H))
+    # cross-entropy over the vocabulary: log-softmax reads the T x V logits and writes log-probs; its
+    # backward reads both and writes the logits' gradient into a zero-filled buffer. At small hidden
+    # sizes this vocabulary-sized traffic is a large share of the step (profiled: ~15 % on bert-tiny).
+    ops.append(Op("mlm_loss.fwd", "elementwise", "fwd", role="softmax", elements=T * V))
+    ops.append(Op("mlm_loss.bwd", "elementwise", "bwd_input", role="softmax", elements=2 * T * V))
     ops.append(_optimizer(manifest, densities, kind))
     if kind.mask_update:
         ops.extend(_mask_update_ops(manifest, densities))
@@ -177,6 +184,12 @@ def fff_layer_ops(ffn: dict, blk: int, T: int, H: int, conditional: bool = True)
         ops.append(_mm(f"{name}.dx", phase="bwd_input", m=T, k=W, n=H, role=role, **common))
         ops.append(_mm(f"{name}.dw", phase="bwd_weight", m=W, k=T, n=H, role=role, **common))
     return ops
+
+
+def _elementwise_pair(name: str, role: str, elements: int, block: int = -1) -> list[Op]:
+    """Forward and backward of an elementwise op; backward reads the saved input and the gradient."""
+    return [Op(f"{name}.fwd", "elementwise", "fwd", block=block, role=role, elements=elements),
+            Op(f"{name}.bwd", "elementwise", "bwd_input", block=block, role=role, elements=2 * elements)]
 
 
 def _block_index(name: str) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from accelsim import simulate
 from accelsim import trace as tr
 from trainer.data import DataConfig
 from trainer.sparsity import SparsityConfig
@@ -33,8 +34,12 @@ def one_run(root: Path, name: str, method: str, sparsity: float, steps: int, thr
     wall = steps_tbl["wall_s"].to_numpy()[5:]  # skip warm-up steps
     changed = steps_tbl["mask_changed"].to_numpy()[5:]
     summary = json.loads((out / "train_summary.json").read_text())
+    # the simulator's whole-step prediction for this very trace on the profile of this machine
+    sim = simulate(out, "cpu-local")
+    timeline = np.asarray(sim.timeline["time_s"])
     return {"wall": wall, "changed": changed, "trace_s": summary["trace_seconds"],
-            "total_wall": float(steps_tbl["wall_s"].to_numpy().sum())}
+            "total_wall": float(steps_tbl["wall_s"].to_numpy().sum()),
+            "predicted_step_s": float(np.median(timeline[5:]))}
 
 
 def main() -> None:
@@ -67,7 +72,12 @@ def main() -> None:
         "tracing_overhead_fraction": trace_frac,
         "mask_update_extra_s": extra_update,
         "mask_update_amortised_fraction_dT100": extra_update / 100 / med_rigl,
+        "cpu_local_predicted_step_s_dense": float(np.median([x["predicted_step_s"] for x in res["dense"]])),
+        "cpu_local_predicted_step_s_rigl90": float(np.median([x["predicted_step_s"] for x in rigl])),
     }
+    for key, measured in (("dense", med_dense), ("rigl90", med_rigl)):
+        pred = out[f"cpu_local_predicted_step_s_{key}"]
+        out[f"cpu_local_step_error_{key}"] = (pred - measured) / measured
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2))
     print(f"bert-tiny batch 32 x seq 128, {a.threads} threads, {a.repeats}x{a.steps} steps per method")
@@ -76,6 +86,10 @@ def main() -> None:
     print(f"  tracing overhead: {100*trace_frac:.2f} % of step time (goal <= 3 %)")
     print(f"  mask update: +{extra_update*1e3:.1f} ms on an update step -> amortised at dT=100: "
           f"{100*out['mask_update_amortised_fraction_dT100']:.3f} % of step time")
+    for key, measured in (("dense", med_dense), ("rigl90", med_rigl)):
+        pred = out[f"cpu_local_predicted_step_s_{key}"]
+        print(f"  simulator (cpu-local) whole step, {key}: predicted {pred*1e3:.1f} ms vs measured "
+              f"{measured*1e3:.1f} ms -> error {100*(pred-measured)/measured:+.1f} %")
 
 
 if __name__ == "__main__":
