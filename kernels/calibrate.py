@@ -1,19 +1,21 @@
-"""Fit a hardware profile's efficiency parameters to kernel measurements, and validate the fit.
+"""Fit a hardware profile's efficiency parameters to kernel measurements (validation: kernels.validation).
 
 Every prediction goes through :func:`accelsim.hardware.kernel_time`, the same cost model the
 simulator uses. A measurement record becomes up to one *point* per profile path: the dense baseline
 (``dense_torch`` -> the profile's ``dense`` path, one point per shape: the median over records) and,
 for a sparse case, the fastest timed kernel of each family the profile models (CSR kernels -> its
 ``unstructured`` path, block kernels -> its ``block`` path, N:M kernels -> its ``2:4`` path), with
-that profile path forced. Cases are split deterministically (a hash of the case, not file order)
-into train and held-out sets; ``calibrate`` fits on train, ``validate`` scores the held-out points.
+that profile path forced. A profile may split a family into per-phase paths (forward CSR SpMM,
+transposed SpMM, SDDMM are different kernels); the first path whose ``phases`` admit the op is used.
+Cases are split deterministically (a hash of the case, not file order) into train and held-out sets;
+``calibrate`` fits on train only, ``validate`` scores the held-out points.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
 import hashlib
-import json
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,15 +27,28 @@ from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
 from accelsim.hardware.profile import HardwareProfile
 from kernels.bench import load_measurements
+from kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 HOLDOUT_EVERY = 5  # one case in five is held out
-#: fitted per profile path, most important first; trimmed so points >= 2 x parameters
-SPARSE_PARAMS = ("peak_fraction", "d_half", "overhead", "exponent")
-DENSE_PARAMS = ("peak_fraction", "overhead")
+#: fitted per profile path kind, most important first; trimmed so that points >= POINTS_PER_PARAM x params
+FIT_PARAMS = {
+    "dense": ("peak_fraction", "overhead", "output_bandwidth"),
+    "sparse": ("peak_fraction", "overhead", "output_bandwidth", "input_bandwidth", "d_half", "exponent",
+               "spill_bytes"),
+}
+POINTS_PER_PARAM = 3
 #: measurement noise on a shared machine is heavy-tailed: soft_l1 keeps a few stalled medians from
-#: dominating the fit; residuals below f_scale (in log time, ~20 %) are still treated quadratically
-LOSS, F_SCALE = "soft_l1", 0.2
+#: dominating the fit; residuals below f_scale (in log time, ~10 %) are still treated quadratically
+LOSS, F_SCALE = "soft_l1", 0.1
+#: parameters searched in log space (positive scales spanning decades; the fit is in log time): the
+#: smallest value searched, and which end of the range means "term absent" (fitted there -> written as
+#: absent rather than as a meaningless extreme number)
+LOG_PARAMS = {"peak_fraction": (1e-6, None), "overhead": (1e-8, "lo"), "d_half": (1e-5, "lo"),
+              "decode_per_nnz": (1e-13, "lo"), "output_bandwidth": (1e6, "hi"), "input_bandwidth": (1e6, "hi"),
+              "spill_bytes": (1e3, "hi")}
+START = {"overhead": 10e-6, "d_half": 0.01, "output_bandwidth": 20e9, "input_bandwidth": 20e9,
+         "spill_bytes": 8e6, "decode_per_nnz": 1e-10}  # where a parameter that is absent starts
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,7 @@ class Point:
     kernel: str  # measured kernel (fastest of its family)
     measured_s: float
     heldout: bool
+    winner: bool = False  # the bench picked this kernel for its case (dense points: never)
 
     def predict(self, profile: HardwareProfile) -> float:
         pattern = "unstructured" if self.pattern == "dense" else self.pattern
@@ -62,6 +78,11 @@ def is_heldout(*key) -> bool:
     return int.from_bytes(digest[:8], "big") % HOLDOUT_EVERY == 0
 
 
+def record_heldout(rec: dict) -> bool:
+    dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
+    return is_heldout(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], dtype, rec["pattern"], rec["density"])
+
+
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -69,13 +90,15 @@ def file_sha256(path: str | Path) -> str:
 PHASES = {"matmul": "fwd", "matmul_dx": "bwd_input", "matmul_dw": "bwd_weight"}
 
 
-def _hw_path(profile: HardwareProfile, family: str, kind: str, dtype: str) -> str | None:
+def _hw_path(profile: HardwareProfile, family: str, kind: str, dtype: str, pattern: str = "") -> str | None:
     """The profile path modelling ``family`` for this op: the first path of that pattern kind whose
-    phases and dtypes admit it (a profile may split a kernel family into per-phase paths)."""
-    for name, spec in profile.paths.items():
-        if spec.pattern == family and PHASES[kind] in spec.phases and (not spec.dtypes or dtype in spec.dtypes):
-            return name
-    return None
+    phases and dtypes admit it (a profile may split a kernel family into per-phase paths) and, for a
+    block pattern, whose block sizes include the pattern's (b=16 and b=32 kernels tile differently)."""
+    usable = [name for name, spec in profile.paths.items()
+              if spec.pattern == family and PHASES[kind] in spec.phases and (not spec.dtypes or dtype in spec.dtypes)]
+    b = int(pattern[5:]) if pattern.startswith("block") and pattern[5:].isdigit() else None
+    sized = [name for name in usable if b in profile.paths[name].block_sizes]
+    return (sized or usable or [None])[0]
 
 
 def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None = None
@@ -102,15 +125,15 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
             if fam not in best or t < best[fam][1]:
                 best[fam] = (kernel, t)
         for fam, (kernel, t) in best.items():
-            hw_path = _hw_path(profile, fam, rec["op"], dtype)
+            hw_path = _hw_path(profile, fam, rec["op"], dtype, rec["pattern"])
             if hw_path is None:
                 skipped[f"no '{fam}' path for {rec['op']} in the profile"] += 1
             elif rec["density_actual"] >= 1.0:
                 skipped["sparse kernel at density 1 (the model runs dense)"] += 1
             else:
                 points.append(Point(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
-                                    rec["pattern"], dtype, threads, hw_path, kernel, t,
-                                    is_heldout(*shape, rec["pattern"], rec["density"])))
+                                    rec["pattern"], dtype, threads, hw_path, kernel, t, record_heldout(rec),
+                                    winner=kernel == rec["path"]))
     for (op, tokens, d_in, d_out, dtype), ts in dense_times.items():
         hw_path = _hw_path(profile, "dense", op, dtype)
         if hw_path is None:
@@ -131,34 +154,57 @@ def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / meas - 1.0))) if len(meas) else float("nan")
 
 
-def _param_keys(profile: HardwareProfile, points: list[Point]) -> list[str]:
+def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list[str]]:
+    """Profile path -> the keys fitted for it (paths are independent: each point uses one path)."""
     by_path: dict[str, list[Point]] = defaultdict(list)
     for p in points:
         by_path[p.hw_path].append(p)
     known = fittable_params(profile)
-    keys = []
+    out = {}
     for path, pts in by_path.items():
         spec = profile.paths[path]
-        params = DENSE_PARAMS if spec.pattern == "dense" else SPARSE_PARAMS
-        params = params[:max(1, min(len(params), len(pts) // 2))]
+        params = FIT_PARAMS["dense" if spec.pattern == "dense" else "sparse"]
+        params = params[:max(1, min(len(params), len(pts) // POINTS_PER_PARAM))]
+        keys = []
         for param in params:
             if param == "peak_fraction" and "*" not in spec.peak_fraction:
                 dtypes = sorted({p.dtype for p in pts} & set(spec.peak_fraction))
                 keys += [f"paths.{path}.peak_fraction.{dt}" for dt in dtypes]
             else:
                 keys.append(f"paths.{path}.{param}")
-    return [k for k in keys if k in known]
+        out[path] = [k for k in keys if k in known]
+    return out
 
 
-def _x0(profile: HardwareProfile, keys: list[str]) -> np.ndarray:
-    """Current values, nudged strictly inside the bounds (least_squares starts from an interior point)."""
-    cur = fittable_params(profile)
-    x0 = []
-    for k in keys:
-        lo, hi = param_bounds(k)
-        span = hi - lo
-        x0.append(min(max(cur[k], lo + 1e-6 * span), hi - 1e-6 * span))
-    return np.array(x0)
+class _Space:
+    """The optimizer's coordinates: log of the scale parameters (LOG_PARAMS), the value itself for the
+    exponent. A parameter that is absent from the base profile (value 0) starts at START."""
+
+    def __init__(self, keys: list[str], current: dict[str, float]):
+        self.keys, self.names = keys, [k.split(".")[2] for k in keys]
+        lo, hi, x0 = [], [], []
+        for k, name in zip(keys, self.names):
+            a, b = param_bounds(k)
+            v = current[k] if current[k] > 0 else START.get(name, a)
+            if name in LOG_PARAMS:
+                a, b, v = np.log(max(a, LOG_PARAMS[name][0])), np.log(b), np.log(max(v, LOG_PARAMS[name][0]))
+            lo.append(a)
+            hi.append(b)
+            x0.append(min(max(v, a + 1e-6 * (b - a)), b - 1e-6 * (b - a)))
+        self.lo, self.hi, self.x0 = np.array(lo), np.array(hi), np.array(x0)
+
+    def values(self, u: np.ndarray, snap: bool = False) -> dict[str, float]:
+        out = {}
+        for k, name, ui, a, b in zip(self.keys, self.names, u, self.lo, self.hi):
+            end = "lo" if ui - a < 1e-6 * (b - a) else "hi" if b - ui < 1e-6 * (b - a) else None
+            if snap and end is not None:  # at a bound to within 1e-6 of the range: the bound itself
+                ui = a if end == "lo" else b
+            lo, hi = param_bounds(k)
+            v = min(max(float(np.exp(ui)) if name in LOG_PARAMS else float(ui), lo), hi)  # exp(log(b)) may exceed b
+            if snap and end is not None and name in LOG_PARAMS and LOG_PARAMS[name][1] == end:
+                v = 0.0  # the term is absent
+            out[k] = v
+        return out
 
 
 @dataclass
@@ -170,7 +216,7 @@ class Calibration:
 
 
 def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | None = None,
-                source: str = "<measurements>", sha256: str = "") -> Calibration:
+                source: str = "<measurements>", sha256: str = "", name: str | None = None) -> Calibration:
     from scipy.optimize import least_squares
 
     base = load_profile(hw)
@@ -179,47 +225,56 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
     heldout = [p for p in points if p.heldout]
     expect(len(train) >= 2, f"only {len(train)} training points match profile '{base.name}' "
            f"(skipped: {skipped or 'none'}); measure with --threads {threads or base.compute.count}", source=source)
-    keys = _param_keys(base, train)
+    keys_by_path = _param_keys(base, train)
     meas = np.array([p.measured_s for p in train])
+    current = fittable_params(base)
 
-    def predict(x) -> np.ndarray:
-        prof = with_params(base, dict(zip(keys, x)))
-        return np.array([p.predict(prof) for p in train])
+    def predict(values: dict[str, float], pts: list[Point]) -> np.ndarray:
+        prof = with_params(base, values)
+        return np.array([p.predict(prof) for p in pts])
 
-    x0 = _x0(base, keys)
-    before = predict(x0)
-    bounds = tuple(np.array(b) for b in zip(*map(param_bounds, keys)))
-    fit = least_squares(lambda x: np.log(predict(x) / meas), x0, bounds=bounds, loss=LOSS, f_scale=F_SCALE,
-                        x_scale="jac", method="trf")
-    values = {}
-    for k, v in zip(keys, fit.x):  # a value at its bound to within 1e-9 of the range is the bound itself
-        lo, hi = param_bounds(k)
-        values[k] = float(lo if v - lo < 1e-9 * (hi - lo) else hi if hi - v < 1e-9 * (hi - lo) else v)
-    after = predict(fit.x)
+    before = predict({}, train)
+    values: dict[str, float] = {}
+    optimizer = {}
+    for path, keys in keys_by_path.items():  # separable: one small problem per path
+        pts = [p for p in train if p.hw_path == path]
+        y = np.array([p.measured_s for p in pts])
+        space = _Space(keys, current)
+        fit = least_squares(lambda u: np.log(predict(space.values(u), pts) / y), space.x0,
+                            bounds=(space.lo, space.hi), loss=LOSS, f_scale=F_SCALE, method="trf")
+        values.update(space.values(fit.x, snap=True))
+        optimizer[path] = {"status": int(fit.status), "nfev": int(fit.nfev), "cost": float(fit.cost)}
+    after = predict(values, train)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     mach = doc["machine"]
     note = f"fitted by `accelsim calibrate` to {Path(source).name} (sha256 {sha256[:12]}), {len(train)} points, {now}"
     profile = with_params(base, values)
-    defaults = {"d_half": 0.0, "overhead": 0.0, "decode_per_nnz": 0.0, "exponent": 1.0}
+    defaults = {"d_half": 0.0, "overhead": 0.0, "decode_per_nnz": 0.0, "exponent": 1.0, "output_bandwidth": 0.0,
+                "input_bandwidth": 0.0, "spill_bytes": 0.0}
     sources = dict(profile.sources)
     for k, v in values.items():  # a parameter fitted to its default is not written, so it gets no entry
         if v != defaults.get(k.split(".")[2]):
             sources[k] = note
+        else:
+            sources.pop(k, None)
+    heldout_pred = predict(values, heldout) if heldout else np.array([])
     fitted = {
         "method": f"scipy.optimize.least_squares (trf, loss={LOSS}, f_scale={F_SCALE}) on log(predicted/measured), "
-                  "predictions from accelsim.hardware.kernel_time with the profile path forced",
+                  "scale parameters in log space; predictions from accelsim.hardware.kernel_time with the "
+                  "profile path forced",
         "measurements": str(source), "measurements_sha256": sha256,
         "machine": {k: mach.get(k) for k in ("cpu_model", "logical_cores", "isa_flags", "torch", "torch_mkl", "date")},
         "threads": threads or base.compute.count, "fitted_at": now, "base_profile": base.name,
-        "split": f"sha256 of the case key mod {HOLDOUT_EVERY} == 0 -> held out",
+        "split": f"sha256 of the case key mod {HOLDOUT_EVERY} == 0 -> held out (never seen by the fit)",
         "n_points": len(train), "n_heldout": len(heldout),
         "points_per_path": dict(sorted(_count(train).items())), "skipped": skipped,
         "kernels": sorted({p.kernel for p in train}),
-        "params": values, "initial": {k: float(v) for k, v in zip(keys, x0)},
+        "params": values, "initial": {k: float(v) for k, v in fittable_params(base).items() if k in values},
         "train_mape": _mape(after, meas), "train_mape_initial": _mape(before, meas),
-        "optimizer": {"status": int(fit.status), "nfev": int(fit.nfev), "cost": float(fit.cost)},
+        "heldout_mape": _mape(heldout_pred, np.array([p.measured_s for p in heldout])) if heldout else None,
+        "optimizer": optimizer,
     }
-    profile = dataclasses.replace(profile, sources=sources, fitted=fitted, name=f"{base.name}-fitted",
+    profile = dataclasses.replace(profile, sources=sources, fitted=fitted, name=name or f"{base.name}-fitted",
                                   paths=_describe_fit(profile, train),
                                   assumptions=_mark_refitted(profile.assumptions, values))
     return Calibration(profile, fitted, train, heldout)
@@ -233,7 +288,7 @@ def _describe_fit(profile: HardwareProfile, train: list[Point]) -> dict:
     paths = dict(profile.paths)
     for name, counts in kernels.items():
         used = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        old = paths[name].description
+        old = re.sub(r"; fitted to the fastest measured: .*$", "", paths[name].description)
         paths[name] = dataclasses.replace(paths[name], description=f"{old}; fitted to the fastest measured: {used}")
     return paths
 
@@ -241,11 +296,11 @@ def _describe_fit(profile: HardwareProfile, train: list[Point]) -> dict:
 def _mark_refitted(assumptions: dict[str, str], values: dict[str, float]) -> dict[str, str]:
     """Assumptions covering a refitted parameter stay (other fields of the path still rest on them)
     but say that the efficiency parameters are now measured."""
+    note = "efficiency parameters since refitted by `accelsim calibrate` (see sources and fitted:)"
     out = {}
     for key, reason in assumptions.items():
-        if any(k == key or k.startswith(key + ".") for k in values):
-            reason = (reason + "; " if reason else "") + \
-                "efficiency parameters since refitted by `accelsim calibrate` (see sources and fitted:)"
+        if any(k == key or k.startswith(key + ".") for k in values) and note not in reason:
+            reason = (reason + "; " if reason else "") + note
         out[key] = reason
     return out
 
@@ -257,58 +312,18 @@ def _count(points: list[Point]) -> dict[str, int]:
     return dict(out)
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
+
+
 def calibrate(measurements: str | Path, hw: str | Path, out: str | Path, *, threads: int | None = None) -> Calibration:
-    """Fit ``hw`` to a measurements file and write the fitted profile YAML to ``out``."""
+    """Fit ``hw`` to a measurements file and write the fitted profile YAML to ``out``. The profile is
+    named after the file (``runs/cpu-local-fitted.yaml`` -> ``cpu-local-fitted``)."""
     doc = load_measurements(measurements)
-    cal = fit_profile(doc, hw, threads=threads, source=str(measurements), sha256=file_sha256(measurements))
-    text = profile_to_yaml(cal.profile)
     out = Path(out)
+    name = out.stem if _NAME.match(out.stem) else None
+    cal = fit_profile(doc, hw, threads=threads, source=str(measurements), sha256=file_sha256(measurements), name=name)
+    text = profile_to_yaml(cal.profile)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# Written by `accelsim calibrate {measurements} --hw {hw}`; see the fitted: block.\n" + text)
     load_profile(out)  # the written profile must load back (schema + provenance)
     return cal
-
-
-# ---- validation -------------------------------------------------------------------------------
-
-def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | None = None,
-             *, threads: int | None = None) -> dict:
-    """Predict the held-out measurements with profile ``hw``; per-kernel / per-pattern / overall MAPE."""
-    doc = load_measurements(measurements)
-    profile = load_profile(hw)
-    fitted = profile.fitted or {}
-    threads = threads or fitted.get("threads")
-    points, skipped = measurement_points(doc, profile, threads)
-    same_file = fitted.get("measurements_sha256") == file_sha256(measurements)
-    chosen = [p for p in points if p.heldout] if same_file else points
-    mode = "held-out points of the file the profile was fitted to" if same_file else \
-        "all points (the profile was not fitted to this file)"
-    expect(len(chosen) > 0, f"no measurement points to validate (skipped: {skipped or 'none'})", source=measurements)
-    rows = []
-    for p in chosen:
-        pred = p.predict(profile)
-        rows.append(dict(dataclasses.asdict(p), predicted_s=pred, ratio=pred / p.measured_s,
-                         ape=abs(pred / p.measured_s - 1.0)))
-    report = {"profile": profile.name, "profile_file": str(hw), "measurements": str(measurements), "mode": mode,
-              "n_points": len(rows), "skipped": skipped, "overall_mape": _group_mape(rows, lambda r: "all")["all"],
-              "mape_by_pattern": _group_mape(rows, lambda r: r["pattern"]),
-              "mape_by_kernel": _group_mape(rows, lambda r: f"{r['kind']} {r['hw_path']} ({r['kernel']})"),
-              "points": rows}
-    if out_dir is not None:
-        from kernels.plots import scatter_png, write_rows_csv
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps(report, indent=1))
-        write_rows_csv(rows, out / "validation.csv")
-        scatter_png(rows, out / "validation.png", title=f"{profile.name} vs {Path(measurements).name} ({mode})")
-        report["files"] = [str(out / n) for n in ("validation.json", "validation.csv", "validation.png")]
-    return report
-
-
-def _group_mape(rows: list[dict], key) -> dict[str, dict]:
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[key(r)].append(r)
-    return {k: {"n": len(v), "mape": float(np.mean([r["ape"] for r in v])),
-                "median_ratio": float(np.median([r["ratio"] for r in v]))} for k, v in sorted(groups.items())}
-

@@ -14,7 +14,8 @@ Formulations, all returning the same output (registry ``IMPLS``):
   BLAS-1 call per node (the paper's MKL "level 1" kernel): a 768-long sdot/saxpy is call-overhead
   bound; a prototype calling MKL's cblas_sdot/cblas_saxpy per node ran ~1.6x slower than the
   compiler-vectorised loops here at the paper's size, and the MKL wheel ships no headers and its own
-  OpenMP runtime. Built like ``kernels.cpu._native`` (plain C through ctypes, cached by source hash).
+  OpenMP runtime. Built by :mod:`kernels.native` like the block-sparse kernels (plain C through ctypes,
+  cached by source hash).
 * ``gather``: batched over tokens with torch primitives, level by level: ``index_select`` gathers each
   token's node rows, a batched row-wise dot (``torch.linalg.vecdot``) gives the logits, and
   ``embedding_bag(per_sample_weights=GELU(logits), mode="sum")`` does the fused gather-scale-sum of
@@ -31,19 +32,15 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from kernels.native import build as build_native
+
 SOURCE = Path(__file__).with_name("_fff.c")
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11"]
 #: tokens per chunk of the gather formulation: 1024 x 768 fp32 rows = 3 MiB, about an L2+L3 share;
 #: chunks of 512-2048 measured within noise of each other at H = 768 on the dev machine.
 GATHER_CHUNK = 1024
@@ -69,46 +66,13 @@ def _check(x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor | None, w_out
 
 # ---------------------------------------------------------------- native walk (C, OpenMP)
 
-def cache_dir() -> Path:
-    """$ACCELSIM_CACHE/kernels, else the XDG cache: where kernels.cpu._native caches its builds too
-    (not imported from there: that would load and register every CPU kernel path with the trainer)."""
-    env = os.environ.get("ACCELSIM_CACHE")
-    if env:
-        return Path(env).expanduser() / "kernels"
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "accelsim" / "kernels"
-
-
-def _cpu_key() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next((line for line in fh if line.startswith("flags")), "")  # -march=native depends on it
-    except OSError:
-        return ""
-
-
 @functools.lru_cache(maxsize=1)
 def _native():
     """(ctypes library, None) or (None, why it could not be built). torch is imported (module top)
     before the library loads, so the kernel shares torch's libgomp OpenMP runtime."""
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if not cc:
-        return None, "no C compiler (gcc/cc) on PATH to build the FFF walk kernel"
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"fff-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            out = Path(tmp) / target.name
-            try:
-                proc = subprocess.run([cc, *FLAGS, "-o", str(out), str(SOURCE), "-lm"], capture_output=True,
-                                      text=True)
-            except OSError as exc:
-                return None, f"cannot run the C compiler '{cc}' ({exc.strerror})"
-            if proc.returncode != 0:
-                return None, f"building the FFF walk kernel failed: {proc.stderr.strip()[:300]}"
-            os.replace(out, target)  # atomic: concurrent builders never load a half-written file
-    lib = ctypes.CDLL(str(target))
+    lib, reason = build_native(SOURCE, "fff", "the FFF walk kernel", libs=("-lm",))
+    if lib is None:
+        return None, reason
     P, I64 = ctypes.c_void_p, ctypes.c_int64
     lib.fff_walk.argtypes = [P, I64, I64, P, P, P, I64, I64, P, P, P, ctypes.c_int]
     lib.fff_walk.restype = ctypes.c_int

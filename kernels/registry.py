@@ -133,7 +133,7 @@ def check_path(path: KernelPath, ops: Operands, ref: torch.Tensor | None = None)
 
 def pick_fastest(case: Case, *, device: str = "cpu", threads: int | None = None, repeats: int = 5,
                  warmup: int = 1, only: tuple[str, ...] | None = None, ops: Operands | None = None,
-                 slow_factor: float = 30.0, min_sample_s: float = 2e-3) -> Choice:
+                 slow_factor: float = 30.0, min_sample_s: float = 2e-3, warm_below_s: float = 0.0) -> Choice:
     """Time every correct path of ``case`` (dense torch always included) and report the winner."""
     threads = threads or torch.get_num_threads()
     set_threads(threads)
@@ -161,7 +161,7 @@ def pick_fastest(case: Case, *, device: str = "cpu", threads: int | None = None,
         choice.layouts[path.name] = prepared.layout
     medians, dropped = measure(runners, device=device, warmup=warmup, repeats=repeats,
                                keep=("dense_torch",), slow_factor=slow_factor,
-                               min_sample_s=min_sample_s)
+                               min_sample_s=min_sample_s, warm_below_s=warm_below_s)
     choice.times = medians
     choice.rejected.update(dropped)
     return choice

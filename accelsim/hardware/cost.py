@@ -106,6 +106,16 @@ def _matmul_dims(op: Op) -> dict:
     return dict(w=op.k * op.n, act=op.m * op.k + op.m * op.n, rows=op.n, length=op.k, axis=axis)
 
 
+def _io_elements(op: Op, dims: dict | None, plan: _Plan) -> tuple[float, float]:
+    """(input, output) activation elements of a product: the dense operands a kernel streams (and may
+    re-read per nonzero) and the result it writes (the stored fraction of W for a sparse weight gradient)."""
+    if dims is None:  # attention products
+        return op.batch * (op.m * op.k + op.k * op.n), op.batch * op.m * op.n
+    if op.phase == "bwd_weight":
+        return op.m * op.k + op.k * op.n, dims["w"] * plan.stored
+    return op.m * op.k, op.m * op.n
+
+
 class _Ctx:
     """Per-query constants: profile, dtype, placement."""
 
@@ -174,12 +184,18 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     dims = _matmul_dims(op) if op.kind == "linear" else None
     flops_dense = op.flops_dense or 2.0 * op.m * op.k * op.n * op.batch
     e, d0, a, x = spec.fraction(ctx.dtype), spec.d_half, spec.exponent, plan.executed
-    per_flop = flops_dense / (ctx.peak * e)
+    in_bytes, out_bytes = (v * ctx.b for v in _io_elements(op, dims, plan))
+    # the dense operand is re-read for every nonzero (block): slower once it spills out of the caches
+    spill = 1.0 + in_bytes / spec.spill_bytes if spec.spill_bytes > 0 else 1.0
+    per_flop = flops_dense * spill / (ctx.peak * e)
     t_nnz = per_flop * x  # per-nonzero work: follows the row-nnz distribution
     t_row = per_flop * (d0 ** a) * (x ** (1.0 - a)) if d0 > 0 and x > 0 else 0.0  # structure overhead: even
     stored = (dims["w"] if dims else 0) * plan.stored
     t_decode = stored * spec.decode_s_per_nnz / ctx.p.compute.count
-    even = ctx.even_items(t_row + t_decode)
+    # the kernel's own passes over its inputs and output, not overlapped with its FMAs
+    t_io = (in_bytes / spec.input_bandwidth_Bps if spec.input_bandwidth_Bps > 0 else 0.0) \
+        + (out_bytes / spec.output_bandwidth_Bps if spec.output_bandwidth_Bps > 0 else 0.0)
+    even = ctx.even_items(t_row + t_decode + t_io)
     if plan.balanced or dims is None:
         items = even + ctx.even_items(t_nnz)
     else:

@@ -80,6 +80,10 @@ class PathSpec:
     overhead_s: float = 0.0  # fixed seconds per call on top of the launch overhead
     decode_s_per_nnz: float = 0.0  # format handling per stored nonzero (one unit's time)
     index_bytes_per_nnz: float = 0.0  # format metadata moved with every stored value
+    # kernel-internal traffic that does not overlap the FMAs (0: no such term), docs/hardware-profiles.md:
+    output_bandwidth_Bps: float = 0.0  # rate the result is written at (strided tile stores, zero fill)
+    input_bandwidth_Bps: float = 0.0  # rate of a layout pass over the dense inputs before computing
+    spill_bytes: float = 0.0  # re-read dense operand size at which the nonzero work runs at half speed
     block_sizes: tuple[int, ...] = ()
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
     dtypes: tuple[str, ...] = ()  # empty: every dtype the device has a peak for
@@ -220,7 +224,10 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
             ("d_half", s.d_half, 0.0, s.d_half), ("exponent", s.exponent, 1.0, s.exponent),
             ("overhead", s.overhead_s, 0.0, format_quantity(s.overhead_s, "time")),
             ("decode_per_nnz", s.decode_s_per_nnz, 0.0, format_quantity(s.decode_s_per_nnz, "time")),
-            ("index_bytes_per_nnz", s.index_bytes_per_nnz, 0.0, format_quantity(s.index_bytes_per_nnz, "bytes"))):
+            ("index_bytes_per_nnz", s.index_bytes_per_nnz, 0.0, format_quantity(s.index_bytes_per_nnz, "bytes")),
+            ("output_bandwidth", s.output_bandwidth_Bps, 0.0, format_quantity(s.output_bandwidth_Bps, "bandwidth")),
+            ("input_bandwidth", s.input_bandwidth_Bps, 0.0, format_quantity(s.input_bandwidth_Bps, "bandwidth")),
+            ("spill_bytes", s.spill_bytes, 0.0, format_quantity(s.spill_bytes, "bytes"))):
         if value != default:
             d[key] = text
     if s.block_sizes:
@@ -252,7 +259,10 @@ def profile_to_yaml(profile: HardwareProfile, extra: dict | None = None) -> str:
 #: Fittable parameters per path: name -> (PathSpec attribute, lower bound, upper bound).
 FIT_PARAMS = {"peak_fraction": ("peak_fraction", 1e-6, 1.0), "d_half": ("d_half", 0.0, 10.0),
               "exponent": ("exponent", 1e-3, 1.0), "overhead": ("overhead_s", 0.0, 10.0),
-              "decode_per_nnz": ("decode_s_per_nnz", 0.0, 1.0)}
+              "decode_per_nnz": ("decode_s_per_nnz", 0.0, 1.0),
+              # B/s and bytes; 0 means the term is absent (see PathSpec)
+              "output_bandwidth": ("output_bandwidth_Bps", 0.0, 1e16),
+              "input_bandwidth": ("input_bandwidth_Bps", 0.0, 1e16), "spill_bytes": ("spill_bytes", 0.0, 1e15)}
 
 
 def fittable_params(profile: HardwareProfile) -> dict[str, float]:

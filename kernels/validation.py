@@ -1,0 +1,112 @@
+"""Score a hardware profile against kernel measurements with the simulator's own cost model.
+
+Three views of the same measurements, each as MAPE overall, per pattern, per op and per kernel:
+
+* ``kernels`` (the headline numbers, top-level keys): every modelled kernel family of every case, its
+  fastest measured kernel against the profile path of that family, forced in ``kernel_time``
+  (:func:`kernels.calibrate.measurement_points`);
+* ``winner``: only the kernel the bench picked for the case (its ``path``), predicted with that
+  kernel's profile path: the model of the code that would really run;
+* ``fastest``: the case's measured best time against ``op_cost`` choosing the path itself, exactly as
+  the simulator does; a wrong choice between paths shows up here.
+
+For the file a profile was fitted to, the held-out cases are scored (and the training cases reported
+beside them); for any other file, every case.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from accelsim.errors import expect
+from accelsim.hardware import kernel_time, load_profile
+from kernels.bench import load_measurements
+
+PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
+
+
+def group_mape(rows: list[dict], key) -> dict[str, dict]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[key(r)].append(r)
+    return {k: {"n": len(v), "mape": float(np.mean([r["ape"] for r in v])),
+                "median_ratio": float(np.median([r["ratio"] for r in v]))} for k, v in sorted(groups.items())}
+
+
+def summary(rows: list[dict]) -> dict:
+    if not rows:
+        return {"n": 0}
+    return {"overall": group_mape(rows, lambda r: "all")["all"],
+            "by_pattern": group_mape(rows, lambda r: r["pattern"]),
+            "by_op": group_mape(rows, lambda r: r["kind"])}
+
+
+def _row(base: dict, predicted: float, measured: float) -> dict:
+    return dict(base, predicted_s=predicted, measured_s=measured, ratio=predicted / measured,
+                ape=abs(predicted / measured - 1.0))
+
+
+def _fastest_rows(doc: dict, profile, threads: int, heldout_of) -> list[dict]:
+    """Per record: the measured best time vs the simulator's own choice of path (no path forced)."""
+    from kernels.calibrate import DTYPE_NAMES
+
+    rows = []
+    for rec in doc["records"]:
+        if rec["threads"] != threads or rec["density_actual"] >= 1.0:
+            continue
+        dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
+        pattern = rec["pattern"]
+        pred = kernel_time(profile, rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
+                           pattern, dtype)
+        rows.append(_row({"kind": rec["op"], "tokens": rec["tokens"], "d_in": rec["d_in"], "d_out": rec["d_out"],
+                          "density": rec["density_actual"], "pattern": pattern, "kernel": rec["path"],
+                          "heldout": heldout_of(rec)}, pred, rec["median_s"]))
+    return rows
+
+
+def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | None = None,
+             *, threads: int | None = None) -> dict:
+    """Predict the measurements with profile ``hw``; MAPE per kernel / pattern / op and overall."""
+    from kernels.calibrate import file_sha256, measurement_points, record_heldout
+
+    doc = load_measurements(measurements)
+    profile = load_profile(hw)
+    fitted = profile.fitted or {}
+    threads = threads or fitted.get("threads") or profile.compute.count
+    points, skipped = measurement_points(doc, profile, threads)
+    same_file = fitted.get("measurements_sha256") == file_sha256(measurements)
+    mode = "held-out points of the file the profile was fitted to" if same_file else \
+        "all points (the profile was not fitted to this file)"
+    rows = [_row(dataclasses.asdict(p), p.predict(profile), p.measured_s) for p in points]
+    scored = [r for r in rows if r["heldout"]] if same_file else rows
+    expect(len(scored) > 0, f"no measurement points to validate (skipped: {skipped or 'none'})", source=measurements)
+    winners = [r for r in scored if r["winner"]]
+    fastest_all = _fastest_rows(doc, profile, threads, record_heldout)
+    fastest = [r for r in fastest_all if r["heldout"]] if same_file else fastest_all
+    report = {"profile": profile.name, "profile_file": str(hw), "measurements": str(measurements), "mode": mode,
+              "threads": threads, "n_points": len(scored), "skipped": skipped,
+              "overall_mape": group_mape(scored, lambda r: "all")["all"],
+              "mape_by_pattern": group_mape(scored, lambda r: r["pattern"]),
+              "mape_by_op": group_mape(scored, lambda r: r["kind"]),
+              "mape_by_kernel": group_mape(scored, lambda r: f"{r['kind']} {r['hw_path']} ({r['kernel']})"),
+              "winner": summary(winners), "fastest": summary(fastest),
+              "train": ({"kernels": summary([r for r in rows if not r["heldout"]]),
+                         "fastest": summary([r for r in fastest_all if not r["heldout"]])} if same_file else None),
+              "points": scored, "fastest_points": fastest}
+    if out_dir is not None:
+        from kernels.plots import scatter_png, write_rows_csv
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "validation.json").write_text(json.dumps(report, indent=1))
+        write_rows_csv(scored, out / "validation.csv")
+        name = Path(measurements).name
+        scatter_png(scored, out / "validation.png", title=f"{profile.name} vs {name}: each kernel family ({mode})")
+        scatter_png(fastest, out / "validation-fastest.png",
+                    title=f"{profile.name} vs {name}: fastest path, chosen by the model ({mode})")
+        report["files"] = [str(out / n) for n in ("validation.json", "validation.csv", "validation.png",
+                                                   "validation-fastest.png")]
+    return report
