@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -24,6 +25,9 @@ import torch
 
 from accelsim.errors import UserError, expect
 from kernels.cases import OPS, PATTERNS, Case, nm_of, pattern_supports
+from kernels.fff_bench import FFFCase, iter_fff_cases, make_fff_record, pick_fastest_fff
+from kernels.fff_bench import OP as FFF_OP
+from kernels.fff_bench import parse_shape as parse_fff_shape
 from kernels.machine import _cpu_times, machine_info, wait_until_quiet
 from kernels.registry import Choice, paths_for, pick_fastest
 
@@ -47,6 +51,9 @@ class BenchConfig:
     densities: tuple[float, ...] = DENSITIES
     patterns: tuple[str, ...] = PATTERNS
     ops: tuple[str, ...] = OPS
+    # FFF layers (UltraSparseBERT KxD: K trees of depth D) timed per (tokens, hidden) against the dense FF
+    # of equal width (kernels.fff_bench); 1x11 is the paper's 4095-neuron layer, 1x7 the trainer's demo.
+    fff: tuple[str, ...] = ("1x7", "1x11")
     threads: tuple[int, ...] = ()  # () = torch's current thread count
     dtype: str = "float32"  # CPU sparse BLAS is float32/float64 only
     device: str = "cpu"
@@ -56,6 +63,14 @@ class BenchConfig:
     # Calls shorter than this get an untimed call before every sample: steady-state (warm-cache) times,
     # whatever path ran just before (kernels.timing.measure). Longer calls barely notice a cold start.
     warm_below_s: float = 0.05
+    # The whole case list is measured this many times, one sweep after another, and each path's time is
+    # the median over the rounds: on a shared VM the machine runs ~10 % slower for spells of seconds to
+    # minutes (dense baselines of one shape vary by that much within one sweep, autocorrelated across
+    # neighbouring cases), which no number of repeats inside one case can average out.
+    rounds: int = 1
+    # Time only these kernel paths (dense_torch always): () = every registered path. A calibration sweep
+    # can skip paths that never win their family (e.g. MKL BSR against the C block kernel).
+    paths: tuple[str, ...] = ()
     # Dense products above this many GFLOP are skipped: a 2-core CPU needs seconds per CSR call at
     # full density there, and the calibration gains little from them.
     max_dense_gflop: float = 25.0
@@ -76,7 +91,7 @@ class BenchConfig:
         default: on a shared 2-core machine a 2-thread OpenMP region waits whole scheduler slices
         (~8 ms) for its second thread whenever another process holds a core."""
         base = dict(tokens=(128,), hidden=(64, 128), layers=("ffn_in",), repeats=3, min_sample_s=5e-4,
-                    threads=(1,))
+                    threads=(1,), fff=("1x5",))
         base.update(overrides)
         return cls(**base)
 
@@ -90,8 +105,11 @@ class BenchConfig:
         for p in self.patterns:
             expect(nm_of(p) is not None or pattern_supports(p, 1.0) is None,
                    f"unknown pattern '{p}' (expected unstructured, N:M or block<b>)", field="patterns")
+        for shape in self.fff:
+            parse_fff_shape(shape)
         expect(all(t > 0 for t in self.threads), "thread counts must be positive", field="threads")
         expect(self.repeats >= 1, "repeats must be >= 1", field="repeats")
+        expect(self.rounds >= 1, "rounds must be >= 1", field="rounds")
         expect(self.quiet_retries >= 0 and self.quiet_interval_s > 0,
                "quiet_retries must be >= 0 and quiet_interval_s > 0", field="quiet_retries")
         expect(all(t > 0 for t in self.tokens) and all(h > 0 for h in self.hidden),
@@ -120,10 +138,13 @@ def iter_cases(cfg: BenchConfig):
                                 yield desc, str(err)
                                 continue
                             yield (layer, case), None
+    yield from iter_fff_cases(cfg)
 
 
 def make_record(layer: str, choice: Choice) -> dict:
     """One measurement record; all derived numbers come from the medians in ``choice.times``."""
+    if isinstance(choice.case, FFFCase):
+        return make_fff_record(choice)
     c = choice.case
     m, k, n = c.mkn
     winner = choice.winner
@@ -159,20 +180,21 @@ def run_bench(config: BenchConfig | None = None, *, out: str | Path | None = Non
         expect(torch.cuda.is_available(), "no CUDA device available for --device cuda", field="device")
     threads = cfg.threads or (torch.get_num_threads(),)
     planned = list(iter_cases(cfg))
-    todo = [item for item, reason in planned if reason is None]
+    todo = [(th, layer, case) for th in threads for layer, case in (i for i, reason in planned if reason is None)]
     skipped = [dict(item, reason=reason) for item, reason in planned if reason is not None]
-    records, total, done = [], len(todo) * len(threads), 0
+    rounds: list[list[tuple[Choice, dict]]] = [[] for _ in todo]
+    total, done = len(todo) * cfg.rounds, 0
     saved_threads = torch.get_num_threads()
     try:
-        for th in threads:
-            for layer, case in todo:
-                rec = _measure_case(cfg, layer, case, th)
-                records.append(rec)
+        for _ in range(cfg.rounds):  # whole sweeps one after another: a slow spell hits each case once at most
+            for i, (th, layer, case) in enumerate(todo):
+                rounds[i].append(_measure_case(cfg, case, th))
                 done += 1
                 if progress:
-                    progress(done, total, rec)
+                    progress(done, total, make_record(layer, rounds[i][-1][0]) | rounds[i][-1][1])
     finally:
         torch.set_num_threads(saved_threads)
+    records = [_record(layer, rounds[i]) for i, (_, layer, _) in enumerate(todo)]
     doc = {"schema": SCHEMA, "machine": machine_info(cfg.device), "config": asdict(cfg),
            "records": records, "skipped": skipped}
     doc["machine"]["threads_measured"] = list(threads)
@@ -181,14 +203,36 @@ def run_bench(config: BenchConfig | None = None, *, out: str | Path | None = Non
     return doc
 
 
-def _measure_case(cfg: BenchConfig, layer: str, case: Case, threads: int) -> dict:
-    """One record; with the quiet gate on, re-measured while other processes disturbed it."""
+def _record(layer: str, rounds: list[tuple[Choice, dict]]) -> dict:
+    """One record from a case's rounds: each path's median over the rounds that timed it."""
+    first = rounds[0][0]
+    if len(rounds) == 1:
+        return make_record(layer, first) | rounds[0][1]
+    per_path: dict[str, list[float]] = {}
+    rejected: dict[str, str] = {}
+    for choice, _ in rounds:
+        rejected.update(choice.rejected)
+        for path, t in choice.times.items():
+            per_path.setdefault(path, []).append(t)
+    times = {p: statistics.median(ts) for p, ts in per_path.items()}
+    combined = Choice(first.case, first.device, first.threads, times=times,
+                      rejected={p: r for p, r in rejected.items() if p not in times}, layouts=first.layouts,
+                      density_actual=first.density_actual)
+    info = {k: [r[1][k] for r in rounds] for k in rounds[0][1]}
+    return make_record(layer, combined) | info | {"times_rounds": per_path}
+
+
+def _measure_case(cfg: BenchConfig, case: Case, threads: int) -> tuple[Choice, dict]:
+    """Time a case; with the quiet gate on, re-measured while other processes disturbed it.
+    Returns the timings and what the gate saw (stored in the record)."""
+    picker = pick_fastest_fff if isinstance(case, FFFCase) else pick_fastest
+
     def measure() -> Choice:
-        return pick_fastest(case, device=cfg.device, threads=threads, repeats=cfg.repeats, warmup=cfg.warmup,
-                            min_sample_s=cfg.min_sample_s, warm_below_s=cfg.warm_below_s)
+        return picker(case, device=cfg.device, threads=threads, repeats=cfg.repeats, warmup=cfg.warmup,
+                            min_sample_s=cfg.min_sample_s, warm_below_s=cfg.warm_below_s, only=cfg.paths or None)
 
     if cfg.quiet_below <= 0:
-        return dict(make_record(layer, measure()), busy_before=None)
+        return measure(), {"busy_before": None}
     best = None
     for attempt in range(1, cfg.quiet_retries + 2):
         busy = wait_until_quiet(cfg.quiet_below, cfg.quiet_max_wait_s, cfg.quiet_interval_s)
@@ -198,7 +242,7 @@ def _measure_case(cfg: BenchConfig, layer: str, case: Case, threads: int) -> dic
             best = (choice, busy, load.share)
         if load.share < cfg.quiet_below:
             break
-    return dict(make_record(layer, best[0]), busy_before=best[1], busy_during=best[2], attempts=attempt)
+    return best[0], {"busy_before": best[1], "busy_during": best[2], "attempts": attempt}
 
 
 class OthersLoad:
@@ -223,7 +267,7 @@ class OthersLoad:
 
 CSV_COLUMNS = ("op", "layer", "m", "k", "n", "pattern", "density", "density_actual", "dtype", "threads",
                "path", "median_s", "dense_s", "gflops_dense_equiv", "gflops_effective", "speedup_vs_dense",
-               "fraction_of_ideal", "sparse_path", "sparse_s", "sparse_speedup_vs_dense")
+               "fraction_of_ideal", "sparse_path", "sparse_s", "sparse_speedup_vs_dense", "trees", "depth")
 
 
 def write_measurements(doc: dict, out: str | Path) -> tuple[Path, Path]:
@@ -255,7 +299,13 @@ def _check_record(i: int, rec, src: str) -> None:
         ok = isinstance(rec[key], typ) and not isinstance(rec[key], bool)
         expect(ok, f"expected {getattr(typ, '__name__', 'a number')}, got {rec[key]!r}",
                source=src, field=f"{where}.{key}")
-    expect(rec["op"] in OPS, f"unknown op '{rec['op']}' (expected {', '.join(OPS)})", source=src, field=f"{where}.op")
+    expect(rec["op"] in (*OPS, FFF_OP), f"unknown op '{rec['op']}' (expected {', '.join((*OPS, FFF_OP))})",
+           source=src, field=f"{where}.op")
+    if rec["op"] == FFF_OP:
+        for key in ("trees", "depth"):
+            ok = isinstance(rec.get(key), int) and not isinstance(rec.get(key), bool) and rec[key] >= (key == "trees")
+            expect(ok, "expected a non-negative integer (FFF records carry the tree shape)", source=src,
+                   field=f"{where}.{key}")
     for key in ("tokens", "d_in", "d_out", "m", "k", "n", "threads"):
         expect(rec[key] > 0, "must be positive", source=src, field=f"{where}.{key}")
     for key in ("density", "density_actual"):

@@ -27,6 +27,7 @@ from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
 from accelsim.hardware.profile import HardwareProfile
 from kernels.bench import load_measurements
+from kernels.fff_bench import OP as FFF_OP
 from kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -35,7 +36,9 @@ HOLDOUT_EVERY = 5  # one case in five is held out
 FIT_PARAMS = {
     "dense": ("peak_fraction", "overhead", "output_bandwidth"),
     "sparse": ("peak_fraction", "overhead", "output_bandwidth", "input_bandwidth", "d_half", "exponent",
-               "spill_bytes"),
+               "spill_bytes", "output_free_bytes"),
+    # FFF walk: its rate for row dot products/axpys, the fixed cost per call, the dependent level chain
+    "conditional": ("peak_fraction", "overhead", "level_latency"),
 }
 POINTS_PER_PARAM = 3
 #: measurement noise on a shared machine is heavy-tailed: soft_l1 keeps a few stalled medians from
@@ -46,9 +49,16 @@ LOSS, F_SCALE = "soft_l1", 0.1
 #: absent rather than as a meaningless extreme number)
 LOG_PARAMS = {"peak_fraction": (1e-6, None), "overhead": (1e-8, "lo"), "d_half": (1e-5, "lo"),
               "decode_per_nnz": (1e-13, "lo"), "output_bandwidth": (1e6, "hi"), "input_bandwidth": (1e6, "hi"),
-              "spill_bytes": (1e3, "hi")}
+              "spill_bytes": (1e3, "hi"), "level_latency": (1e-11, "lo"),
+              "output_free_bytes": (1e3, "lo")}
+#: multi-start: plausible range of each parameter on a CPU or GPU (log-uniform for LOG_PARAMS)
+SAMPLE = {"peak_fraction": (0.02, 1.0), "overhead": (1e-7, 1e-3), "output_bandwidth": (1e9, 1e12),
+          "input_bandwidth": (1e9, 1e12), "d_half": (1e-4, 0.3), "exponent": (0.3, 1.0), "spill_bytes": (1e5, 1e9),
+          "output_free_bytes": (1e4, 1e8), "level_latency": (1e-9, 1e-6), "decode_per_nnz": (1e-12, 1e-9)}
+N_STARTS = 8
 START = {"overhead": 10e-6, "d_half": 0.01, "output_bandwidth": 20e9, "input_bandwidth": 20e9,
-         "spill_bytes": 8e6, "decode_per_nnz": 1e-10}  # where a parameter that is absent starts
+         "spill_bytes": 8e6, "decode_per_nnz": 1e-10, "level_latency": 30e-9,
+         "output_free_bytes": 1e6}  # where a parameter that is absent starts
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,24 @@ class Point:
     measured_s: float
     heldout: bool
     winner: bool = False  # the bench picked this kernel for its case (dense points: never)
+    trees: int = 0  # FFF points (kind "fff"): the layer's tree shape; d_out = its neurons
+    depth: int = 0
 
     def predict(self, profile: HardwareProfile) -> float:
-        pattern = "unstructured" if self.pattern == "dense" else self.pattern
-        return kernel_time(profile, self.kind, self.tokens, self.d_in, self.d_out, self.density, pattern,
-                           self.dtype, path=self.hw_path)
+        return predict_time(profile, self.kind, self.tokens, self.d_in, self.d_out, self.density, self.pattern,
+                            self.dtype, path=self.hw_path, trees=self.trees, depth=self.depth)
+
+
+def predict_time(profile: HardwareProfile, kind: str, tokens: int, d_in: int, d_out: int, density: float,
+                 pattern: str, dtype: str, *, path: str | None = None, trees: int = 0, depth: int = 0) -> float:
+    """kernel_time for a measurement: a sparse-matmul case, its dense baseline (pattern "dense"), an FFF
+    layer's conditional forward (kind "fff") or the dense FF of equal width it is compared with."""
+    if kind == FFF_OP:
+        if pattern == "dense":
+            return kernel_time(profile, "ff", tokens, d_in, d_out, dtype=dtype, path=path)
+        return kernel_time(profile, "fff", tokens, d_in, d_out, dtype=dtype, path=path, trees=trees, depth=depth)
+    pattern = "unstructured" if pattern == "dense" else pattern
+    return kernel_time(profile, kind, tokens, d_in, d_out, density, pattern, dtype, path=path)
 
 
 def is_heldout(*key) -> bool:
@@ -87,7 +110,7 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-PHASES = {"matmul": "fwd", "matmul_dx": "bwd_input", "matmul_dw": "bwd_weight"}
+PHASES = {"matmul": "fwd", "matmul_dx": "bwd_input", "matmul_dw": "bwd_weight", FFF_OP: "fwd"}
 
 
 def _hw_path(profile: HardwareProfile, family: str, kind: str, dtype: str, pattern: str = "") -> str | None:
@@ -113,7 +136,8 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
             skipped[f"threads != {threads}"] += 1
             continue
         dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
-        shape = (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], dtype)
+        tree = (rec.get("trees", 0), rec.get("depth", 0))
+        shape = (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], dtype, tree)
         if "dense_torch" in rec["times"]:
             dense_times[shape].append(rec["times"]["dense_torch"])
         families = rec.get("families") or _registry_families(rec.get("device", "cpu"))
@@ -133,14 +157,15 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
             else:
                 points.append(Point(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
                                     rec["pattern"], dtype, threads, hw_path, kernel, t, record_heldout(rec),
-                                    winner=kernel == rec["path"]))
-    for (op, tokens, d_in, d_out, dtype), ts in dense_times.items():
+                                    winner=kernel == rec["path"], trees=tree[0], depth=tree[1]))
+    for (op, tokens, d_in, d_out, dtype, tree), ts in dense_times.items():
         hw_path = _hw_path(profile, "dense", op, dtype)
         if hw_path is None:
             skipped[f"no 'dense' path for {op} in the profile"] += 1
             continue
         points.append(Point(op, tokens, d_in, d_out, 1.0, "dense", dtype, threads, hw_path, "dense_torch",
-                            statistics.median(ts), is_heldout(op, tokens, d_in, d_out, dtype, "dense")))
+                            statistics.median(ts), is_heldout(op, tokens, d_in, d_out, dtype, "dense"),
+                            trees=tree[0], depth=tree[1]))
     return points, dict(skipped)
 
 
@@ -163,7 +188,7 @@ def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list
     out = {}
     for path, pts in by_path.items():
         spec = profile.paths[path]
-        params = FIT_PARAMS["dense" if spec.pattern == "dense" else "sparse"]
+        params = FIT_PARAMS.get(spec.pattern, FIT_PARAMS["sparse"])
         params = params[:max(1, min(len(params), len(pts) // POINTS_PER_PARAM))]
         keys = []
         for param in params:
@@ -193,6 +218,22 @@ class _Space:
             x0.append(min(max(v, a + 1e-6 * (b - a)), b - 1e-6 * (b - a)))
         self.lo, self.hi, self.x0 = np.array(lo), np.array(hi), np.array(x0)
 
+    def starts(self, n: int) -> list[np.ndarray]:
+        """The current values, then n - 1 seeded random points of the parameters' plausible ranges (SAMPLE):
+        the model is a max() of terms, so a gradient method started in one place can stall where a term
+        is inactive and its parameters have no gradient."""
+        rng = np.random.default_rng(0)
+        out = [self.x0]
+        for _ in range(n - 1):
+            x = []
+            for name, a, b in zip(self.names, self.lo, self.hi):
+                lo, hi = SAMPLE[name]
+                v = np.exp(rng.uniform(np.log(lo), np.log(hi))) if name in LOG_PARAMS else rng.uniform(lo, hi)
+                v = np.log(v) if name in LOG_PARAMS else v
+                x.append(min(max(v, a + 1e-6 * (b - a)), b - 1e-6 * (b - a)))
+            out.append(np.array(x))
+        return out
+
     def values(self, u: np.ndarray, snap: bool = False) -> dict[str, float]:
         out = {}
         for k, name, ui, a, b in zip(self.keys, self.names, u, self.lo, self.hi):
@@ -213,6 +254,15 @@ class Calibration:
     fitted: dict
     train: list[Point] = field(default_factory=list)
     heldout: list[Point] = field(default_factory=list)
+
+
+def _portable(source: str) -> str:
+    """A path inside the working directory is recorded relative to it, so a committed profile names its
+    measurements the same way on every checkout; the sha256 next to it is what identifies them."""
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(source)
 
 
 def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | None = None,
@@ -240,17 +290,21 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
         pts = [p for p in train if p.hw_path == path]
         y = np.array([p.measured_s for p in pts])
         space = _Space(keys, current)
-        fit = least_squares(lambda u: np.log(predict(space.values(u), pts) / y), space.x0,
-                            bounds=(space.lo, space.hi), loss=LOSS, f_scale=F_SCALE, method="trf")
+        fits = [least_squares(lambda u: np.log(predict(space.values(u), pts) / y), x0, bounds=(space.lo, space.hi),
+                              loss=LOSS, f_scale=F_SCALE, method="trf") for x0 in space.starts(N_STARTS)]
+        best = int(np.argmin([f.cost for f in fits]))
+        fit = fits[best]
         values.update(space.values(fit.x, snap=True))
-        optimizer[path] = {"status": int(fit.status), "nfev": int(fit.nfev), "cost": float(fit.cost)}
+        optimizer[path] = {"status": int(fit.status), "nfev": int(sum(f.nfev for f in fits)), "cost": float(fit.cost),
+                           "starts": len(fits), "best_start": best}
     after = predict(values, train)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     mach = doc["machine"]
     note = f"fitted by `accelsim calibrate` to {Path(source).name} (sha256 {sha256[:12]}), {len(train)} points, {now}"
     profile = with_params(base, values)
     defaults = {"d_half": 0.0, "overhead": 0.0, "decode_per_nnz": 0.0, "exponent": 1.0, "output_bandwidth": 0.0,
-                "input_bandwidth": 0.0, "spill_bytes": 0.0}
+                "input_bandwidth": 0.0, "spill_bytes": 0.0, "level_latency": 0.0,
+                "output_free_bytes": 0.0}
     sources = dict(profile.sources)
     for k, v in values.items():  # a parameter fitted to its default is not written, so it gets no entry
         if v != defaults.get(k.split(".")[2]):
@@ -262,7 +316,7 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
         "method": f"scipy.optimize.least_squares (trf, loss={LOSS}, f_scale={F_SCALE}) on log(predicted/measured), "
                   "scale parameters in log space; predictions from accelsim.hardware.kernel_time with the "
                   "profile path forced",
-        "measurements": str(source), "measurements_sha256": sha256,
+        "measurements": _portable(source), "measurements_sha256": sha256,
         "machine": {k: mach.get(k) for k in ("cpu_model", "logical_cores", "isa_flags", "torch", "torch_mkl", "date")},
         "threads": threads or base.compute.count, "fitted_at": now, "base_profile": base.name,
         "split": f"sha256 of the case key mod {HOLDOUT_EVERY} == 0 -> held out (never seen by the fit)",
@@ -272,12 +326,25 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
         "params": values, "initial": {k: float(v) for k, v in fittable_params(base).items() if k in values},
         "train_mape": _mape(after, meas), "train_mape_initial": _mape(before, meas),
         "heldout_mape": _mape(heldout_pred, np.array([p.measured_s for p in heldout])) if heldout else None,
+        "heldout": _heldout_summary(heldout, heldout_pred),
         "optimizer": optimizer,
     }
     profile = dataclasses.replace(profile, sources=sources, fitted=fitted, name=name or f"{base.name}-fitted",
                                   paths=_describe_fit(profile, train),
                                   assumptions=_mark_refitted(profile.assumptions, values))
     return Calibration(profile, fitted, train, heldout)
+
+
+def _heldout_summary(points: list[Point], predicted: np.ndarray) -> dict | None:
+    """Held-out error overall and per pattern class, as `accelsim validate` reports it (kept in the profile
+    so that run reports can show it without the measurement file)."""
+    from kernels.validation import group_mape
+
+    if not points:
+        return None
+    rows = [{"pattern": p.pattern, "ape": abs(pr / p.measured_s - 1.0), "ratio": pr / p.measured_s}
+            for p, pr in zip(points, predicted)]
+    return dict(group_mape(rows, lambda r: "all")["all"], by_pattern=group_mape(rows, lambda r: r["pattern"]))
 
 
 def _describe_fit(profile: HardwareProfile, train: list[Point]) -> dict:

@@ -142,11 +142,7 @@ def pick_fastest(case: Case, *, device: str = "cpu", threads: int | None = None,
     choice = Choice(case, device, threads, density_actual=ops.density_actual)
     runners = {}
     for path in paths_for(case.op, case.pattern, device):
-        if only is not None and path.name not in only and path.name != "dense_torch":
-            continue
-        reason = path.available()
-        if reason:
-            choice.rejected[path.name] = f"unavailable: {reason}"
+        if not admit(path.name, path.available, only, choice):
             continue
         try:
             prepared, err = check_path(path, ops, ref)
@@ -159,9 +155,25 @@ def pick_fastest(case: Case, *, device: str = "cpu", threads: int | None = None,
             continue
         runners[path.name] = prepared.run
         choice.layouts[path.name] = prepared.layout
-    medians, dropped = measure(runners, device=device, warmup=warmup, repeats=repeats,
-                               keep=("dense_torch",), slow_factor=slow_factor,
-                               min_sample_s=min_sample_s, warm_below_s=warm_below_s)
+    return time_runners(choice, runners, warmup=warmup, repeats=repeats, slow_factor=slow_factor,
+                        min_sample_s=min_sample_s, warm_below_s=warm_below_s)
+
+
+def admit(name: str, available: Callable[[], str | None], only: tuple[str, ...] | None, choice: Choice) -> bool:
+    """Whether to check and time a path: selected by ``only`` (the dense baseline always) and able to run
+    here (else the reason is recorded in ``choice.rejected``)."""
+    if only is not None and name not in only and name != "dense_torch":
+        return False
+    reason = available()
+    if reason:
+        choice.rejected[name] = f"unavailable: {reason}"
+        return False
+    return True
+
+
+def time_runners(choice: Choice, runners: dict[str, Callable[[], Any]], **measure_kw) -> Choice:
+    """Time the checked runners interleaved (the dense baseline is never dropped) into ``choice``."""
+    medians, dropped = measure(runners, device=choice.device, keep=("dense_torch",), **measure_kw)
     choice.times = medians
     choice.rejected.update(dropped)
     return choice

@@ -15,7 +15,7 @@ def _ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.3f}"
 
 
-_SHORT_OP = {"matmul": "fwd", "matmul_dx": "dx", "matmul_dw": "dw"}
+_SHORT_OP = {"matmul": "fwd", "matmul_dx": "dx", "matmul_dw": "dw", "fff": "fff"}
 
 
 def _console(console: Console | None) -> Console:
@@ -38,7 +38,8 @@ def print_table(doc: dict, console: Console | None = None) -> None:
         sp = r["speedup_vs_dense"]
         speed = f"[green]{sp:.2f}x[/]" if sp >= 1.05 else f"{sp:.2f}x"
         best = f"{r['sparse_path']} ({r['sparse_speedup_vs_dense']:.2f}x)" if r.get("sparse_path") else "-"
-        table.add_row(_SHORT_OP[r["op"]], f"{r['m']}×{r['k']}×{r['n']}", r["pattern"], f"{r['density']:g}",
+        pattern = f"fff {r['trees']}x{r['depth']}" if r["op"] == "fff" else r["pattern"]
+        table.add_row(_SHORT_OP[r["op"]], f"{r['m']}×{r['k']}×{r['n']}", pattern, f"{r['density']:.4g}",
                       str(r["threads"]), r["path"], _ms(r["median_s"]), _ms(r["dense_s"]), speed,
                       f"{r['fraction_of_ideal']:.2f}", best)
     console.print(table)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from accelsim.errors import expect
-from accelsim.hardware import kernel_time, load_profile
+from accelsim.hardware import load_profile
 from kernels.bench import load_measurements
 
 PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
@@ -52,7 +52,7 @@ def _row(base: dict, predicted: float, measured: float) -> dict:
 
 def _fastest_rows(doc: dict, profile, threads: int, heldout_of) -> list[dict]:
     """Per record: the measured best time vs the simulator's own choice of path (no path forced)."""
-    from kernels.calibrate import DTYPE_NAMES
+    from kernels.calibrate import DTYPE_NAMES, predict_time
 
     rows = []
     for rec in doc["records"]:
@@ -60,8 +60,8 @@ def _fastest_rows(doc: dict, profile, threads: int, heldout_of) -> list[dict]:
             continue
         dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
         pattern = rec["pattern"]
-        pred = kernel_time(profile, rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
-                           pattern, dtype)
+        pred = predict_time(profile, rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
+                            pattern, dtype, trees=rec.get("trees", 0), depth=rec.get("depth", 0))
         rows.append(_row({"kind": rec["op"], "tokens": rec["tokens"], "d_in": rec["d_in"], "d_out": rec["d_out"],
                           "density": rec["density_actual"], "pattern": pattern, "kernel": rec["path"],
                           "heldout": heldout_of(rec)}, pred, rec["median_s"]))

@@ -13,7 +13,7 @@ from accelsim.errors import UserError
 from kernels.bench import SCHEMA, BenchConfig, load_measurements, run_bench
 
 TINY = dict(tokens=(24,), hidden=(32,), layers=("ffn_in",), densities=(1.0, 0.5, 0.1),
-            repeats=1, warmup=1, threads=(1,), min_sample_s=1e-4)
+            repeats=1, warmup=1, threads=(1,), min_sample_s=1e-4, fff=())
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +120,16 @@ def test_cli_bench_quick_and_user_errors(tmp_path, capsys):
     out = tmp_path / "cli.json"
     main(["kernels", "bench", "--quick", "--out", str(out), "--tokens", "16", "--hidden", "32",
           "--densities", "1,0.1", "--patterns", "unstructured,block16", "--ops", "matmul",
-          "--repeats", "1", "--threads", "1"])
+          "--repeats", "1", "--threads", "1", "--fff", "none"])
     assert len(load_measurements(out)["records"]) == 4
     assert "wrote" in capsys.readouterr().out
+    main(["kernels", "bench", "--quick", "--out", str(out), "--tokens", "16", "--hidden", "32", "--ops", "matmul",
+          "--densities", "0.5", "--patterns", "block16", "--repeats", "1", "--threads", "1", "--fff", "1x3",
+          "--paths", "blocksparse_c,fff_walk", "--rounds", "2"])
+    recs = load_measurements(out)["records"]
+    assert [r["op"] for r in recs] == ["matmul", "fff"] and "fff 1x3" in capsys.readouterr().out
+    assert all(set(r["times_rounds"]["dense_torch"]) and len(r["times_rounds"]["dense_torch"]) == 2 for r in recs)
+    assert "csr_torch" not in recs[0]["times"] and "fff_gather" not in recs[1]["times"]
     with pytest.raises(SystemExit) as exc:
         main(["kernels", "bench", "--quick", "--threads", "one,two"])
     assert exc.value.code == 2
@@ -149,3 +156,29 @@ def test_cli_pick_and_paths(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["kernels", "pick", "--pattern", "2:4", "--density", "0.3"])
     assert exc.value.code == 2 and "2:4 fixes the density" in capsys.readouterr().err
+
+
+def test_fff_cases_time_the_cmm_kernels_against_the_dense_ff(tmp_path):
+    from kernels.fff_cpu import native_unavailable
+
+    out = tmp_path / "fff.json"
+    d = run_bench(BenchConfig(**dict(TINY, ops=(), fff=("1x4", "2x3"))), out=out)
+    assert [(r["trees"], r["depth"]) for r in d["records"]] == [(1, 4), (2, 3)]
+    for r in d["records"]:
+        neurons, visited = r["trees"] * (2 ** (r["depth"] + 1) - 1), r["trees"] * (r["depth"] + 1)
+        assert (r["op"], r["pattern"], r["m"], r["k"], r["n"]) == ("fff", "conditional", 24, 32, neurons)
+        assert math.isclose(r["density"], visited / neurons) and math.isclose(r["ideal_speedup"], neurons / visited)
+        assert r["flops_dense"] == 4 * 24 * 32 * neurons  # both products of the dense FF of equal width
+        assert not r["rejected"]  # every runner matched the zeroed dense computation
+        expected = {"dense_torch", "fff_gather"} | (set() if native_unavailable() else {"fff_walk"})
+        assert set(r["times"]) == expected
+        assert r["families"] == {k: "dense" if k == "dense_torch" else "conditional" for k in expected}
+        assert r["sparse_path"] in expected - {"dense_torch"}
+        assert math.isclose(r["fraction_of_ideal"], r["speedup_vs_dense"] / r["ideal_speedup"])
+    good = load_measurements(out)
+    bad = json.loads(json.dumps(good))
+    del bad["records"][0]["trees"]
+    with pytest.raises(UserError, match=r"records\[0\]\.trees"):
+        load_measurements(_write(tmp_path, bad))
+    with pytest.raises(UserError, match="FFF shape KxD"):
+        run_bench(BenchConfig(**dict(TINY, fff=("7",))))

@@ -186,10 +186,10 @@ def test_conditional_keys_are_validated():
 def test_kernel_time_fff_kinds_are_the_layer_ops():
     prof = PROFILES["cpu-local"]
     layer = ops(1, 7, 512, 128)
-    fwd = op_cost(prof, layer["in.fwd"]).time_s + op_cost(prof, layer["out.fwd"]).time_s
+    fwd = op_cost(prof, layer["in.fwd"], warm=True).time_s + op_cost(prof, layer["out.fwd"], warm=True).time_s
     gelu = kernel_time(prof, "fff", 512, 128, 255, trees=1, depth=7) - fwd
     assert 0 < gelu < fwd  # the GELU of the 8 visited neurons per token
-    dw = op_cost(prof, layer["in.dw"]).time_s + op_cost(prof, layer["out.dw"]).time_s
+    dw = op_cost(prof, layer["in.dw"], warm=True).time_s + op_cost(prof, layer["out.dw"], warm=True).time_s
     assert kernel_time(prof, "fff_dw", 512, 128, 255, trees=1, depth=7) == pytest.approx(dw)
     assert kernel_time(prof, "ff_dx", 512, 128, 255) == pytest.approx(
         kernel_time(prof, "matmul_dx", 512, 128, 255) + kernel_time(prof, "matmul_dx", 512, 255, 128))

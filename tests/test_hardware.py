@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,6 +25,7 @@ from accelsim.hardware.describe import field_rows, summary
 from accelsim.hardware.units import format_quantity
 
 BUNDLED = ["cpu-local", "cpu-xeon-8380", "fpga-u280", "gpu-a100", "gpu-h100", "ideal", "ipu-gc200", "wafer-wse2"]
+SIMPLE = str(Path(__file__).parent / "data" / "cpu-simple.yaml")  # a hand-written profile with one CSR path
 
 
 def _raw(name: str) -> dict:
@@ -94,7 +96,9 @@ def test_profile_paths_and_sources_are_specific():
     assert a100.paths["2:4-sparse-tc"].phases == ("fwd",)
     assert "tutorial" in a100.sources["paths.2:4-sparse-tc.peak_fraction"]
     local = load_profile("cpu-local")
-    assert "issue #3" in local.sources["paths.csr-spmm"]
+    assert "accelsim calibrate" in local.sources["paths.csr-spmm-fwd.peak_fraction"]
+    assert "32-bit" in local.sources["paths.csr-spmm-fwd.index_bytes_per_nnz"]
+    assert local.fitted and local.fitted["heldout"]["n"] > 0
     ipu = load_profile("ipu-gc200")
     assert ipu.execution.bsp is not None and not ipu.execution.overlap
     assert ipu.level("sram").capacity_bytes == 897 * 2**20
@@ -258,7 +262,7 @@ def test_loader_fuzz_random_text_only_raises_user_error(text):
 # ------------------------------------------------------------------------------------------ parameters
 
 def test_fittable_params_round_trip_and_validation():
-    prof = load_profile("cpu-local")
+    prof = load_profile(SIMPLE)
     params = fittable_params(prof)
     assert params["paths.csr-spmm.d_half"] == pytest.approx(0.01952)
     assert params["paths.csr-spmm.overhead"] == pytest.approx(0.88e-3)

@@ -40,6 +40,12 @@ def bench(
     max_gflop: float = typer.Option(None, "--max-gflop", help="skip products above this many dense GFLOP"),
     quiet_below: float = typer.Option(None, "--quiet-below", help="before each case wait until other processes "
                                       "use less than this share of the CPUs (e.g. 0.1; default off)"),
+    fff: str = typer.Option(None, "--fff", help="FFF layers KxD timed against the dense FF, e.g. 1x7,1x11; "
+                            "'none' for no FFF cases"),
+    rounds: int = typer.Option(None, "--rounds", help="measure the whole case list this many times; each path's "
+                               "time is the median over rounds (slow spells of a shared machine)"),
+    only_paths: str = typer.Option(None, "--paths", help="time only these kernel paths (dense_torch always), "
+                                   "e.g. csr_torch,blocksparse_c"),
 ) -> None:
     """Sweep BERT-shaped sparse products and write measurements (JSON + CSV)."""
     from kernels.bench import BenchConfig, run_bench
@@ -50,7 +56,8 @@ def bench(
         hidden=_split(hidden, int, "hidden"), layers=_split(layers, str, "layers"),
         densities=_split(densities, float, "densities"), patterns=_split(patterns, str, "patterns"),
         ops=_split(ops, str, "ops"), repeats=repeats, dtype=dtype, max_dense_gflop=max_gflop,
-        quiet_below=quiet_below,
+        quiet_below=quiet_below, rounds=rounds, paths=_split(only_paths, str, "paths"),
+        fff=() if fff is not None and fff.strip().lower() == "none" else _split(fff, str, "fff"),
         device=device).items() if v is not None}
     cfg = BenchConfig.quick(**overrides) if quick else BenchConfig(**overrides)
     with progress_printer() as progress:
@@ -58,6 +65,22 @@ def bench(
     print_table(doc)
     print(f"wrote {out} and {out.with_suffix('.csv')} ({len(doc['records'])} records, "
           f"{len(doc['skipped'])} skipped)")
+
+
+@kernels_app.command("merge")
+def merge(
+    measurements: list[Path] = typer.Argument(..., help="measurement files of the same machine"),
+    out: Path = typer.Option(..., "--out", help="merged JSON (CSV next to it)"),
+) -> None:
+    """Pool the rounds of several sweeps of one machine into one measurements file."""
+    from kernels.bench import write_measurements
+    from kernels.merge import merge_measurements
+
+    doc = merge_measurements(measurements)
+    write_measurements(doc, out)
+    rounds = [len(next(iter(r.get("times_rounds", {"": [0]}).values()))) for r in doc["records"]]
+    print(f"wrote {out} and {out.with_suffix('.csv')} ({len(doc['records'])} records, "
+          f"{min(rounds)}-{max(rounds)} rounds each)")
 
 
 @kernels_app.command("pick")

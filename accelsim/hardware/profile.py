@@ -82,6 +82,9 @@ class PathSpec:
     index_bytes_per_nnz: float = 0.0  # format metadata moved with every stored value
     # kernel-internal traffic that does not overlap the FMAs (0: no such term), docs/hardware-profiles.md:
     output_bandwidth_Bps: float = 0.0  # rate the result is written at (strided tile stores, zero fill)
+    # result bytes written for free before output_bandwidth applies: a fresh result buffer of up to this size
+    # comes from memory the allocator reuses; beyond it, first-touch page faults and zero fill cost time
+    output_free_bytes: float = 0.0
     input_bandwidth_Bps: float = 0.0  # rate of a layout pass over the dense inputs before computing
     spill_bytes: float = 0.0  # re-read dense operand size at which the nonzero work runs at half speed
     block_sizes: tuple[int, ...] = ()
@@ -226,6 +229,7 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
             ("decode_per_nnz", s.decode_s_per_nnz, 0.0, format_quantity(s.decode_s_per_nnz, "time")),
             ("index_bytes_per_nnz", s.index_bytes_per_nnz, 0.0, format_quantity(s.index_bytes_per_nnz, "bytes")),
             ("output_bandwidth", s.output_bandwidth_Bps, 0.0, format_quantity(s.output_bandwidth_Bps, "bandwidth")),
+            ("output_free_bytes", s.output_free_bytes, 0.0, format_quantity(s.output_free_bytes, "bytes")),
             ("input_bandwidth", s.input_bandwidth_Bps, 0.0, format_quantity(s.input_bandwidth_Bps, "bandwidth")),
             ("spill_bytes", s.spill_bytes, 0.0, format_quantity(s.spill_bytes, "bytes"))):
         if value != default:
@@ -262,7 +266,8 @@ FIT_PARAMS = {"peak_fraction": ("peak_fraction", 1e-6, 1.0), "d_half": ("d_half"
               "decode_per_nnz": ("decode_s_per_nnz", 0.0, 1.0),
               # B/s and bytes; 0 means the term is absent (see PathSpec)
               "output_bandwidth": ("output_bandwidth_Bps", 0.0, 1e16),
-              "input_bandwidth": ("input_bandwidth_Bps", 0.0, 1e16), "spill_bytes": ("spill_bytes", 0.0, 1e15)}
+              "input_bandwidth": ("input_bandwidth_Bps", 0.0, 1e16), "spill_bytes": ("spill_bytes", 0.0, 1e15),
+              "level_latency": ("level_latency_s", 0.0, 1e-3), "output_free_bytes": ("output_free_bytes", 0.0, 1e12)}
 
 
 def fittable_params(profile: HardwareProfile) -> dict[str, float]:

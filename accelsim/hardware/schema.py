@@ -249,7 +249,8 @@ def _execution(r: Reader, top: dict):
 
 
 _PATH_KEYS = ("pattern", "description", "peak_fraction", "d_half", "exponent", "overhead", "decode_per_nnz",
-              "index_bytes_per_nnz", "output_bandwidth", "input_bandwidth", "spill_bytes", "block_sizes", "phases",
+              "index_bytes_per_nnz", "output_bandwidth", "output_free_bytes", "input_bandwidth", "spill_bytes",
+              "block_sizes", "phases",
               "dtypes", "level_latency", "interleave", "partition", "private_levels")
 #: keys only a 'conditional' path may carry (accelsim/hardware/conditional.py)
 _CONDITIONAL_KEYS = ("level_latency", "interleave", "partition", "private_levels")
@@ -299,6 +300,7 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
                                            required=False),
             # absent (0) unless given; a given one must be positive
             output_bandwidth_Bps=r.quantity(p, "output_bandwidth", where, "bandwidth", required=False),
+            output_free_bytes=r.quantity(p, "output_free_bytes", where, "bytes", required=False),
             input_bandwidth_Bps=r.quantity(p, "input_bandwidth", where, "bandwidth", required=False),
             spill_bytes=r.quantity(p, "spill_bytes", where, "bytes", required=False),
             block_sizes=sizes, phases=r.strlist(p, "phases", where, MATMUL_PHASES, MATMUL_PHASES),

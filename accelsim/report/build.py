@@ -13,7 +13,7 @@ from accelsim.report.data import (RunData, expand_inputs, experiment_of, find_va
                                   read_experiment, stored_target)
 from accelsim.report.render import Image, Para, Pre, Section, Table, render_html, render_markdown
 from accelsim.report.tables import (breakdown_table, flops_table, g4, hw_rows, run_table, summary_table)
-from accelsim.report.validation import Validation, load_validation
+from accelsim.report.validation import Validation, load_validation, profile_validations
 
 
 def build_report(inputs: list[str | Path], out: str | Path, *, hardware: list[str] | None = None,
@@ -28,7 +28,8 @@ def build_report(inputs: list[str | Path], out: str | Path, *, hardware: list[st
     exp_docs = [read_experiment(d) for d in exp_dirs]
     if target is None and exp_docs:
         target = exp_docs[0].get("target_loss")
-    vals = [load_validation(p) for p in find_validations(paths, exp_dirs, [Path(v) for v in validation or []])]
+    vals = [load_validation(p) for p in find_validations(paths, exp_dirs, [Path(v) for v in validation or []])] \
+        or profile_validations(sorted({re.sub(r"-x\d+$", "", h) for h in hw}))
     rows = hw_rows(runs, hw, target)
     title = title or "accelsim report: " + (", ".join(str(d.get("experiment", {}).get("name", "experiment"))
                                                       for d in exp_docs) or ", ".join(r.name for r in runs))

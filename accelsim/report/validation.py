@@ -63,3 +63,26 @@ def load_validation(path: str | Path) -> Validation:
                       median_ratio=float(overall.get("median_ratio", math.nan)),
                       by_pattern=_group(doc, "mape_by_pattern", path), by_kernel=_group(doc, "mape_by_kernel", path),
                       plot=png if png.is_file() else None)
+
+
+def profile_validations(hw: list[str]) -> list[Validation]:
+    """The held-out error each fitted profile among ``hw`` carries in its ``fitted:`` block (written by
+    ``accelsim calibrate``): the report's fallback when no validation.json is given or found."""
+    from accelsim.hardware import load_profile
+
+    out = []
+    for name in hw:
+        try:
+            prof = load_profile(name)
+        except UserError:
+            continue  # simulated with a profile file that is gone: nothing to say about its error
+        held = (prof.fitted or {}).get("heldout")
+        if not isinstance(held, dict) or not _finite(held.get("mape")):
+            continue
+        mode = (f"held-out points of {prof.fitted.get('measurements', '?')}, recorded in the profile by "
+                "`accelsim calibrate`")
+        out.append(Validation(path=Path(prof.source_file or name), profile=prof.name, mode=mode,
+                              n_points=int(held.get("n", 0)), mape=float(held["mape"]),
+                              median_ratio=float(held.get("median_ratio", math.nan)),
+                              by_pattern=_group(held, "by_pattern", Path(prof.source_file or name))))
+    return out

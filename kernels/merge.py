@@ -1,0 +1,83 @@
+"""Merge measurement files of the same machine into one: more rounds per case (`accelsim kernels merge`).
+
+A calibration wants each case measured in several rounds minutes apart (a shared VM runs ~10 % slower
+for spells of minutes, see BenchConfig.rounds), and a long sweep is easier to run as several shorter
+ones. Merging matches records by case (op, shape, pattern, density, dtype, threads, FFF tree shape),
+pools their rounds (``times_rounds``, or ``times`` for a one-round file) and recomputes every derived
+field from the per-path medians with the bench's own code, exactly as one sweep with all the rounds.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from pathlib import Path
+
+from accelsim.errors import expect
+from kernels.bench import SCHEMA, _record, load_measurements
+from kernels.cases import Case
+from kernels.fff_bench import OP as FFF_OP
+from kernels.fff_bench import FFFCase
+from kernels.registry import Choice
+
+#: machine fields that must agree: timings of different machines are not rounds of one measurement
+SAME_MACHINE = ("cpu_model", "logical_cores", "torch", "device")
+#: per-round fields the quiet gate records (kept per round in the merged record)
+GATE_FIELDS = ("busy_before", "busy_during", "attempts")
+
+
+def _key(rec: dict) -> tuple:
+    return (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["pattern"], rec["density"], rec["dtype"],
+            rec["threads"], rec.get("trees"), rec.get("depth"))
+
+
+def _case(rec: dict, seed: int):
+    if rec["op"] == FFF_OP:
+        return FFFCase(rec["tokens"], rec["d_in"], rec["trees"], rec["depth"], rec["dtype"], seed)
+    return Case(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density"], rec["pattern"], rec["dtype"], seed)
+
+
+def _rounds(rec: dict, seed: int) -> list[tuple[Choice, dict]]:
+    """The record's rounds as the (Choice, gate info) pairs run_bench measured."""
+    per_path = rec.get("times_rounds") or {p: [t] for p, t in rec["times"].items()}
+    n = max(len(ts) for ts in per_path.values())
+    case = _case(rec, seed)
+    out = []
+    for i in range(n):
+        times = {p: ts[i] for p, ts in per_path.items() if i < len(ts)}
+        info = {}
+        for f in GATE_FIELDS:
+            v = rec.get(f)
+            info[f] = v[i] if isinstance(v, list) and i < len(v) else (None if isinstance(v, list) else v)
+        out.append((Choice(case, rec.get("device", "cpu"), rec["threads"], times=times, rejected=dict(rec["rejected"]),
+                           layouts=dict(rec.get("layouts", {})), density_actual=rec["density_actual"]), info))
+    return out
+
+
+def merge_measurements(paths: list[str | Path]) -> dict:
+    """One measurements document holding every round of every file (see the module docstring)."""
+    expect(len(paths) >= 2, "expected at least two measurement files to merge", field="measurements")
+    docs = [load_measurements(p) for p in paths]
+    first = docs[0]["machine"]
+    for p, d in zip(paths[1:], docs[1:]):
+        for f in SAME_MACHINE:
+            expect(d["machine"].get(f) == first.get(f), f"measured on another machine or stack than {paths[0]} "
+                   f"({f}: {d['machine'].get(f)!r} vs {first.get(f)!r})", source=p, field=f"machine.{f}")
+    layers: dict[tuple, str] = {}
+    rounds: dict[tuple, list] = {}
+    for d in docs:
+        seed = int((d.get("config") or {}).get("seed", 0))
+        for rec in d["records"]:
+            k = _key(rec)
+            layers.setdefault(k, rec.get("layer", ""))
+            rounds.setdefault(k, []).extend(_rounds(rec, seed))
+    records = [_record(layers[k], rs) for k, rs in rounds.items()]
+    skipped = {repr(sorted(s.items())): s for d in docs for s in d.get("skipped", [])}
+    config = dict(docs[0].get("config") or {})
+    config["rounds"] = sum(int((d.get("config") or {}).get("rounds", 1)) for d in docs)
+    machine = dict(first, merged_from=[
+        {"file": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(), "date": d["machine"].get("date"),
+         "records": len(d["records"]), "rounds": int((d.get("config") or {}).get("rounds", 1))}
+        for p, d in zip(paths, docs)],
+        merged_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    return {"schema": SCHEMA, "machine": machine, "config": config, "records": records,
+            "skipped": list(skipped.values())}

@@ -1,0 +1,55 @@
+"""Merging sweeps of one machine: rounds pooled per case, derived fields recomputed, other machines refused."""
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from accelsim.cli import main
+from accelsim.errors import UserError
+from kernels.bench import BenchConfig, load_measurements, run_bench
+from kernels.merge import merge_measurements
+
+TINY = dict(tokens=(24,), hidden=(32,), layers=("ffn_in",), densities=(0.5,), patterns=("block16",),
+            ops=("matmul",), repeats=1, warmup=1, threads=(1,), min_sample_s=1e-4, fff=("1x3",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("merge")
+    a, b = d / "a.json", d / "b.json"
+    run_bench(BenchConfig(**TINY), out=a)
+    run_bench(BenchConfig(**dict(TINY, rounds=2)), out=b)
+    return a, b
+
+
+def test_rounds_are_pooled_and_medians_recomputed(files, tmp_path, capsys):
+    a, b = files
+    out = tmp_path / "m.json"
+    main(["kernels", "merge", str(a), str(b), "--out", str(out)])
+    assert "3-3 rounds each" in capsys.readouterr().out
+    merged = load_measurements(out)
+    one, two = (json.loads(p.read_text())["records"] for p in (a, b))
+    assert len(merged["records"]) == len(one) == 2 and merged["config"]["rounds"] == 3
+    assert [m["file"] for m in merged["machine"]["merged_from"]] == [str(a), str(b)]
+    for rec, r1, r2 in zip(merged["records"], one, two):
+        assert (rec["op"], rec.get("trees")) == (r1["op"], r1.get("trees"))
+        for path, ts in rec["times_rounds"].items():
+            assert ts == [r1["times"][path], *r2["times_rounds"][path]]
+            assert rec["times"][path] == statistics.median(ts)
+        assert rec["median_s"] == min(rec["times"].values()) and rec["dense_s"] == rec["times"]["dense_torch"]
+        assert rec["speedup_vs_dense"] == pytest.approx(rec["dense_s"] / rec["median_s"])
+        assert len(rec["busy_before"]) == 3
+
+
+def test_other_machines_and_single_files_are_refused(files, tmp_path):
+    a, b = files
+    other = json.loads(b.read_text())
+    other["machine"]["cpu_model"] = "another CPU"
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps(other))
+    with pytest.raises(UserError, match="machine.cpu_model"):
+        merge_measurements([a, c])
+    with pytest.raises(UserError, match="at least two"):
+        merge_measurements([a])
