@@ -442,3 +442,14 @@ def test_efficiency_parameters_are_recoverable_with_scipy():
     assert fitted.sources["paths.csr-spmm.d_half"] == "fitted in tests/test_cost.py"
     again = fittable_params(load_profile_text(profile_to_yaml(fitted)))
     assert again == pytest.approx(fittable_params(fitted), rel=1e-12)
+
+
+def test_top_level_kernel_time_is_the_simulators_cost_model():
+    import accelsim
+
+    assert accelsim.kernel_time is kernel_time
+    t = accelsim.kernel_time("cpu-local", "matmul", 512, 768, 3072, density=0.1, pattern="block32")
+    assert t == kernel_time(accelsim.load_profile("cpu-local"), "matmul", 512, 768, 3072, 0.1, pattern="block32")
+    assert 0 < t < accelsim.kernel_time("cpu-local", "matmul", 512, 768, 3072)
+    with pytest.raises(AttributeError):
+        accelsim.no_such_thing

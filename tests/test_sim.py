@@ -62,6 +62,30 @@ def test_work_items_expose_imbalance():
     assert t.duration == pytest.approx(5.0)
 
 
+def test_wave_shortcut_matches_the_per_item_schedule():
+    """Equal items, or no more items than engines, skip the per-item processes; the schedule they stand
+    for is the same: compare with items perturbed just enough to take the general path."""
+    import simpy
+
+    from accelsim.sim.units.compute import ComputeArray
+
+    def run(items, engines):
+        env = simpy.Environment()
+        arr = ComputeArray(env, engines)
+        env.process(arr.run(items, units_per_item=2.0))
+        env.run()
+        return env.now, arr.log.work, arr.log.intervals
+
+    from accelsim.hardware.items import makespan
+
+    for items, engines in (([1.5] * 10, 4), ([3.0, 1.0, 2.0], 8), ([2.0] * 4, 4)):
+        fast = run(items, engines)
+        assert fast[0] == pytest.approx(makespan(items, engines)) and fast[1] == pytest.approx(2.0 * sum(items))
+        slow = run([d * (1 + 1e-9 * i) for i, d in enumerate(items)], engines)  # unequal: simpy per item
+        assert fast[0] == pytest.approx(slow[0]) and fast[1] == pytest.approx(slow[1])
+        assert len(fast[2]) == -(-len(items) // engines)  # one interval per wave, not per item
+
+
 def test_memory_overlaps_compute_only_when_the_profile_allows():
     cost = Cost(compute_s=2.0, memory_s=3.0, time_s=3.0, work_items=[2.0])
     assert _time(DeviceSpec("t", overlap=True), cost).duration == pytest.approx(3.0)

@@ -12,6 +12,14 @@ class BusyLog:
             self.intervals.append((start, end))
             self.work += (end - start) * units
 
+    def add_parallel(self, start: float, durations, units: float = 1.0) -> None:
+        """Engines that all start at ``start``, one per duration: their union is one interval, so it is
+        logged as one (what ``attribute`` sees is the same as one ``add`` per engine)."""
+        longest = max(durations, default=0.0)
+        if longest > 0:
+            self.intervals.append((start, start + longest))
+            self.work += float(sum(durations)) * units
+
     def clear(self) -> None:
         self.intervals.clear()
         self.work = 0.0

@@ -43,6 +43,17 @@ class ComputeArray:
             yield self.env.timeout(whole_s)
             self.log.add(start, self.env.now, units=self.engines)
             return
-        queue = deque(float(d) for d in items)
+        durations = [float(d) for d in items]
+        if len(durations) <= self.engines or max(durations) == min(durations):
+            # one item per engine, or equal items: greedy scheduling runs in rounds of whole waves that
+            # start together, logged as such; skipping one process per item keeps wide devices (thousands
+            # of tiles, or hundreds of SMs x blocks) from costing a simpy event per item at every op the
+            # memo cannot answer (FFF routing statistics change at every step)
+            for wave in range(0, len(durations), self.engines):
+                chunk = durations[wave:wave + self.engines]
+                self.log.add_parallel(self.env.now, chunk, units_per_item)
+                yield self.env.timeout(max(chunk))
+            return
+        queue = deque(durations)
         workers = min(self.engines, len(queue))  # engines that would never get an item stay idle
         yield self.env.all_of([self.env.process(self._engine(queue, units_per_item)) for _ in range(workers)])
