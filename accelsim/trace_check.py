@@ -31,6 +31,7 @@ class TraceSummary:
     flops_dense: float
     flops_actual: float
     warnings: list[str] = field(default_factory=list)
+    extra_rows: list[tuple[str, str]] = field(default_factory=list)  # e.g. FFF routing statistics
 
     def rows(self) -> list[tuple[str, str]]:
         ev = ("-" if self.first_eval_loss is None
@@ -43,7 +44,7 @@ class TraceSummary:
             ("pattern rows", str(self.pattern_rows)), ("mask files", str(self.mask_files)),
             ("FLOPs dense-equivalent", f"{self.flops_dense:.4g}"), ("FLOPs needed", f"{self.flops_actual:.4g}"),
             ("FLOP ratio", f"{self.flops_actual / self.flops_dense:.3f}" if self.flops_dense else "-"),
-        ]
+        ] + self.extra_rows
 
 
 def check_trace(run: str | Path, *, check_masks: bool = True) -> TraceSummary:
@@ -101,7 +102,26 @@ def check_trace(run: str | Path, *, check_masks: bool = True) -> TraceSummary:
         last_eval_loss=float(ev["eval_loss"][-1].as_py()) if ev.num_rows else None,
         final_density=float(steps["density"][-1].as_py()), mask_changes=len(changed),
         pattern_rows=int(pat.num_rows), mask_files=len(mask_files), flops_dense=float(dens),
-        flops_actual=float(act), warnings=warnings)
+        flops_actual=float(act), warnings=warnings, extra_rows=_fff_rows(t))
+
+
+def _fff_rows(t: tr.Trace) -> list[tuple[str, str]]:
+    """What a user of an FFF run wants at a glance: the routing's sparsity and its load balance, at the
+    first and last recorded step (means over layers)."""
+    ffn = t.manifest.model.get("ffn") or {}
+    if ffn.get("type") != "fff" or t.fff is None or t.fff.num_rows == 0:
+        return []
+    steps = t.fff["step"].to_numpy()
+    used = t.fff["nodes_used"].to_numpy() / fff_neurons(ffn)
+    tokens = t.fff["tokens"].to_numpy()
+    deepest = np.array([v[-1] for v in t.fff["level_max_visits"].to_pylist()], float)
+    leaves = ffn["trees"] * 2 ** ffn["depth"]
+    hot = deepest / (tokens * ffn["trees"] / leaves)  # busiest leaf over the mean leaf
+    first, last = steps == steps.min(), steps == steps.max()
+    return [("FFN", f"UltraSparseBERT-{ffn['trees']}x{ffn['depth']}: {fff_path_neurons(ffn)} of "
+                    f"{fff_neurons(ffn)} neurons per token"),
+            ("FFF neurons visited", f"{used[first].mean():.0%} -> {used[last].mean():.0%}"),
+            ("FFF busiest leaf / mean", f"{hot[first].mean():.1f}x -> {hot[last].mean():.1f}x")]
 
 
 def _check_fff(run: Path, t: tr.Trace, step_ids: np.ndarray) -> list[str]:

@@ -199,6 +199,13 @@ def test_train_with_fff_writes_fff_rows(tmp_path):
         assert r["level_nodes_used"][0] == 1 and r["level_max_visits"][0] == 128
         assert 6 <= r["nodes_used"] <= 63 and r["flops_cond"] * 63 == r["flops_dense_equiv"] * 6
     assert summary.flops_actual < summary.flops_dense
+    extra = dict(summary.extra_rows)
+    assert extra["FFN"] == "UltraSparseBERT-1x5: 6 of 63 neurons per token"
+    first, last = (float(x.rstrip("%")) / 100 for x in extra["FFF neurons visited"].split(" -> "))
+    used = [r["nodes_used"] / 63 for r in rows]
+    assert first == pytest.approx(sum(used[:2]) / 2, abs=0.006) and last == pytest.approx(sum(used[-2:]) / 2, abs=0.006)
+    hot = float(extra["FFF busiest leaf / mean"].split(" -> ")[0].rstrip("x"))
+    assert hot == pytest.approx(sum(r["level_max_visits"][-1] / (128 / 32) for r in rows[:2]) / 2, abs=0.051)
     steps = t.steps.to_pylist()
     assert all(s["flops_fwd"] < s["flops_fwd_dense"] for s in steps)
 

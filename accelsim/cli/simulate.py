@@ -59,10 +59,15 @@ def simulate_command(
     from rich.console import Console
     from rich.table import Table
 
+    from accelsim.trace import read_manifest
+
     first = results[0]
-    title = f"{run}  ({first.method}, {first.steps} steps{', synthetic' if first.synthetic else ''}, " \
+    ffn = read_manifest(Path(run)).model.get("ffn") or {}
+    fff = f"FFF {ffn['trees']}x{ffn['depth']}, " if ffn.get("type") == "fff" else ""
+    title = f"{run}  ({fff}{first.method}, {first.steps} steps{', synthetic' if first.synthetic else ''}, " \
             f"{devices} device{'s' if devices > 1 else ''})"
-    table = Table(title=title, caption="speedup and energy: vs the same steps trained dense on the same hardware")
+    baseline = "trained dense" + (" with the dense FF of equal width" if fff else "")
+    table = Table(title=title, caption=f"speedup and energy: vs the same steps {baseline} on the same hardware")
     for col in ("hw", "time", "energy", "speedup", "energy ratio", "util", "FLOP util"):
         table.add_column(col, justify="left" if col == "hw" else "right", no_wrap=True)
     if target_loss is not None:
