@@ -19,6 +19,8 @@ import torch
 
 from accelsim import simulate
 from accelsim import trace as tr
+from accelsim.hardware import load_profile
+from kernels.machine import machine_info, machine_mismatch
 from trainer.data import DataConfig
 from trainer.sparsity import SparsityConfig
 from trainer.train import TrainConfig, train
@@ -64,9 +66,12 @@ def main() -> None:
     med_dense, med_rigl = float(np.median(dense_wall)), float(np.median(rigl_normal))
     extra_update = float(np.median(rigl_update) - med_rigl) if rigl_update.size else float("nan")
     trace_frac = float(np.median([x["trace_s"] / x["total_wall"] for x in res["dense"] + rigl]))
+    # the whole-step cross-check means something only on the machine cpu-local was calibrated on
+    mismatch = machine_mismatch(load_profile("cpu-local").fitted.get("machine"))
     out = {
         "model": "bert-tiny", "batch_size": 32, "seq_len": 128, "steps": a.steps, "repeats": a.repeats,
-        "threads": a.threads, "torch": torch.__version__,
+        "threads": a.threads, "torch": torch.__version__, "machine": machine_info(),
+        "cpu_local_machine_mismatch": mismatch,
         "median_step_s_dense": med_dense, "median_step_s_rigl90": med_rigl,
         "masked_vs_dense_ratio": med_rigl / med_dense,
         "tracing_overhead_fraction": trace_frac,
@@ -86,6 +91,9 @@ def main() -> None:
     print(f"  tracing overhead: {100*trace_frac:.2f} % of step time (goal <= 3 %)")
     print(f"  mask update: +{extra_update*1e3:.1f} ms on an update step -> amortised at dT=100: "
           f"{100*out['mask_update_amortised_fraction_dT100']:.3f} % of step time")
+    if mismatch:
+        print(f"  warning: cpu-local was calibrated on another machine ({mismatch}); run "
+              "benchmarks/bench_calibration.py here for a meaningful whole-step cross-check")
     for key, measured in (("dense", med_dense), ("rigl90", med_rigl)):
         pred = out[f"cpu_local_predicted_step_s_{key}"]
         print(f"  simulator (cpu-local) whole step, {key}: predicted {pred*1e3:.1f} ms vs measured "

@@ -317,7 +317,8 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
                   "scale parameters in log space; predictions from accelsim.hardware.kernel_time with the "
                   "profile path forced",
         "measurements": _portable(source), "measurements_sha256": sha256,
-        "machine": {k: mach.get(k) for k in ("cpu_model", "logical_cores", "isa_flags", "torch", "torch_mkl", "date")},
+        "machine": {k: mach.get(k) for k in ("cpu_model", "cpu_family_model", "logical_cores", "isa_flags",
+                                             "torch", "torch_mkl", "date")},
         "threads": threads or base.compute.count, "fitted_at": now, "base_profile": base.name,
         "split": f"sha256 of the case key mod {HOLDOUT_EVERY} == 0 -> held out (never seen by the fit)",
         "n_points": len(train), "n_heldout": len(heldout),

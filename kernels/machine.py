@@ -24,6 +24,9 @@ def _cpuinfo() -> dict:
     mt = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
     if mt:
         info["model"] = mt.group(1).strip()
+    fam, mod = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.M), re.search(r"^model\s*:\s*(\d+)$", text, re.M)
+    if fam and mod:  # the model name of a KVM guest can hide the generation ("AMD EPYC"); these do not
+        info["family_model"] = f"{fam.group(1)}/{mod.group(1)}"
     fl = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
     if fl:
         have = set(fl.group(2).split())
@@ -57,6 +60,7 @@ def machine_info(device: str = "cpu") -> dict:
         "logical_cores": os.cpu_count(),
         "physical_cores": cpu.get("physical_cores"),
         "isa_flags": cpu["flags"],
+        "cpu_family_model": cpu.get("family_model"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -74,6 +78,21 @@ def machine_info(device: str = "cpu") -> dict:
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     return info
+
+
+#: what makes two machines the same for a calibrated profile (versions and dates may differ)
+SAME_MACHINE_KEYS = ("cpu_model", "cpu_family_model", "logical_cores", "isa_flags")
+
+
+def machine_mismatch(recorded: dict | None, current: dict | None = None) -> str | None:
+    """How the machine a profile was calibrated on (its ``fitted.machine``) differs from this one, or None.
+    Keys missing on either side are not compared (older profiles record fewer)."""
+    if not recorded:
+        return None
+    current = current or machine_info()
+    diffs = [f"{k} {recorded[k]} vs {current[k]} here" for k in SAME_MACHINE_KEYS
+             if recorded.get(k) is not None and current.get(k) is not None and recorded[k] != current[k]]
+    return "; ".join(diffs) or None
 
 
 def _cpu_times() -> tuple[int, int] | None:

@@ -99,6 +99,9 @@ def print_validation(report: dict, console: Console | None = None) -> None:
     console = _console(console)
     console.print(f"[bold]{report['profile']}[/] on {report['measurements']}: {report['mode']}, "
                   f"{report['n_points']} points, overall MAPE {report['overall_mape']['mape']:.1%}")
+    if report.get("machine_mismatch"):
+        console.print(f"[yellow]warning:[/] the profile was calibrated on another machine than these "
+                      f"measurements ({report['machine_mismatch']})")
     for title, groups in (("by pattern", report["mape_by_pattern"]), ("by kernel", report["mape_by_kernel"])):
         table = Table(title=title)
         for col in ("group", "n", "MAPE", "median predicted/measured"):

@@ -72,6 +72,7 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
              *, threads: int | None = None) -> dict:
     """Predict the measurements with profile ``hw``; MAPE per kernel / pattern / op and overall."""
     from kernels.calibrate import file_sha256, measurement_points, record_heldout
+    from kernels.machine import machine_mismatch
 
     doc = load_measurements(measurements)
     profile = load_profile(hw)
@@ -89,6 +90,8 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
     fastest = [r for r in fastest_all if r["heldout"]] if same_file else fastest_all
     report = {"profile": profile.name, "profile_file": str(hw), "measurements": str(measurements), "mode": mode,
               "threads": threads, "n_points": len(scored), "skipped": skipped,
+              # a profile fitted on one machine says little about another's timings
+              "machine_mismatch": machine_mismatch(fitted.get("machine"), doc.get("machine")),
               "overall_mape": group_mape(scored, lambda r: "all")["all"],
               "mape_by_pattern": group_mape(scored, lambda r: r["pattern"]),
               "mape_by_op": group_mape(scored, lambda r: r["kind"]),

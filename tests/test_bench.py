@@ -182,3 +182,16 @@ def test_fff_cases_time_the_cmm_kernels_against_the_dense_ff(tmp_path):
         load_measurements(_write(tmp_path, bad))
     with pytest.raises(UserError, match="FFF shape KxD"):
         run_bench(BenchConfig(**dict(TINY, fff=("7",))))
+
+
+def test_machine_mismatch_names_what_differs(doc):
+    from kernels.machine import machine_mismatch
+
+    here = doc["machine"]
+    assert machine_mismatch(here, dict(here)) is None
+    assert machine_mismatch(None, here) is None
+    other = dict(here, isa_flags=here["isa_flags"] + ["amx_tile"], logical_cores=here["logical_cores"] + 2)
+    msg = machine_mismatch(other, here)
+    assert "isa_flags" in msg and "logical_cores" in msg and "cpu_model" not in msg
+    # older profiles record fewer keys: what one side lacks is not compared
+    assert machine_mismatch({"cpu_model": here["cpu_model"]}, here) is None
