@@ -14,6 +14,8 @@ Three steps, each the same code path as its CLI command:
 
     python benchmarks/bench_calibration.py [--runs 3]      # all three steps
     python benchmarks/bench_calibration.py --skip-sweep    # refit and revalidate the committed sweep
+    python benchmarks/bench_calibration.py --runs 1 --sweep-out X.json --profile-out Y.yaml --validation-out D/
+                                                           # another machine, leaving cpu-local as it is
 
 Writes benchmarks/results/kernels-sweep.json (+ .csv), hwconfigs/cpu-local.yaml and
 benchmarks/results/validation/ (validation.json, .csv, .png, validation-fastest.png).
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="sweeps of two rounds each, merged")
     ap.add_argument("--sweep-out", type=Path, default=SWEEP)
     ap.add_argument("--profile-out", type=Path, default=PROFILE)
+    ap.add_argument("--validation-out", type=Path, default=VALIDATION)
     args = ap.parse_args(argv)
     if not args.skip_sweep:
         sweep(args.sweep_out, args.runs)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cal = calibrate(args.sweep_out, PROFILE, args.profile_out)
     print_calibration(cal)
-    report = validate(args.sweep_out, args.profile_out, VALIDATION)
+    report = validate(args.sweep_out, args.profile_out, args.validation_out)
     print_validation(report)
     return 0
 
