@@ -86,6 +86,10 @@ def chunk_quantiles(n: int, rows: int, length: int, density: float, pattern: dic
 def _law_ratio(n: int, groups: int, trials: int, density: float) -> np.ndarray:
     """Binomial(groups * trials, density) quantiles at (i + 0.5) / n over trials * density (cached: the
     simulator asks for the same layer shapes and densities step after step)."""
+    if trials * density <= 0:  # no nonzeros (or a density that underflows): nothing to spread unevenly
+        out = np.ones(n)
+        out.setflags(write=False)
+        return out
     p = (np.arange(n) + 0.5) / n
     q = np.nan_to_num(stats.binom.ppf(p, groups * trials, density), nan=0.0)
     out = q / (trials * density)
