@@ -17,10 +17,11 @@ from kernels.bench import SCHEMA, _record, load_measurements
 from kernels.cases import Case
 from kernels.fff_bench import OP as FFF_OP
 from kernels.fff_bench import FFFCase
+from kernels.machine import SAME_MACHINE_KEYS
 from kernels.registry import Choice
 
 #: machine fields that must agree: timings of different machines are not rounds of one measurement
-SAME_MACHINE = ("cpu_model", "logical_cores", "torch", "device")
+SAME_MACHINE = SAME_MACHINE_KEYS + ("torch", "device")
 #: per-round fields the quiet gate records (kept per round in the merged record)
 GATE_FIELDS = ("busy_before", "busy_during", "attempts")
 
