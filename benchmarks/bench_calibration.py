@@ -16,6 +16,8 @@ Three steps, each the same code path as its CLI command:
     python benchmarks/bench_calibration.py --skip-sweep    # refit and revalidate the committed sweep
     python benchmarks/bench_calibration.py --runs 1 --sweep-out X.json --profile-out Y.yaml --validation-out D/
                                                            # another machine, leaving cpu-local as it is
+    python benchmarks/bench_calibration.py --skip-sweep --sweep-out X.json --base B.yaml --profile-out Y.yaml \
+        --validation-out D/                                # refit another machine's sweep from its own base
 
 Writes benchmarks/results/kernels-sweep.json (+ .csv), hwconfigs/cpu-local.yaml and
 benchmarks/results/validation/ (validation.json, .csv, .png, validation-fastest.png).
@@ -73,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-out", type=Path, default=SWEEP)
     ap.add_argument("--profile-out", type=Path, default=PROFILE)
     ap.add_argument("--validation-out", type=Path, default=VALIDATION)
+    ap.add_argument("--base", type=Path, default=PROFILE,
+                    help="profile whose efficiencies are fitted (its clock, peak and caches are kept)")
     args = ap.parse_args(argv)
     if not args.skip_sweep:
         sweep(args.sweep_out, args.runs)
     from kernels.calibrate import calibrate, validate
     from kernels.report import print_calibration, print_validation
 
-    cal = calibrate(args.sweep_out, PROFILE, args.profile_out)
+    cal = calibrate(args.sweep_out, args.base, args.profile_out)
     print_calibration(cal)
     report = validate(args.sweep_out, args.profile_out, args.validation_out)
     print_validation(report)

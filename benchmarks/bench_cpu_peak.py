@@ -3,7 +3,8 @@
 /proc/cpuinfo shows the KVM guest's TSC rate (2.596 GHz), not the clock the cores run at, and `perf stat`
 has no cycle counter in this guest. So the clock is timed directly: a chain of dependent integer adds
 (one cycle each, see cpu_peak.c) runs for a known number of cycles. The FMA probes then give FLOP per
-cycle for 512-bit (the C block kernels) and 256-bit (MKL's code path on AMD) vectors. Every probe runs on
+cycle for 512-bit (the C block kernels; skipped on a CPU without AVX-512) and 256-bit (MKL's code path
+on AMD) vectors. Every probe runs on
 1 thread and on all threads at once (the all-core clock is the one a 2-thread kernel sees); the best of
 ``--tries`` short runs is kept, because another process on a shared machine can only make a run slower.
 
@@ -38,6 +39,9 @@ def probe(tries: int, reps: int, threads: int) -> dict:
     hz = CHAIN_ADDS * reps / chain
     out = {"threads": threads, "clock_hz": hz}
     for kind, flop in FMA_FLOP.items():
+        if kind == "fma512" and "avx512f" not in machine_info("cpu")["isa_flags"]:
+            out[f"{kind}_flop_per_cycle"] = out[f"{kind}_gflops_all_threads"] = None  # zmm: illegal instruction
+            continue
         t = min(getattr(lib, f"cp_{kind}")(reps, threads) for _ in range(tries))
         out[f"{kind}_flop_per_cycle"] = flop * reps / t / hz
         out[f"{kind}_gflops_all_threads"] = flop * reps * threads / t / 1e9
@@ -58,9 +62,10 @@ def main() -> None:
         r = probe(args.tries, args.reps, threads)
         r["busy_before"] = busy
         results.append(r)
-        print(f"{threads} thread(s): clock {r['clock_hz'] / 1e9:.3f} GHz, 512-bit FMA "
-              f"{r['fma512_flop_per_cycle']:.1f} FLOP/cycle/core ({r['fma512_gflops_all_threads']:.0f} GFLOP/s), "
-              f"256-bit {r['fma256_flop_per_cycle']:.1f} ({r['fma256_gflops_all_threads']:.0f} GFLOP/s)"
+        fma512 = (f"512-bit FMA {r['fma512_flop_per_cycle']:.1f} FLOP/cycle/core "
+                  f"({r['fma512_gflops_all_threads']:.0f} GFLOP/s)" if r["fma512_flop_per_cycle"] else "no AVX-512")
+        print(f"{threads} thread(s): clock {r['clock_hz'] / 1e9:.3f} GHz, {fma512}, 256-bit FMA "
+              f"{r['fma256_flop_per_cycle']:.1f} ({r['fma256_gflops_all_threads']:.0f} GFLOP/s)"
               f"  [others busy {busy:.0%} before]")
     doc = {"machine": machine_info("cpu"), "method": __doc__.split("\n\n")[1].replace("\n", " "),
            "tries": args.tries, "reps": args.reps, "results": results}

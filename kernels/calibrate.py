@@ -25,7 +25,10 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
+from accelsim.hardware.cost import CACHE_LINE, tile_fill
 from accelsim.hardware.profile import HardwareProfile
+from accelsim.hardware.schema import DTYPE_BYTES
+from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
 from kernels.bench import load_measurements
 from kernels.fff_bench import OP as FFF_OP
 from kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
@@ -34,9 +37,9 @@ DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 HOLDOUT_EVERY = 5  # one case in five is held out
 #: fitted per profile path kind, most important first; trimmed so that points >= POINTS_PER_PARAM x params
 FIT_PARAMS = {
-    "dense": ("peak_fraction", "overhead", "output_bandwidth"),
+    "dense": ("peak_fraction", "overhead", "output_bandwidth", "unaligned_penalty"),
     "sparse": ("peak_fraction", "overhead", "output_bandwidth", "input_bandwidth", "d_half", "exponent",
-               "spill_bytes", "output_free_bytes"),
+               "spill_bytes", "output_free_bytes", "scatter_penalty"),
     # FFF walk: its rate for row dot products/axpys, the fixed cost per call, the dependent level chain
     "conditional": ("peak_fraction", "overhead", "level_latency"),
 }
@@ -54,7 +57,8 @@ LOG_PARAMS = {"peak_fraction": (1e-6, None), "overhead": (1e-8, "lo"), "d_half":
 #: multi-start: plausible range of each parameter on a CPU or GPU (log-uniform for LOG_PARAMS)
 SAMPLE = {"peak_fraction": (0.02, 1.0), "overhead": (1e-7, 1e-3), "output_bandwidth": (1e9, 1e12),
           "input_bandwidth": (1e9, 1e12), "d_half": (1e-4, 0.3), "exponent": (0.3, 1.0), "spill_bytes": (1e5, 1e9),
-          "output_free_bytes": (1e4, 1e8), "level_latency": (1e-9, 1e-6), "decode_per_nnz": (1e-12, 1e-9)}
+          "output_free_bytes": (1e4, 1e8), "level_latency": (1e-9, 1e-6), "decode_per_nnz": (1e-12, 1e-9),
+          "scatter_penalty": (0.0, 2.0), "unaligned_penalty": (0.0, 1.0)}
 N_STARTS = 8
 START = {"overhead": 10e-6, "d_half": 0.01, "output_bandwidth": 20e9, "input_bandwidth": 20e9,
          "spill_bytes": 8e6, "decode_per_nnz": 1e-10, "level_latency": 30e-9,
@@ -179,6 +183,22 @@ def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / meas - 1.0))) if len(meas) else float("nan")
 
 
+def _scattered(p: Point) -> bool:
+    if p.pattern not in SYNTHETIC_KINDS or p.density >= 1.0:
+        return False
+    return tile_fill(synthetic_pattern(p.d_out, p.d_in, p.density, p.pattern), p.density) < 1.0
+
+
+def _unaligned(p: Point) -> bool:
+    b = DTYPE_BYTES.get(p.dtype, 4)
+    return any((d * b) % CACHE_LINE for d in (p.tokens, p.d_in, p.d_out))
+
+
+#: parameters whose term only some cases exercise: fitted only when a training point of the path does
+#: (a block kernel only ever runs filled tiles; the BERT-shaped cases are aligned, the FFF widths are not)
+IDENTIFIABLE = {"scatter_penalty": _scattered, "unaligned_penalty": _unaligned}
+
+
 def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list[str]]:
     """Profile path -> the keys fitted for it (paths are independent: each point uses one path)."""
     by_path: dict[str, list[Point]] = defaultdict(list)
@@ -188,7 +208,8 @@ def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list
     out = {}
     for path, pts in by_path.items():
         spec = profile.paths[path]
-        params = FIT_PARAMS.get(spec.pattern, FIT_PARAMS["sparse"])
+        params = tuple(q for q in FIT_PARAMS.get(spec.pattern, FIT_PARAMS["sparse"])
+                       if q not in IDENTIFIABLE or any(map(IDENTIFIABLE[q], pts)))
         params = params[:max(1, min(len(params), len(pts) // POINTS_PER_PARAM))]
         keys = []
         for param in params:
@@ -304,7 +325,7 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
     profile = with_params(base, values)
     defaults = {"d_half": 0.0, "overhead": 0.0, "decode_per_nnz": 0.0, "exponent": 1.0, "output_bandwidth": 0.0,
                 "input_bandwidth": 0.0, "spill_bytes": 0.0, "level_latency": 0.0,
-                "output_free_bytes": 0.0}
+                "output_free_bytes": 0.0, "scatter_penalty": 0.0, "unaligned_penalty": 0.0}
     sources = dict(profile.sources)
     for k, v in values.items():  # a parameter fitted to its default is not written, so it gets no entry
         if v != defaults.get(k.split(".")[2]):

@@ -142,6 +142,30 @@ def test_fff_points_fit_the_conditional_path_and_validate_as_their_own_class(tmp
     assert report["fastest"]["by_op"]["fff"]["n"] > 0  # the simulator's own choice of path is scored too
 
 
+def test_fit_recovers_a_scatter_penalty_from_csr_on_random_and_block_masks(tmp_path):
+    """The CSR kernel timed on random and 16x16-block masks of the same densities: the scatter penalty
+    is what separates the two, and the fit of the unstructured path finds the one that generated them
+    (block paths do not fit it: they only run filled tiles)."""
+    truth = with_params(load_profile(SIMPLE), {"paths.csr-spmm.peak_fraction": 0.3, "paths.csr-spmm.d_half": 0.04,
+                                               "paths.csr-spmm.scatter_penalty": 0.8})
+    recs = []
+    for op in ("matmul", "matmul_dx"):
+        for t, h in ((128, 256), (512, 256), (512, 768)):
+            for pat in ("unstructured", "block16"):
+                for d in (0.5, 0.2, 0.1, 0.05, 0.02):
+                    times = {"csr_torch": kernel_time(truth, op, t, h, 4 * h, d, pat, "fp32", path="csr-spmm")}
+                    recs.append({"op": op, "tokens": t, "d_in": h, "d_out": 4 * h, "m": t, "k": h, "n": 4 * h,
+                                 "pattern": pat, "density": d, "density_actual": d, "dtype": "float32",
+                                 "device": "cpu", "threads": 2, "path": "csr_torch", "median_s": times["csr_torch"],
+                                 "times": times, "families": {"csr_torch": "unstructured"}})
+    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic", "logical_cores": 2, "isa_flags": [],
+                                         "torch": "x", "date": "2026-01-01T00:00:00+00:00"}, "records": recs}
+    cal = fit_profile(doc, SIMPLE)
+    assert cal.fitted["params"]["paths.csr-spmm.scatter_penalty"] == pytest.approx(0.8, rel=0.05)
+    assert cal.fitted["heldout_mape"] < 0.01
+    assert not any(k.startswith("paths.bsr.") and k.endswith("scatter_penalty") for k in cal.fitted["params"])
+
+
 def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, capsys):
     """The issue's CI pipeline on this machine's own kernel timings: `kernels bench --quick`, `calibrate`,
     `validate`. Asserts the plumbing and the error arithmetic, not a (noise-sensitive) error level."""

@@ -5,7 +5,9 @@ a product executing a fraction ``x`` of the dense FLOPs ``F`` on a path with par
 
     compute  = F * (x + d0^a * x^(1-a)) / (peak * e)  (+ decode per nonzero), i.e. F*x / (peak * eff(x))
                with eff(x) = e * x^a / (x^a + d0^a); the per-nonzero part follows the row-nnz spread
-               across work items, and compute_s is the makespan of those items on the device's units
+               across work items, and compute_s is the makespan of those items on the device's units;
+               a path's scatter_penalty g scales the per-nonzero part by 1 + g*(1 - tile_fill), and
+               its unaligned_penalty u all of it by 1 + u when k or n rows are not whole cache lines
     memory   = sum over levels of bytes(level) / bandwidth(level)   (+ BSP exchange bytes)
     time     = max(compute, memory) if the profile overlaps transfers else compute + memory,
                + launch overhead + path overhead (+ BSP syncs)
@@ -39,6 +41,8 @@ MASK_BYTES_PER_ELEMENT = 8.125
 WARM_SHARE = 0.5
 #: nm_2_4_frac must be this close to 1 for the 2:4 path (the statistic is a float fraction of groups).
 NM_EXACT = 1.0 - 1e-9
+#: bytes of a cache line: operand rows of a product that are not whole lines pay the path's unaligned_penalty
+CACHE_LINE = 64
 
 
 @dataclass
@@ -202,7 +206,9 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     # the dense operand is re-read for every nonzero (block): slower once it spills out of the caches
     spill = 1.0 + in_bytes / spec.spill_bytes if spec.spill_bytes > 0 else 1.0
     per_flop = flops_dense * spill / (ctx.peak * e)
-    t_nnz = per_flop * x  # per-nonzero work: follows the row-nnz distribution
+    if spec.unaligned_penalty and ((op.k * ctx.b) % CACHE_LINE or (op.n * ctx.b) % CACHE_LINE):
+        per_flop *= 1.0 + spec.unaligned_penalty
+    t_nnz = per_flop * x * (1.0 + spec.scatter_penalty * (1.0 - tile_fill(pattern, density)))  # follows row nnz
     t_row = per_flop * (d0 ** a) * (x ** (1.0 - a)) if d0 > 0 and x > 0 else 0.0  # structure overhead: even
     stored = (dims["w"] if dims else 0) * plan.stored
     t_decode = stored * spec.decode_s_per_nnz / ctx.p.compute.count
@@ -224,6 +230,15 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
         act_bytes = op.batch * (op.m * op.k + op.k * op.n + op.m * op.n) * ctx.b
         traffic = [(ctx.act_level(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
     return ctx.finish(spec.name, spec.overhead_s, items, flops_dense * x, traffic, plan.block)
+
+
+def tile_fill(pattern: dict | None, density: float) -> float:
+    """Share of the slots of the 16x16 tiles holding a nonzero that are nonzero: 1 for 16x16 (or larger)
+    blocks, about the density for scattered nonzeros. A cheap contiguity measure from the statistics every
+    patterns.parquet row carries: an index-driven kernel streams runs of neighbouring nonzeros but pays a
+    cache line (or a gather) per nonzero when they are scattered."""
+    frac = float((pattern or {}).get("block16_frac") or 0.0)
+    return 1.0 if frac <= 0.0 else min(max(density / frac, 0.0), 1.0)
 
 
 def _elementwise_flops(op: Op, profile: HardwareProfile) -> float:

@@ -87,6 +87,12 @@ class PathSpec:
     output_free_bytes: float = 0.0
     input_bandwidth_Bps: float = 0.0  # rate of a layout pass over the dense inputs before computing
     spill_bytes: float = 0.0  # re-read dense operand size at which the nonzero work runs at half speed
+    # extra per-nonzero work of a scattered nonzero (alone in its 16x16 tile) over one in a filled tile:
+    # index-driven gathers/scatters touch a new cache line per nonzero instead of streaming a run
+    scatter_penalty: float = 0.0
+    # extra compute time (a fraction) of a product whose operand rows are not whole 64-byte cache lines (k or n
+    # not a multiple of 16 fp32 values, e.g. FFF widths 1023 or 4095): split-line loads and edge kernels
+    unaligned_penalty: float = 0.0
     block_sizes: tuple[int, ...] = ()
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
     dtypes: tuple[str, ...] = ()  # empty: every dtype the device has a peak for
@@ -231,7 +237,9 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
             ("output_bandwidth", s.output_bandwidth_Bps, 0.0, format_quantity(s.output_bandwidth_Bps, "bandwidth")),
             ("output_free_bytes", s.output_free_bytes, 0.0, format_quantity(s.output_free_bytes, "bytes")),
             ("input_bandwidth", s.input_bandwidth_Bps, 0.0, format_quantity(s.input_bandwidth_Bps, "bandwidth")),
-            ("spill_bytes", s.spill_bytes, 0.0, format_quantity(s.spill_bytes, "bytes"))):
+            ("spill_bytes", s.spill_bytes, 0.0, format_quantity(s.spill_bytes, "bytes")),
+            ("scatter_penalty", s.scatter_penalty, 0.0, s.scatter_penalty),
+            ("unaligned_penalty", s.unaligned_penalty, 0.0, s.unaligned_penalty)):
         if value != default:
             d[key] = text
     if s.block_sizes:
@@ -267,7 +275,8 @@ FIT_PARAMS = {"peak_fraction": ("peak_fraction", 1e-6, 1.0), "d_half": ("d_half"
               # B/s and bytes; 0 means the term is absent (see PathSpec)
               "output_bandwidth": ("output_bandwidth_Bps", 0.0, 1e16),
               "input_bandwidth": ("input_bandwidth_Bps", 0.0, 1e16), "spill_bytes": ("spill_bytes", 0.0, 1e15),
-              "level_latency": ("level_latency_s", 0.0, 1e-3), "output_free_bytes": ("output_free_bytes", 0.0, 1e12)}
+              "level_latency": ("level_latency_s", 0.0, 1e-3), "output_free_bytes": ("output_free_bytes", 0.0, 1e12),
+              "scatter_penalty": ("scatter_penalty", 0.0, 100.0), "unaligned_penalty": ("unaligned_penalty", 0.0, 100.0)}
 
 
 def fittable_params(profile: HardwareProfile) -> dict[str, float]:

@@ -250,7 +250,7 @@ def _execution(r: Reader, top: dict):
 
 _PATH_KEYS = ("pattern", "description", "peak_fraction", "d_half", "exponent", "overhead", "decode_per_nnz",
               "index_bytes_per_nnz", "output_bandwidth", "output_free_bytes", "input_bandwidth", "spill_bytes",
-              "block_sizes", "phases",
+              "scatter_penalty", "unaligned_penalty", "block_sizes", "phases",
               "dtypes", "level_latency", "interleave", "partition", "private_levels")
 #: keys only a 'conditional' path may carry (accelsim/hardware/conditional.py)
 _CONDITIONAL_KEYS = ("level_latency", "interleave", "partition", "private_levels")
@@ -303,6 +303,8 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
             output_free_bytes=r.quantity(p, "output_free_bytes", where, "bytes", required=False),
             input_bandwidth_Bps=r.quantity(p, "input_bandwidth", where, "bandwidth", required=False),
             spill_bytes=r.quantity(p, "spill_bytes", where, "bytes", required=False),
+            scatter_penalty=r.number(p, "scatter_penalty", where, lo=0, hi=100, required=False, default=0.0),
+            unaligned_penalty=r.number(p, "unaligned_penalty", where, lo=0, hi=100, required=False, default=0.0),
             block_sizes=sizes, phases=r.strlist(p, "phases", where, MATMUL_PHASES, MATMUL_PHASES),
             dtypes=r.strlist(p, "dtypes", where, tuple(DTYPE_BYTES), ()), **extra)
     for needed in ("dense", "vector"):
