@@ -208,7 +208,9 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     per_flop = flops_dense * spill / (ctx.peak * e)
     if spec.unaligned_penalty and ((op.k * ctx.b) % CACHE_LINE or (op.n * ctx.b) % CACHE_LINE):
         per_flop *= 1.0 + spec.unaligned_penalty
-    t_nnz = per_flop * x * (1.0 + spec.scatter_penalty * (1.0 - tile_fill(pattern, density)))  # follows row nnz
+    t_nnz = per_flop * x  # per-nonzero work: follows the row-nnz distribution
+    if spec.scatter_penalty:
+        t_nnz *= 1.0 + spec.scatter_penalty * (1.0 - tile_fill(pattern, density))
     t_row = per_flop * (d0 ** a) * (x ** (1.0 - a)) if d0 > 0 and x > 0 else 0.0  # structure overhead: even
     stored = (dims["w"] if dims else 0) * plan.stored
     t_decode = stored * spec.decode_s_per_nnz / ctx.p.compute.count
