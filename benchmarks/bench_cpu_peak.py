@@ -4,8 +4,8 @@
 has no cycle counter in this guest. So the clock is timed directly: a chain of dependent integer adds
 (one cycle each, see cpu_peak.c) runs for a known number of cycles. The FMA probes then give FLOP per
 cycle for 512-bit (the C block kernels; skipped on a CPU without AVX-512) and 256-bit (MKL's code path
-on AMD) vectors. Every probe runs on
-1 thread and on all threads at once (the all-core clock is the one a 2-thread kernel sees); the best of
+on AMD) vectors. Every probe runs on 1 thread and on all threads at once (the all-core clock is the one a
+2-thread kernel sees); the best of
 ``--tries`` short runs is kept, because another process on a shared machine can only make a run slower.
 
     python benchmarks/bench_cpu_peak.py [--tries 40] [--out benchmarks/results/cpu-peak.json]

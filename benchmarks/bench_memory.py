@@ -2,9 +2,10 @@
 
 A numpy copy (one thread: numpy does not split a copy) of an array sized to live in one level: half the
 per-core L2, 8 MiB (inside the shared L3, beyond L2), 256 MiB (DRAM). Bandwidth counts the bytes read
-plus the bytes written. The destination is written once before timing (no first-touch page faults), and
-after 0.3 s of untimed copies (warm-up) the best of ``--tries`` copies is kept: another process on a shared machine can only make a copy slower.
-The profile's bandwidths were measured this way (issue #3), so this script reproduces them on any machine.
+plus the bytes written. The destination is written once before timing (no first-touch page faults) and,
+after 0.3 s of untimed copies, the best of ``--tries`` copies is kept: another process on a shared
+machine can only make a copy slower. cpu-local's bandwidths were measured the same way by hand (issue #3);
+this script makes the measurement repeatable on any machine.
 
     python benchmarks/bench_memory.py [--tries 200] [--out benchmarks/results/memory.json]
 """
