@@ -99,6 +99,10 @@ def print_validation(report: dict, console: Console | None = None) -> None:
     console = _console(console)
     console.print(f"[bold]{report['profile']}[/] on {report['measurements']}: {report['mode']}, "
                   f"{report['n_points']} points, overall MAPE {report['overall_mape']['mape']:.1%}")
+    noise = (report.get("round_noise") or {}).get("all")
+    if noise:
+        console.print(f"round-to-round spread of the measurements (first vs second half of each case's rounds): "
+                      f"mean {noise['mean']:.1%}, median {noise['median']:.1%}")
     if report.get("machine_mismatch"):
         console.print(f"[yellow]warning:[/] the profile was calibrated on another machine than these "
                       f"measurements ({report['machine_mismatch']})")

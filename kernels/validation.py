@@ -45,6 +45,23 @@ def summary(rows: list[dict]) -> dict:
             "by_op": group_mape(rows, lambda r: r["kind"])}
 
 
+def round_noise(doc: dict) -> dict[str, dict]:
+    """How far a case's timing moves between rounds: per kernel and op, |median of the first half of the
+    rounds / median of the second half - 1| over the cases (files with >= 2 rounds per case). A model
+    cannot predict a median closer than about half this spread, so it bounds the reachable MAPE."""
+    spread: dict[str, list[float]] = defaultdict(list)
+    for rec in doc["records"]:
+        for kernel, ts in (rec.get("times_rounds") or {}).items():
+            if len(ts) >= 2:
+                h = len(ts) // 2
+                spread[f"{rec['op']} {kernel}"].append(abs(float(np.median(ts[:h]) / np.median(ts[h:])) - 1.0))
+    every = [v for vs in spread.values() for v in vs]
+    out = {k: {"n": len(v), "mean": float(np.mean(v)), "median": float(np.median(v))} for k, v in sorted(spread.items())}
+    if every:
+        out["all"] = {"n": len(every), "mean": float(np.mean(every)), "median": float(np.median(every))}
+    return out
+
+
 def _row(base: dict, predicted: float, measured: float) -> dict:
     return dict(base, predicted_s=predicted, measured_s=measured, ratio=predicted / measured,
                 ape=abs(predicted / measured - 1.0))
@@ -97,6 +114,7 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
               "mape_by_op": group_mape(scored, lambda r: r["kind"]),
               "mape_by_kernel": group_mape(scored, lambda r: f"{r['kind']} {r['hw_path']} ({r['kernel']})"),
               "winner": summary(winners), "fastest": summary(fastest),
+              "round_noise": round_noise(doc),
               "train": ({"kernels": summary([r for r in rows if not r["heldout"]]),
                          "fastest": summary([r for r in fastest_all if not r["heldout"]])} if same_file else None),
               "points": scored, "fastest_points": fastest}

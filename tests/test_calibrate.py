@@ -200,3 +200,19 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
         assert g["n"] == len(sel) and g["mape"] == pytest.approx(np.mean(sel))
     assert {r["kind"] for r in report["fastest_points"]} <= {"matmul", "matmul_dx", "matmul_dw", "fff"}
     assert (vdir / "validation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_round_noise_compares_the_two_halves_of_each_cases_rounds():
+    from kernels.validation import round_noise
+
+    doc = {"records": [
+        {"op": "matmul", "times_rounds": {"csr_torch": [1.0, 1.0, 1.2, 1.2], "dense_torch": [2.0, 2.0]}},
+        {"op": "matmul", "times_rounds": {"csr_torch": [1.0, 3.0, 2.0, 2.0]}},  # medians 2 and 2: no spread
+        {"op": "matmul_dx", "times_rounds": {"csr_torch": [1.0]}},  # one round: nothing to compare
+        {"op": "matmul_dx", "times": {"csr_torch": 1.0}},  # an unmerged file has no rounds
+    ]}
+    out = round_noise(doc)
+    assert out["matmul csr_torch"]["n"] == 2
+    assert out["matmul csr_torch"]["mean"] == pytest.approx(abs(1 / 1.2 - 1) / 2)
+    assert out["matmul dense_torch"] == {"n": 1, "mean": 0.0, "median": 0.0}
+    assert "matmul_dx csr_torch" not in out and out["all"]["n"] == 3
