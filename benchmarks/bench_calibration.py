@@ -7,7 +7,7 @@ Three steps, each the same code path as its CLI command:
    attention layers x 3 ops x 4 patterns x 7 densities, plus FFF layers of 6 tree shapes: 828 cases),
    only the paths that can win their family (MKL/torch BSR never beat the C block kernel here: 0 of 168
    cases in an earlier full sweep), on a quiet machine (``--quiet-below 0.1``). ``--runs`` sweeps of two
-   whole rounds each (~19 min per sweep on 2 cores), merged: every case gets 2 x runs rounds minutes
+   whole rounds each (~19 min per sweep on the 2-core Zen 5 guest, ~30 min on the Zen 3), merged: every case gets 2 x runs rounds minutes
    apart, whose median per path is kept (this VM runs ~10 % slower for spells of minutes).
 2. calibrate (``accelsim calibrate``): fits every path of the profile on the training split.
 3. validate (``accelsim validate``): held-out MAPE overall, per pattern class and per kernel.
@@ -20,7 +20,8 @@ Three steps, each the same code path as its CLI command:
         --validation-out D/                                # refit another machine's sweep from its own base
 
 Writes benchmarks/results/kernels-sweep.json (+ .csv), hwconfigs/cpu-local.yaml and
-benchmarks/results/validation/ (validation.json, .csv, .png, validation-fastest.png).
+benchmarks/results/validation/ (validation.json, .csv, .png, validation-fastest.png) unless told otherwise;
+the committed results are kept per machine (benchmarks/results/zen3/, zen5/), see README.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ SWEEP_CONFIG = dict(
     densities=(0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01), patterns=("unstructured", "2:4", "block16", "block32"),
     ops=("matmul", "matmul_dx", "matmul_dw"), fff=("1x5", "1x7", "1x9", "1x11", "4x7", "4x9"),
     threads=(2,), repeats=5, rounds=2, quiet_below=0.1, max_dense_gflop=30.0,
-    paths=("dense_torch", "csr_torch", "csr_mkl", "sddmm_torch", "blocksparse_c", "nm_gather",
+    paths=("dense_torch", "csr_torch", "csr_mkl", "csr_c", "sddmm_torch", "blocksparse_c", "nm_gather",
            "nm_decompress_dense", "fff_walk", "fff_gather"))
 
 

@@ -10,7 +10,10 @@
  * on the current dot product), so a token at a time leaves the core waiting on loads and on the
  * reduction. Interleaving the dot products of TILE independent tokens keeps TILE row streams in
  * flight; it halved the time at the paper's size (H 768, depth 11) on the dev machine (TILE 8..32
- * measured alike). 16-wide vector extensions compile to AVX-512, AVX2 or SSE as -march allows.
+ * measured alike). The dot products use vectors of the ISA's own width and TILE accumulators that fit
+ * its register file: 16-float vectors with AVX-512 (32 zmm), 8-float with AVX2 (16 ymm). A 16-float
+ * type on an AVX2 machine is split in ymm halves and 16 of them spill; that ran the walk at a seventh
+ * of the Zen 5's speed on a Zen 3 (family 25 model 1) whose dense GEMM is only 2.3x slower.
  *
  * Layout: x [T,H], w_in [K*N,H], b_in [K*N] (may be NULL), w_out [K*N,H], y [T,H], all float32 and
  * row-major; nodes/logits [T,K,D+1] (may be NULL) receive each visited node's global row index
@@ -20,18 +23,27 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__AVX512F__)
+#define VW 16
 #define TILE 16
-typedef float v16 __attribute__((vector_size(64)));
+#elif defined(__AVX__)
+#define VW 8
+#define TILE 8
+#else
+#define VW 4
+#define TILE 8
+#endif
+typedef float vec __attribute__((vector_size(VW * 4)));
 
-static inline v16 load16(const float *p) {
-  v16 v;
+static inline vec loadv(const float *p) {
+  vec v;
   memcpy(&v, p, sizeof v); /* unaligned load */
   return v;
 }
 
-static inline float hsum16(v16 v) {
+static inline float hsum(vec v) {
   float s = 0.f;
-  for (int j = 0; j < 16; ++j) s += v[j];
+  for (int j = 0; j < VW; ++j) s += v[j];
   return s;
 }
 
@@ -39,7 +51,7 @@ int fff_walk(const float *restrict x, int64_t T, int64_t H, const float *restric
              const float *restrict b_in, const float *restrict w_out, int64_t K, int64_t D,
              float *restrict y, int64_t *restrict nodes, float *restrict logits, int nthreads) {
   if (T < 0 || H <= 0 || K <= 0 || D < 0 || D > 40) return 1;
-  const int64_t L = D + 1, N = (((int64_t)1) << L) - 1, Hv = H / 16 * 16;
+  const int64_t L = D + 1, N = (((int64_t)1) << L) - 1, Hv = H / VW * VW;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t t0 = 0; t0 < T; t0 += TILE) {
     const int nt = (int)(T - t0 < TILE ? T - t0 : TILE);
@@ -50,16 +62,16 @@ int fff_walk(const float *restrict x, int64_t T, int64_t H, const float *restric
       int64_t node[TILE] = {0};
       for (int64_t l = 0; l < L; ++l) {
         const float *w[TILE];
-        v16 acc[TILE];
+        vec acc[TILE];
         for (int i = 0; i < TILE; ++i) {
           w[i] = w_in + (k * N + node[i]) * H;
-          acc[i] = (v16){0};
+          acc[i] = (vec){0};
         }
-        for (int64_t h = 0; h < Hv; h += 16)
-          for (int i = 0; i < TILE; ++i) acc[i] += load16(xt[i] + h) * load16(w[i] + h);
+        for (int64_t h = 0; h < Hv; h += VW)
+          for (int i = 0; i < TILE; ++i) acc[i] += loadv(xt[i] + h) * loadv(w[i] + h);
         for (int i = 0; i < nt; ++i) {
           const int64_t g = k * N + node[i];
-          float s = hsum16(acc[i]);
+          float s = hsum(acc[i]);
           for (int64_t h = Hv; h < H; ++h) s += xt[i][h] * w[i][h];
           if (b_in) s += b_in[g];
           const float a = 0.5f * s * (1.f + erff(s * 0.70710678118654752f)); /* exact (erf) GELU */
@@ -76,3 +88,6 @@ int fff_walk(const float *restrict x, int64_t T, int64_t H, const float *restric
   }
   return 0;
 }
+
+/* The vector width and token tile this build chose (tests check them against the CPU's ISA). */
+int fff_config(int what) { return what == 0 ? VW : what == 1 ? TILE : -1; }

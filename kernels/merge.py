@@ -5,6 +5,10 @@ for spells of minutes, see BenchConfig.rounds), and a long sweep is easier to ru
 ones. Merging matches records by case (op, shape, pattern, density, dtype, threads, FFF tree shape),
 pools their rounds (``times_rounds``, or ``times`` for a one-round file) and recomputes every derived
 field from the per-path medians with the bench's own code, exactly as one sweep with all the rounds.
+
+``latest_only``: kernel paths whose code changed between the sweeps (a rebuilt C kernel): only the rounds
+of the newest file (by its machine date) that timed the path are kept; the older rounds of that path are
+dropped, the other paths' rounds of the same records are kept. The merged file lists what was dropped.
 """
 from __future__ import annotations
 
@@ -54,10 +58,24 @@ def _rounds(rec: dict, seed: int) -> list[tuple[Choice, dict]]:
     return out
 
 
-def merge_measurements(paths: list[str | Path]) -> dict:
+def _without(rec: dict, drop: list[str]) -> dict:
+    """The record with the rounds of the ``drop`` paths removed."""
+    rec = dict(rec)
+    for f in ("times", "times_rounds", "rejected", "layouts", "families"):
+        if isinstance(rec.get(f), dict):
+            rec[f] = {p: v for p, v in rec[f].items() if p not in drop}
+    return rec
+
+
+def merge_measurements(paths: list[str | Path], latest_only: tuple[str, ...] = ()) -> dict:
     """One measurements document holding every round of every file (see the module docstring)."""
     expect(len(paths) >= 2, "expected at least two measurement files to merge", field="measurements")
     docs = [load_measurements(p) for p in paths]
+    newest = {}  # path -> index of the newest file that timed it
+    for path in latest_only:
+        timed = [i for i, d in enumerate(docs) if any(path in r["times"] for r in d["records"])]
+        expect(bool(timed), f"no file times kernel path {path!r}", field="latest_only")
+        newest[path] = max(timed, key=lambda i: (docs[i]["machine"].get("date") or "", i))  # tie: the later file
     first = docs[0]["machine"]
     for p, d in zip(paths[1:], docs[1:]):
         for f in SAME_MACHINE:
@@ -65,10 +83,18 @@ def merge_measurements(paths: list[str | Path]) -> dict:
                    f"({f}: {d['machine'].get(f)!r} vs {first.get(f)!r})", source=p, field=f"machine.{f}")
     layers: dict[tuple, str] = {}
     rounds: dict[tuple, list] = {}
-    for d in docs:
+    dropped: dict[int, list[str]] = {}
+    for i, d in enumerate(docs):
         seed = int((d.get("config") or {}).get("seed", 0))
+        drop = [p for p, j in newest.items() if j != i and any(p in r["times"] for r in d["records"])]
+        if drop:
+            dropped[i] = drop
         for rec in d["records"]:
             k = _key(rec)
+            if drop:
+                rec = _without(rec, drop)
+                if not rec["times"]:
+                    continue
             layers.setdefault(k, rec.get("layer", ""))
             rounds.setdefault(k, []).extend(_rounds(rec, seed))
     records = [_record(layers[k], rs) for k, rs in rounds.items()]
@@ -77,8 +103,9 @@ def merge_measurements(paths: list[str | Path]) -> dict:
     config["rounds"] = sum(int((d.get("config") or {}).get("rounds", 1)) for d in docs)
     machine = dict(first, merged_from=[
         {"file": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(), "date": d["machine"].get("date"),
-         "records": len(d["records"]), "rounds": int((d.get("config") or {}).get("rounds", 1))}
-        for p, d in zip(paths, docs)],
+         "records": len(d["records"]), "rounds": int((d.get("config") or {}).get("rounds", 1)),
+         **({"dropped_paths": dropped[i]} if i in dropped else {})}
+        for i, (p, d) in enumerate(zip(paths, docs))],
         merged_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return {"schema": SCHEMA, "machine": machine, "config": config, "records": records,
             "skipped": list(skipped.values())}

