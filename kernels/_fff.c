@@ -12,8 +12,8 @@
  * flight; it halved the time at the paper's size (H 768, depth 11) on the dev machine (TILE 8..32
  * measured alike). The dot products use vectors of the ISA's own width and TILE accumulators that fit
  * its register file: 16-float vectors with AVX-512 (32 zmm), 8-float with AVX2 (16 ymm). A 16-float
- * type on an AVX2 machine is split in ymm halves and 16 of them spill; that ran the walk at a seventh
- * of the Zen 5's speed on a Zen 3 (family 25 model 1) whose dense GEMM is only 2.3x slower.
+ * type on an AVX2 machine is split in ymm halves and 16 of them spill: on a Zen 3 (family 25 model 1) the
+ * walk ran 6-8x slower than on the Zen 5 in the 2048-token sweep cases, where dense GEMM is 2-2.5x slower.
  *
  * Layout: x [T,H], w_in [K*N,H], b_in [K*N] (may be NULL), w_out [K*N,H], y [T,H], all float32 and
  * row-major; nodes/logits [T,K,D+1] (may be NULL) receive each visited node's global row index

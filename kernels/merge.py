@@ -30,7 +30,7 @@ SAME_MACHINE = SAME_MACHINE_KEYS + ("torch", "device")
 GATE_FIELDS = ("busy_before", "busy_during", "attempts")
 
 
-def _key(rec: dict) -> tuple:
+def case_key(rec: dict) -> tuple:
     return (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["pattern"], rec["density"], rec["dtype"],
             rec["threads"], rec.get("trees"), rec.get("depth"))
 
@@ -90,7 +90,7 @@ def merge_measurements(paths: list[str | Path], latest_only: tuple[str, ...] = (
         if drop:
             dropped[i] = drop
         for rec in d["records"]:
-            k = _key(rec)
+            k = case_key(rec)
             if drop:
                 rec = _without(rec, drop)
                 if not rec["times"]:
