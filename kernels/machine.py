@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -9,6 +10,7 @@ import re
 
 import numpy as np
 import torch
+from pathlib import Path
 
 #: ISA extensions that change what sparse/dense kernels can do (vector width, bf16/int8 dot, AMX).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -53,6 +55,18 @@ def _optional_version(dist: str) -> str | None:
         return None
 
 
+#: kernel paths built from this project's own C sources (relative to kernels/): a measurement records the
+#: sources' hashes, so rounds timed before and after a kernel changed are never pooled unknowingly (merge)
+KERNEL_SOURCES = {"blocksparse_c": "cpu/_blocksparse.c", "csr_c": "cpu/_csr.c", "fff_walk": "_fff.c"}
+
+
+def kernel_sources() -> dict[str, str]:
+    """{kernel path: first 16 hex digits of the SHA-256 of its C source} for the sources installed here."""
+    root = Path(__file__).parent
+    return {path: hashlib.sha256((root / src).read_bytes()).hexdigest()[:16]
+            for path, src in KERNEL_SOURCES.items() if (root / src).is_file()}
+
+
 def machine_info(device: str = "cpu") -> dict:
     cpu = _cpuinfo()
     info = {
@@ -72,6 +86,7 @@ def machine_info(device: str = "cpu") -> dict:
         "mkl_wheel": _optional_version("mkl"),
         "triton": _optional_version("triton"),
         "device": device,
+        "kernel_sources": kernel_sources(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if device.startswith("cuda") and torch.cuda.is_available():

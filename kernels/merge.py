@@ -9,6 +9,8 @@ field from the per-path medians with the bench's own code, exactly as one sweep 
 ``latest_only``: kernel paths whose code changed between the sweeps (a rebuilt C kernel): only the rounds
 of the newest file (by its machine date) that timed the path are kept; the older rounds of that path are
 dropped, the other paths' rounds of the same records are kept. The merged file lists what was dropped.
+Files record the hashes of the project's C kernel sources (``machine.kernel_sources``): rounds of a path
+timed with different code are refused unless the path is named in ``latest_only``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from kernels.bench import SCHEMA, _record, load_measurements
 from kernels.cases import Case
 from kernels.fff_bench import OP as FFF_OP
 from kernels.fff_bench import FFFCase
-from kernels.machine import SAME_MACHINE_KEYS
+from kernels.machine import KERNEL_SOURCES, SAME_MACHINE_KEYS
 from kernels.registry import Choice
 
 #: machine fields that must agree: timings of different machines are not rounds of one measurement
@@ -76,6 +78,7 @@ def merge_measurements(paths: list[str | Path], latest_only: tuple[str, ...] = (
         timed = [i for i, d in enumerate(docs) if any(path in r["times"] for r in d["records"])]
         expect(bool(timed), f"no file times kernel path {path!r}", field="latest_only")
         newest[path] = max(timed, key=lambda i: (docs[i]["machine"].get("date") or "", i))  # tie: the later file
+    sources = _kernel_sources(paths, docs, newest)
     first = docs[0]["machine"]
     for p, d in zip(paths[1:], docs[1:]):
         for f in SAME_MACHINE:
@@ -101,11 +104,31 @@ def merge_measurements(paths: list[str | Path], latest_only: tuple[str, ...] = (
     skipped = {repr(sorted(s.items())): s for d in docs for s in d.get("skipped", [])}
     config = dict(docs[0].get("config") or {})
     config["rounds"] = sum(int((d.get("config") or {}).get("rounds", 1)) for d in docs)
-    machine = dict(first, merged_from=[
+    machine = dict(first, kernel_sources=sources, merged_from=[
         {"file": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(), "date": d["machine"].get("date"),
          "records": len(d["records"]), "rounds": int((d.get("config") or {}).get("rounds", 1)),
+         **({"kernel_sources": d["machine"]["kernel_sources"]} if d["machine"].get("kernel_sources") else {}),
          **({"dropped_paths": dropped[i]} if i in dropped else {})}
         for i, (p, d) in enumerate(zip(paths, docs))],
         merged_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return {"schema": SCHEMA, "machine": machine, "config": config, "records": records,
             "skipped": list(skipped.values())}
+
+
+def _kernel_sources(paths: list, docs: list[dict], newest: dict[str, int]) -> dict[str, str]:
+    """The source hash of every C kernel path in the merged rounds; a path timed with two versions of its
+    code is refused unless ``latest_only`` keeps one file's rounds (``newest``: path -> that file).
+    Files written before hashes were recorded are not compared."""
+    out = {}
+    for kpath in KERNEL_SOURCES:
+        seen: dict[str, str] = {}
+        for i, (p, d) in enumerate(zip(paths, docs)):
+            h = (d["machine"].get("kernel_sources") or {}).get(kpath)
+            if h and (kpath not in newest or newest[kpath] == i) and any(kpath in r["times"] for r in d["records"]):
+                seen.setdefault(h, str(p))
+        expect(len(seen) <= 1, f"kernel path {kpath!r} was timed with different versions of its C source in "
+               f"{' and '.join(seen.values())} (hashes {', '.join(seen)}); their rounds cannot be pooled: pass "
+               f"--latest-only {kpath} to keep the newest file's", field="latest_only")
+        if seen:
+            out[kpath] = next(iter(seen))
+    return out

@@ -111,6 +111,30 @@ def test_native_block_kernels_use_the_isa_width():
         assert mr * (b // vl) + 1 <= registers, (b, mr)  # accumulators + the broadcast
 
 
+@pytest.mark.parametrize("b", [16, 32])
+def test_native_block_kernels_chunks_and_groups(b):
+    """Several token chunks (the last one partial) and several groups of block rows, an empty block row:
+    the registry test's small shapes fit in one chunk and one group."""
+    if _native.available():
+        pytest.skip(_native.available())
+    lib = _native.load()[0]
+    chunk_bytes, group_bytes, sd_min = lib.bs_config(3), lib.bs_config(4), lib.bs_config(5)
+    k, n = 2048, 256
+    m = 2 * max(chunk_bytes // (4 * k), sd_min, chunk_bytes // (4 * (k + n))) + 7
+    g = torch.Generator().manual_seed(b)
+    bm = torch.rand(n // b, k // b, generator=g) < 0.3
+    bm[1] = False
+    assert int(bm.sum()) * b * b * 4 > 2 * group_bytes
+    mask = bm.repeat_interleave(b, 0).repeat_interleave(b, 1)
+    W = torch.randn(n, k, generator=g) * mask
+    X = torch.randn(m, k, generator=g)
+    lay = block_layout(W, mask, b)
+    torch.testing.assert_close(native_linear(X, lay, lay.transposed_blocks()), X @ W.T, rtol=RTOL, atol=ATOL)
+    dY = torch.randn(m, n, generator=g)
+    torch.testing.assert_close(scatter_blocks(native_sddmm(dY, X, lay), lay), (dY.T @ X) * mask,
+                               rtol=RTOL, atol=ATOL * 4)  # sums over m = 2.1 chunks of tokens
+
+
 @pytest.mark.parametrize("m, k, n, density", [(150, 64, 40, 0.3), (70, 3000, 24, 0.05), (5, 33, 7, 0.5)])
 def test_native_csr_kernel(m, k, n, density):
     """Full token chunks, a narrower last chunk and chunks shrunk for a long k (the registry test's 40

@@ -72,3 +72,50 @@ def test_other_machines_and_single_files_are_refused(files, tmp_path):
         merge_measurements([a, c])
     with pytest.raises(UserError, match="at least two"):
         merge_measurements([a])
+
+
+def test_compare_sweeps_ratios_per_path_and_product(files, tmp_path):
+    """benchmarks/compare_sweeps.py (the README's before/after figures): old / new per shared case, and per
+    product with --by-op."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_sweeps", Path(__file__).resolve().parents[1] / "benchmarks" / "compare_sweeps.py")
+    cmp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cmp)
+    a, b = files
+    old, new = json.loads(a.read_text()), json.loads(b.read_text())
+    for rec in new["records"]:  # the new file: every path twice as fast
+        rec["times"] = {p: t / 2 for p, t in rec["times"].items()}
+    newf = tmp_path / "new.json"
+    newf.write_text(json.dumps(new))
+    out = tmp_path / "cmp.json"
+    assert cmp.main([str(a), str(newf), "--path", "dense_torch", "--by-op", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["old_over_new"]
+    ops = sorted({r["op"] for r in old["records"]})
+    assert set(got) == {"dense_torch", *(f"dense_torch {op}" for op in ops)}
+    expect = sorted(o["times"]["dense_torch"] / n["times"]["dense_torch"]
+                    for o, n in zip(old["records"], new["records"]))
+    assert got["dense_torch"]["cases"] == len(old["records"])
+    assert got["dense_torch"]["median"] == pytest.approx(statistics.median(expect))
+    assert got["dense_torch"]["min"] == pytest.approx(expect[0]) and got["dense_torch"]["max"] == pytest.approx(expect[-1])
+
+
+def test_rounds_of_changed_kernel_code_are_not_pooled(files, tmp_path):
+    """Files record their C kernels' source hashes: a path timed with two versions is refused unless
+    --latest-only keeps one file's rounds; the merged file records the hash of the rounds it kept."""
+    a, b = files
+    one, two = (json.loads(p.read_text()) for p in (a, b))
+    if not any("blocksparse_c" in r["times"] for r in one["records"]):
+        pytest.skip("the C block kernel could not be built here")
+    assert set(one["machine"]["kernel_sources"]) >= {"blocksparse_c", "fff_walk"}
+    two["machine"]["kernel_sources"] = dict(two["machine"]["kernel_sources"], blocksparse_c="0" * 16)
+    b2 = tmp_path / "b2.json"
+    b2.write_text(json.dumps(two))
+    with pytest.raises(UserError, match="'blocksparse_c' was timed with different versions"):
+        merge_measurements([a, b2])
+    merged = merge_measurements([a, b2], latest_only=("blocksparse_c",))
+    assert merged["machine"]["kernel_sources"]["blocksparse_c"] == "0" * 16
+    assert merged["machine"]["kernel_sources"]["fff_walk"] == one["machine"]["kernel_sources"]["fff_walk"]
+    assert merged["machine"]["merged_from"][1]["kernel_sources"]["blocksparse_c"] == "0" * 16

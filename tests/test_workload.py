@@ -69,3 +69,28 @@ def test_optimizer_counts_only_nonzeros_when_sparse():
     pf = phase_flops(step_ops(man, {}, StepKind()))
     assert pf["flops_optimizer_dense"] == ADAM_FLOPS_PER_PARAM * man.model["params"]
     assert pf["flops_optimizer"] == ADAM_FLOPS_PER_PARAM * (man.model["params"] - 0.75 * listed)
+
+
+def test_step_breakdown_categories_cover_the_profiler_and_the_workload():
+    """benchmarks/bench_step_breakdown.py compares measured and predicted time per category: the profiler's op
+    names and the workload's ops must land in the same categories (the loss is the vocabulary log-softmax)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_step_breakdown", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step_breakdown.py")
+    bsb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bsb)
+    expected = {"aten::addmm": "linear", "aten::mm": "linear", "aten::_log_softmax": "loss",
+                "aten::_log_softmax_backward_data": "loss", "aten::nll_loss_forward": "loss",
+                "aten::_foreach_mul_": "optimizer", "aten::bmm": "attention", "aten::_softmax": "attention",
+                "aten::_scaled_dot_product_flash_attention_for_cpu": "attention", "aten::gelu": "elementwise",
+                "aten::bernoulli_": "elementwise", "aten::embedding_dense_backward": "embedding",
+                "autograd::engine::evaluate_function: AddmmBackward0": "framework"}
+    assert {name: bsb.op_category(name) for name in expected} == expected
+    _, man = _tiny()
+    cats = {op.name: bsb.workload_category(op) for op in step_ops(man, {})}
+    assert set(cats.values()) <= {c for c, _ in bsb.CATEGORIES}
+    assert cats["mlm_loss.fwd"] == "loss" and cats["mlm_decoder.fwd"] == "linear"
+    assert cats["block0.softmax.fwd"] == "attention" and cats["block0.gelu.fwd"] == "elementwise"
+    assert {"linear", "attention", "loss", "optimizer", "embedding", "elementwise"} <= set(cats.values())

@@ -1,0 +1,138 @@
+"""Where a training step's time goes, measured and predicted, by category: which part of the simulator's
+whole-step prediction (benchmarks/bench_trainer.py: about -56 % on bert-tiny) is off.
+
+Measured: torch.profiler over the trainer's own steps (self CPU time of every op on the training thread,
+which with intra-op threads is the op's wall time), after warm-up. Predicted: the cost model per op of the
+same trace's step (``accelsim.workload.step_ops`` + ``op_cost``, as the simulator calls it), and the
+simulator's step time itself. Categories are matched by op name (CATEGORIES, WORKLOAD_CATEGORY).
+
+    python benchmarks/bench_step_breakdown.py [--steps 16] [--batch 32] [--hw cpu-local]
+                                             [--out benchmarks/results/step-breakdown.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from accelsim import simulate
+from accelsim import trace as tr
+from accelsim.hardware import fits_on_chip, load_profile, op_cost
+from accelsim.workload import step_ops
+from kernels.machine import machine_info
+from trainer.data import DataConfig
+from trainer.sparsity import SparsityConfig
+from trainer.train import TrainConfig, train
+
+#: profiler op name -> category, first match wins; the rest of aten is elementwise, the rest "framework"
+#: (autograd bookkeeping, Python-side work: self time outside any aten op)
+CATEGORIES = [
+    ("optimizer", r"_foreach_|adam|Optimizer|lerp|addcdiv|addcmul"),
+    ("loss", r"log_softmax|nll_loss|cross_entropy"),
+    ("attention", r"scaled_dot_product|flash_attention|efficient_attention|\bbmm\b|baddbmm|_softmax\b|softmax"),
+    ("linear", r"^aten::(mm|addmm|matmul|linear|_addmm_activation)$"),
+    ("embedding", r"embedding|index_select|index_add|scatter_add"),
+    ("elementwise", r"^aten::"),
+]
+
+
+def op_category(name: str) -> str:
+    for cat, pat in CATEGORIES:
+        if re.search(pat, name):
+            return cat
+    return "framework"
+
+
+def workload_category(op) -> str:
+    """The same categories for the simulator's ops (accelsim.workload)."""
+    if op.name.startswith("mlm_loss"):
+        return "loss"
+    if op.kind == "attn_matmul" or ".softmax." in op.name:
+        return "attention"
+    return {"linear": "linear", "optimizer": "optimizer", "embedding": "embedding",
+            "mask_update": "optimizer"}.get(op.kind, "elementwise")
+
+
+def measure(root: Path, steps: int, batch: int, threads: int) -> tuple[Path, dict[str, float], float, dict]:
+    """Train ``steps`` dense steps under the profiler; per-category seconds per profiled step."""
+    out = root / "run"
+    cfg = TrainConfig(model="bert-tiny", out=str(out), steps=steps, batch_size=batch, eval_every=10_000,
+                      checkpoint_every=10_000, threads=threads, data=DataConfig(seq_len=128),
+                      sparsity=SparsityConfig(method="dense", sparsity=0.0))
+    wait, warm = 3, 2
+    active = steps - wait - warm - 1  # the last step also evaluates and checkpoints: not profiled
+    sched = torch.profiler.schedule(wait=wait, warmup=warm, active=active, repeat=1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], schedule=sched) as prof:
+        train(cfg, progress=False, on_step=lambda step, metrics: prof.step())
+    cats: dict[str, float] = defaultdict(float)
+    ops: dict[str, float] = defaultdict(float)
+    for ev in prof.key_averages():
+        if ev.key.startswith("ProfilerStep"):
+            continue
+        s = ev.self_cpu_time_total * 1e-6 / active
+        cats[op_category(ev.key)] += s
+        ops[ev.key] += s
+    wall = tr.read_table(out, "steps")["wall_s"].to_numpy()[wait + warm:wait + warm + active]
+    top = dict(sorted(ops.items(), key=lambda kv: -kv[1])[:25])
+    return out, dict(cats), float(np.median(wall)), top
+
+
+def predict(run: Path, hw: str) -> tuple[dict[str, float], float, float]:
+    """(seconds per category from op_cost, their sum, the simulator's median step time) for one dense step."""
+    profile = load_profile(hw)
+    trace = tr.load_trace(run)
+    man = trace.manifest
+    densities = {info.name: 1.0 for info in man.layers}
+    resident = bool(fits_on_chip(profile, man, densities))
+    cats: dict[str, float] = defaultdict(float)
+    for op in step_ops(man, densities):
+        cats[workload_category(op)] += op_cost(profile, op, None, resident=resident).time_s
+    sim = simulate(run, profile)
+    return dict(cats), float(sum(cats.values())), float(np.median(np.asarray(sim.timeline["time_s"])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--hw", default="cpu-local")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
+    try:
+        run, measured, wall, top = measure(root, a.steps, a.batch, a.threads)
+        predicted, pred_sum, sim_step = predict(run, a.hw)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    cats = sorted(set(measured) | set(predicted), key=lambda c: -measured.get(c, 0.0))
+    print(f"bert-tiny, batch {a.batch} x 128 tokens, {a.threads} threads; per step (ms), profile {a.hw}")
+    print(f"{'category':<12} {'measured':>9} {'predicted':>10} {'pred/meas':>9}")
+    rows = {}
+    for c in cats:
+        m, p = measured.get(c, 0.0), predicted.get(c, 0.0)
+        rows[c] = {"measured_s": m, "predicted_s": p, "ratio": p / m if m else None}
+        print(f"{c:<12} {m * 1e3:9.2f} {p * 1e3:10.2f} {p / m if m else float('nan'):9.2f}")
+    total_m = sum(measured.values())
+    print(f"{'total':<12} {total_m * 1e3:9.2f} {pred_sum * 1e3:10.2f} {pred_sum / total_m:9.2f}")
+    print(f"step wall time (trainer) {wall * 1e3:.1f} ms; simulator step {sim_step * 1e3:.1f} ms "
+          f"({sim_step / wall - 1:+.0%})")
+    print("largest ops (ms/step): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in list(top.items())[:10]))
+    if a.out:
+        a.out.write_text(json.dumps({
+            "model": "bert-tiny", "batch_size": a.batch, "seq_len": 128, "threads": a.threads, "profile": a.hw,
+            "machine": machine_info(), "categories": rows, "measured_total_s": total_m,
+            "predicted_total_s": pred_sum, "step_wall_s": wall, "simulated_step_s": sim_step,
+            "top_ops_s": top}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
