@@ -4,10 +4,10 @@ whole-step prediction (benchmarks/bench_trainer.py: about -56 % on bert-tiny) is
 Measured: torch.profiler over the trainer's own steps (self CPU time of every op on the training thread,
 which with intra-op threads is the op's wall time), after warm-up. Predicted: the cost model per op of the
 same trace's step (``accelsim.workload.step_ops`` + ``op_cost``, as the simulator calls it), and the
-simulator's step time itself. Categories are matched by op name (CATEGORIES, WORKLOAD_CATEGORY).
+simulator's step time itself. Categories are matched by name (CATEGORIES, workload_category).
 
     python benchmarks/bench_step_breakdown.py [--steps 16] [--batch 32] [--hw cpu-local]
-                                             [--out benchmarks/results/step-breakdown.json]
+                                             [--out benchmarks/results/<machine>/step-breakdown.json]
 """
 from __future__ import annotations
 
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hw", default="cpu-local")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
+    if a.steps < 8:
+        ap.error("--steps must be at least 8 (3 untimed, 2 warm-up, the last one evaluates)")
     root = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
     try:
         run, measured, wall, top = measure(root, a.steps, a.batch, a.threads)

@@ -7,10 +7,10 @@ import importlib.metadata
 import os
 import platform
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
-from pathlib import Path
 
 #: ISA extensions that change what sparse/dense kernels can do (vector width, bf16/int8 dot, AMX).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",

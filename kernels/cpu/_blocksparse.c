@@ -114,30 +114,30 @@ int bs_linear(const float *X, int64_t m, int64_t ldx, const int32_t *row_ptr, co
     int64_t ct = CHUNK_BYTES / (ldx * (int64_t)sizeof(float)) / MR;
     if (ct < 1) ct = 1;
     for (int64_t t0 = 0; t0 < tiles; t0 += ct) {
-    const int64_t t1 = t0 + ct < tiles ? t0 + ct : tiles;
-    for (int64_t r0 = 0, r1; r0 < R; r0 = r1) {
-        /* a group of block rows whose weights stay in L2 while every tile of the chunk passes them */
-        for (r1 = r0 + 1; r1 < R && (row_ptr[r1 + 1] - row_ptr[r0]) * blk_bytes <= GROUP_BYTES; r1++) {}
-        #pragma omp parallel for schedule(dynamic, 2) num_threads(nthreads)
-        for (int64_t ti = t0; ti < t1; ti++) {
-            const int64_t i0 = ti * MR;
-            const int rows = (int)(m - i0 < MR ? m - i0 : MR);
-            const float *x = X + i0 * ldx;
-            for (int64_t r = r0; r < r1; r++) {
-                const int nblk = row_ptr[r + 1] - row_ptr[r];
-                const int32_t *cl = col + row_ptr[r];
-                const float *bt = BT + (int64_t)row_ptr[r] * b * b;
-                float *y = Y + i0 * ldy + r * b;
-                if (b == 16) {
-                    if (rows == MR) linear_full_16(x, ldx, cl, bt, nblk, y, ldy);
-                    else linear_part_16(rows, x, ldx, cl, bt, nblk, y, ldy);
-                } else {
-                    if (rows == MR) linear_full_32(x, ldx, cl, bt, nblk, y, ldy);
-                    else linear_part_32(rows, x, ldx, cl, bt, nblk, y, ldy);
+        const int64_t t1 = t0 + ct < tiles ? t0 + ct : tiles;
+        for (int64_t r0 = 0, r1; r0 < R; r0 = r1) {
+            /* a group of block rows whose weights stay in L2 while every tile of the chunk passes them */
+            for (r1 = r0 + 1; r1 < R && (row_ptr[r1 + 1] - row_ptr[r0]) * blk_bytes <= GROUP_BYTES; r1++) {}
+            #pragma omp parallel for schedule(dynamic, 2) num_threads(nthreads)
+            for (int64_t ti = t0; ti < t1; ti++) {
+                const int64_t i0 = ti * MR;
+                const int rows = (int)(m - i0 < MR ? m - i0 : MR);
+                const float *x = X + i0 * ldx;
+                for (int64_t r = r0; r < r1; r++) {
+                    const int nblk = row_ptr[r + 1] - row_ptr[r];
+                    const int32_t *cl = col + row_ptr[r];
+                    const float *bt = BT + (int64_t)row_ptr[r] * b * b;
+                    float *y = Y + i0 * ldy + r * b;
+                    if (b == 16) {
+                        if (rows == MR) linear_full_16(x, ldx, cl, bt, nblk, y, ldy);
+                        else linear_part_16(rows, x, ldx, cl, bt, nblk, y, ldy);
+                    } else {
+                        if (rows == MR) linear_full_32(x, ldx, cl, bt, nblk, y, ldy);
+                        else linear_part_32(rows, x, ldx, cl, bt, nblk, y, ldy);
+                    }
                 }
             }
         }
-    }
     }
     return 0;
 }
