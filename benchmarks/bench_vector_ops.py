@@ -1,0 +1,96 @@
+"""The non-product ops of a BERT step, one at a time: measured time per element against what the profile's
+`vector` path predicts for the same workload op (accelsim.workload roles: softmax, layernorm, gelu,
+residual, dropout, and the MLM loss over the vocabulary). The data for calibrating that path, which
+benchmarks/bench_step_breakdown.py shows is the whole-step gap.
+
+Each op is timed forward alone and forward + backward (autograd, a fixed upstream gradient); backward =
+the difference. Runners are interleaved (kernels.timing.measure), medians.
+
+    python benchmarks/bench_vector_ops.py [--batch 32] [--seq 128] [--hidden 128] [--heads 2] [--vocab 8192]
+                                          [--hw cpu-local] [--out benchmarks/results/<machine>/vector-ops.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from accelsim.hardware import op_cost
+from accelsim.workload import Op
+from kernels.machine import machine_info
+from kernels.timing import measure
+
+
+def cases(B: int, S: int, H: int, heads: int, V: int) -> dict[str, tuple[str, tuple, object]]:
+    """name -> (workload role, input shape, function of the input); the loss case's role is its op name."""
+    T = B * S
+    labels = torch.randint(0, V, (T,))
+    return {
+        "softmax": ("softmax", (B, heads, S, S), lambda x: torch.softmax(x, -1)),
+        "layernorm": ("layernorm", (T, H), lambda x: F.layer_norm(x, (H,))),
+        "gelu": ("gelu", (T, 4 * H), F.gelu),
+        "residual": ("residual", (T, H), lambda x: x + x),
+        "dropout (attention)": ("dropout", (B, heads, S, S), lambda x: F.dropout(x, 0.1, training=True)),
+        "dropout (hidden)": ("dropout", (T, H), lambda x: F.dropout(x, 0.1, training=True)),
+        "mlm loss": ("mlm_loss", (T, V), lambda x: F.cross_entropy(x, labels)),
+    }
+
+
+def predicted(hw: str, role: str, elements: int) -> tuple[float, float]:
+    """(forward, backward) seconds of the workload's ops for these elements (the loss as step_ops has it)."""
+    if role == "mlm_loss":
+        fwd = Op("mlm_loss.fwd", "elementwise", "fwd", role="softmax", elements=elements)
+        bwd = Op("mlm_loss.bwd", "elementwise", "bwd_input", role="softmax", elements=2 * elements)
+    else:
+        fwd = Op(f"x.{role}.fwd", "elementwise", "fwd", role=role, elements=elements)
+        bwd = Op(f"x.{role}.bwd", "elementwise", "bwd_input", role=role, elements=2 * elements)
+    return op_cost(hw, fwd).time_s, op_cost(hw, bwd).time_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--hw", default="cpu-local")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    torch.manual_seed(0)
+    rows = {}
+    print(f"batch {a.batch} x {a.seq}, hidden {a.hidden}, {a.heads} heads, vocab {a.vocab}; "
+          f"{torch.get_num_threads()} threads; ns per element, profile {a.hw}")
+    print(f"{'op':<20} {'elements':>10} {'fwd':>7} {'bwd':>7} {'pred fwd':>9} {'pred bwd':>9}")
+    for name, (role, shape, fn) in cases(a.batch, a.seq, a.hidden, a.heads, a.vocab).items():
+        x = torch.randn(shape, requires_grad=True)
+        gy = torch.randn_like(fn(x))
+
+        def fwd():
+            with torch.no_grad():
+                return fn(x)
+
+        def both():
+            x.grad = None
+            fn(x).backward(gy)
+
+        t, _ = measure({"fwd": fwd, "both": both}, repeats=a.repeats)
+        n = x.numel()
+        m_fwd, m_bwd = t["fwd"], max(t["both"] - t["fwd"], 0.0)
+        p_fwd, p_bwd = predicted(a.hw, role, n)
+        rows[name] = {"role": role, "shape": list(shape), "elements": n, "fwd_s": m_fwd, "bwd_s": m_bwd,
+                      "predicted_fwd_s": p_fwd, "predicted_bwd_s": p_bwd}
+        print(f"{name:<20} {n:>10} {m_fwd / n * 1e9:7.2f} {m_bwd / n * 1e9:7.2f} {p_fwd / n * 1e9:9.2f} "
+              f"{p_bwd / n * 1e9:9.2f}")
+    if a.out:
+        a.out.write_text(json.dumps({"machine": machine_info(), "args": vars(a) | {"out": str(a.out)},
+                                     "threads": torch.get_num_threads(), "ops": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
