@@ -32,7 +32,7 @@ ADAM_FLOPS_PER_PARAM = 10.0
 MASK_SCORE_FLOPS_PER_ELEMENT = 2.0
 
 #: Elementwise work per element (vector ops), used by the simulator's vector units.
-ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0}
+ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0}
 
 LINEAR_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
 
@@ -131,8 +131,8 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     # cross-entropy over the vocabulary: log-softmax reads the T x V logits and writes log-probs; its
     # backward reads both and writes the logits' gradient into a zero-filled buffer. At small hidden
     # sizes this vocabulary-sized traffic is a large share of the step (profiled: ~15 % on bert-tiny).
-    ops.append(Op("mlm_loss.fwd", "elementwise", "fwd", role="softmax", elements=T * V))
-    ops.append(Op("mlm_loss.bwd", "elementwise", "bwd_input", role="softmax", elements=2 * T * V))
+    ops.append(Op("mlm_loss.fwd", "elementwise", "fwd", role="loss", elements=T * V))
+    ops.append(Op("mlm_loss.bwd", "elementwise", "bwd_input", role="loss", elements=2 * T * V))
     ops.append(_optimizer(manifest, densities, kind))
     if kind.mask_update:
         ops.extend(_mask_update_ops(manifest, densities))

@@ -6,7 +6,7 @@ which with intra-op threads is the op's wall time), after warm-up. Predicted: th
 same trace's step (``accelsim.workload.step_ops`` + ``op_cost``, as the simulator calls it), and the
 simulator's step time itself. Categories are matched by name (CATEGORIES, workload_category).
 
-    python benchmarks/bench_step_breakdown.py [--steps 16] [--batch 32] [--hw cpu-local]
+    python benchmarks/bench_step_breakdown.py [--steps 16] [--batch 32] [--seq 128] [--hw cpu-local]
                                              [--out benchmarks/results/<machine>/step-breakdown.json]
 """
 from __future__ import annotations
@@ -60,11 +60,11 @@ def workload_category(op) -> str:
             "mask_update": "optimizer"}.get(op.kind, "elementwise")
 
 
-def measure(root: Path, steps: int, batch: int, threads: int) -> tuple[Path, dict[str, float], float, dict]:
+def measure(root: Path, steps: int, batch: int, seq: int, threads: int) -> tuple[Path, dict[str, float], float, dict]:
     """Train ``steps`` dense steps under the profiler; per-category seconds per profiled step."""
     out = root / "run"
     cfg = TrainConfig(model="bert-tiny", out=str(out), steps=steps, batch_size=batch, eval_every=10_000,
-                      checkpoint_every=10_000, threads=threads, data=DataConfig(seq_len=128),
+                      checkpoint_every=10_000, threads=threads, data=DataConfig(seq_len=seq),
                       sparsity=SparsityConfig(method="dense", sparsity=0.0))
     wait, warm = 3, 2
     active = steps - wait - warm - 1  # the last step also evaluates and checkpoints: not profiled
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--hw", default="cpu-local")
     ap.add_argument("--out", type=Path)
@@ -110,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--steps must be at least 8 (3 untimed, 2 warm-up, the last one evaluates)")
     root = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
     try:
-        run, measured, wall, top = measure(root, a.steps, a.batch, a.threads)
+        run, measured, wall, top = measure(root, a.steps, a.batch, a.seq, a.threads)
         predicted, pred_sum, sim_step = predict(run, a.hw)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     cats = sorted(set(measured) | set(predicted), key=lambda c: -measured.get(c, 0.0))
-    print(f"bert-tiny, batch {a.batch} x 128 tokens, {a.threads} threads; per step (ms), profile {a.hw}")
+    print(f"bert-tiny, batch {a.batch} x {a.seq} tokens, {a.threads} threads; per step (ms), profile {a.hw}")
     print(f"{'category':<12} {'measured':>9} {'predicted':>10} {'pred/meas':>9}")
     rows = {}
     for c in cats:
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print("largest ops (ms/step): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in list(top.items())[:10]))
     if a.out:
         a.out.write_text(json.dumps({
-            "model": "bert-tiny", "batch_size": a.batch, "seq_len": 128, "threads": a.threads, "profile": a.hw,
+            "model": "bert-tiny", "batch_size": a.batch, "seq_len": a.seq, "threads": a.threads, "profile": a.hw,
             "machine": machine_info(), "categories": rows, "measured_total_s": total_m,
             "predicted_total_s": pred_sum, "step_wall_s": wall, "simulated_step_s": sim_step,
             "top_ops_s": top}, indent=2))

@@ -4,7 +4,9 @@ residual, dropout, and the MLM loss over the vocabulary). The data for calibrati
 benchmarks/bench_step_breakdown.py shows is the whole-step gap.
 
 Each op is timed forward alone and forward + backward (autograd, a fixed upstream gradient); backward =
-the difference. Runners are interleaved (kernels.timing.measure), medians.
+the difference. Runners are interleaved (kernels.timing.measure), medians. Printed last: the vector path's
+``element_time`` table (seconds per element of the workload op: a backward op counts two elements per
+activation, accelsim.workload) that these timings give, per role over its cases.
 
     python benchmarks/bench_vector_ops.py [--batch 32] [--seq 128] [--hidden 128] [--heads 2] [--vocab 8192]
                                           [--hw cpu-local] [--out benchmarks/results/<machine>/vector-ops.json]
@@ -35,19 +37,26 @@ def cases(B: int, S: int, H: int, heads: int, V: int) -> dict[str, tuple[str, tu
         "residual": ("residual", (T, H), lambda x: x + x),
         "dropout (attention)": ("dropout", (B, heads, S, S), lambda x: F.dropout(x, 0.1, training=True)),
         "dropout (hidden)": ("dropout", (T, H), lambda x: F.dropout(x, 0.1, training=True)),
-        "mlm loss": ("mlm_loss", (T, V), lambda x: F.cross_entropy(x, labels)),
+        "mlm loss": ("loss", (T, V), lambda x: F.cross_entropy(x, labels)),
     }
 
 
 def predicted(hw: str, role: str, elements: int) -> tuple[float, float]:
-    """(forward, backward) seconds of the workload's ops for these elements (the loss as step_ops has it)."""
-    if role == "mlm_loss":
-        fwd = Op("mlm_loss.fwd", "elementwise", "fwd", role="softmax", elements=elements)
-        bwd = Op("mlm_loss.bwd", "elementwise", "bwd_input", role="softmax", elements=2 * elements)
-    else:
-        fwd = Op(f"x.{role}.fwd", "elementwise", "fwd", role=role, elements=elements)
-        bwd = Op(f"x.{role}.bwd", "elementwise", "bwd_input", role=role, elements=2 * elements)
+    """(forward, backward) seconds of the workload's ops of this role for these activation elements."""
+    fwd = Op(f"x.{role}.fwd", "elementwise", "fwd", role=role, elements=elements)
+    bwd = Op(f"x.{role}.bwd", "elementwise", "bwd_input", role=role, elements=2 * elements)
     return op_cost(hw, fwd).time_s, op_cost(hw, bwd).time_s
+
+
+def element_time(rows: dict) -> dict[str, dict[str, float]]:
+    """{role: {"fwd", "bwd": seconds per workload-op element}} over each role's cases (time / elements)."""
+    acc: dict[str, list[float]] = {}
+    for r in rows.values():
+        a = acc.setdefault(r["role"], [0.0, 0.0, 0.0])
+        a[0] += r["fwd_s"]
+        a[1] += r["bwd_s"]
+        a[2] += r["elements"]
+    return {role: {"fwd": f / n, "bwd": b / (2 * n)} for role, (f, b, n) in acc.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                       "predicted_fwd_s": p_fwd, "predicted_bwd_s": p_bwd}
         print(f"{name:<20} {n:>10} {m_fwd / n * 1e9:7.2f} {m_bwd / n * 1e9:7.2f} {p_fwd / n * 1e9:9.2f} "
               f"{p_bwd / n * 1e9:9.2f}")
+    table = element_time(rows)
+    print("element_time:  # seconds per element of the workload op")
+    for role, t in table.items():
+        print(f"  {role}: {{fwd: {t['fwd'] * 1e9:.3g} ns, bwd: {t['bwd'] * 1e9:.3g} ns}}")
     if a.out:
         a.out.write_text(json.dumps({"machine": machine_info(), "args": vars(a) | {"out": str(a.out)},
-                                     "threads": torch.get_num_threads(), "ops": rows}, indent=2))
+                                     "threads": torch.get_num_threads(), "ops": rows, "element_time": table},
+                                    indent=2))
     return 0
 
 

@@ -83,6 +83,22 @@ def test_memory_bound_op_takes_bytes_over_bandwidth():
     assert c.time_s == pytest.approx(80e-6)
 
 
+def test_measured_element_time_replaces_the_flop_estimate_for_its_role_and_phase():
+    prof = toy(paths__vector__element_time={"dropout": {"fwd": "10 ns", "bwd": "0.5 ns"}})
+    fwd = Op(name="d.fwd", kind="elementwise", phase="fwd", role="dropout", elements=1_000_000)
+    bwd = Op(name="d.bwd", kind="elementwise", phase="bwd_input", role="dropout", elements=2_000_000)
+    # dropout fwd: 1e6 x 10 ns = 10 ms (the FLOP estimate: 2e6 FLOP at 1 TFLOP/s = 2 us); memory 80 us
+    assert op_cost(prof, fwd).compute_s == pytest.approx(10e-3) and op_cost(prof, fwd).time_s == pytest.approx(10e-3)
+    # bwd: 2e6 x 0.5 ns = 1 ms
+    assert op_cost(prof, bwd).compute_s == pytest.approx(1e-3)
+    # other roles keep the FLOP estimate, and the table round-trips through YAML
+    gelu = Op(name="g", kind="elementwise", phase="fwd", role="gelu", elements=1_000_000)
+    assert op_cost(prof, gelu).compute_s == pytest.approx(8e-6)
+    assert op_cost(toy(), fwd).compute_s == pytest.approx(2e-6)
+    again = load_profile_text(profile_to_yaml(prof), source="rt.yaml")
+    assert again.paths["vector"].element_time_s == {"dropout": {"fwd": pytest.approx(10e-9), "bwd": pytest.approx(0.5e-9)}}
+
+
 def test_overlap_takes_the_max_and_no_overlap_the_sum():
     op = Op(name="r", kind="elementwise", phase="fwd", role="residual", elements=1_000_000)
     assert op_cost(toy(), op).time_s == pytest.approx(80e-6)

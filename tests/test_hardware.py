@@ -97,6 +97,8 @@ def test_profile_paths_and_sources_are_specific():
     assert "tutorial" in a100.sources["paths.2:4-sparse-tc.peak_fraction"]
     local = load_profile("cpu-local")
     assert "accelsim calibrate" in local.sources["paths.csr-spmm-fwd.peak_fraction"]
+    assert "vector-ops.json" in local.sources["paths.vector.element_time"]
+    assert set(local.paths["vector"].element_time_s) == {"softmax", "layernorm", "gelu", "residual", "dropout", "loss"}
     assert "32-bit" in local.sources["paths.csr-spmm-fwd.index_bytes_per_nnz"]
     assert local.fitted and local.fitted["heldout"]["n"] > 0
     ipu = load_profile("ipu-gc200")
@@ -147,6 +149,12 @@ _DELETE = object()
     ("kind", "tpu", "kind", "expected one of"),
     ("format", 2, "format", "format version"),
     ("execution.bandwith", "1 GB/s", "execution.bandwith", "unknown key"),
+    ("paths.vector.element_time", {"rng": {"fwd": "1 ns"}}, "paths.vector.element_time.rng", "unknown key"),
+    ("paths.vector.element_time", {"gelu": {"bwd_input": "1 ns"}}, "paths.vector.element_time.gelu.bwd_input",
+     "unknown key; expected one of fwd, bwd"),
+    ("paths.vector.element_time", {"gelu": {"fwd": "-1 ns"}}, "paths.vector.element_time.gelu.fwd", "positive"),
+    ("paths.csr-spmm.element_time", {"gelu": {"fwd": "1 ns"}}, "paths.csr-spmm.element_time",
+     "only valid for pattern 'vector'"),
 ])
 def test_malformed_profile_names_file_field_and_expectation(path, value, field, expect):
     with pytest.raises(UserError, match=expect) as err:

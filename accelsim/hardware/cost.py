@@ -43,6 +43,8 @@ WARM_SHARE = 0.5
 NM_EXACT = 1.0 - 1e-9
 #: bytes of a cache line: operand rows of a product that are not whole lines pay the path's unaligned_penalty
 CACHE_LINE = 64
+#: workload op phase -> key of a vector path's element_time table
+ELEMENT_PHASE = {"fwd": "fwd", "bwd_input": "bwd"}
 
 
 @dataclass
@@ -262,7 +264,11 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
     # the optimizer and mask scoring run on fp32 master weights
     rate = ctx.p.compute.vector_flops.get("fp32", ctx.vector) if op.kind in ("optimizer", "mask_update") \
         else ctx.vector
-    items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
+    per_element = spec.element_time_s.get(op.role or "", {}).get(ELEMENT_PHASE.get(op.phase, ""))
+    if per_element is not None and op.kind == "elementwise":  # measured for this role and phase
+        items = ctx.even_items(op.elements * per_element)
+    else:
+        items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
     e = float(op.elements)
     traffic = {
         "elementwise": lambda: [(ctx.act_level(2 * e * ctx.b), 2 * e * ctx.b)] + ctx.exchange(2 * e * ctx.b),

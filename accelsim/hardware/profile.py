@@ -102,6 +102,10 @@ class PathSpec:
     interleave: int = 1  # independent token walks one unit keeps in flight (hides level_latency)
     partition: str = "tokens"  # tokens: units split the tokens | nodes: units own tree nodes (weight-stationary)
     private_levels: tuple[str, ...] = ()  # cache levels whose capacity is per unit (each holds its own hot rows)
+    # vector paths only: measured seconds per element of a workload elementwise op, {role: {"fwd"|"bwd": s}},
+    # replacing the FLOP-rate estimate for that role and phase (dropout's RNG, the vocabulary log-softmax
+    # cost far more per element than their FLOPs say)
+    element_time_s: dict = field(default_factory=dict)
 
     def fraction(self, dtype: str) -> float | None:
         return self.peak_fraction.get(dtype, self.peak_fraction.get("*"))
@@ -257,6 +261,9 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
             d["partition"] = s.partition
         if s.private_levels:
             d["private_levels"] = list(s.private_levels)
+    if s.element_time_s:
+        d["element_time"] = {role: {ph: format_quantity(t, "time") for ph, t in phases.items()}
+                             for role, phases in s.element_time_s.items()}
     return d
 
 

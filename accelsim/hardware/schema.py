@@ -251,7 +251,7 @@ def _execution(r: Reader, top: dict):
 _PATH_KEYS = ("pattern", "description", "peak_fraction", "d_half", "exponent", "overhead", "decode_per_nnz",
               "index_bytes_per_nnz", "output_bandwidth", "output_free_bytes", "input_bandwidth", "spill_bytes",
               "scatter_penalty", "unaligned_penalty", "block_sizes", "phases",
-              "dtypes", "level_latency", "interleave", "partition", "private_levels")
+              "dtypes", "level_latency", "interleave", "partition", "private_levels", "element_time")
 #: keys only a 'conditional' path may carry (accelsim/hardware/conditional.py)
 _CONDITIONAL_KEYS = ("level_latency", "interleave", "partition", "private_levels")
 
@@ -286,6 +286,10 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
         elif "block_sizes" in p:
             raise r.fail(f"{where}.block_sizes", "only valid for pattern 'block'")
         extra = _conditional_keys(r, p, where, level_names) if pattern == "conditional" else {}
+        if "element_time" in p:
+            if pattern != "vector":
+                raise r.fail(f"{where}.element_time", "only valid for pattern 'vector'")
+            extra["element_time_s"] = _element_time(r, p, where)
         for key in _CONDITIONAL_KEYS:
             if pattern != "conditional" and key in p:
                 raise r.fail(f"{where}.{key}", "only valid for pattern 'conditional'")
@@ -314,6 +318,23 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
         if s.pattern == "dense" and "*" not in s.peak_fraction and dtype not in s.peak_fraction:
             raise r.fail(f"paths.{s.name}.peak_fraction", f"expected an entry for the profile dtype {dtype!r}")
     return specs
+
+
+#: phases of an elementwise op's measured time (the workload's "bwd_input" op is "bwd")
+ELEMENT_PHASES = ("fwd", "bwd")
+
+
+def _element_time(r: Reader, p: dict, where: str) -> dict[str, dict[str, float]]:
+    """{role: {phase: seconds per element of the workload op}} of a vector path (accelsim.workload roles)."""
+    from accelsim.workload import ELEMENTWISE_OPS
+
+    table = r.mapping(r.get(p, "element_time", where), f"{where}.element_time", tuple(ELEMENTWISE_OPS))
+    out = {}
+    for role, v in table.items():
+        at = f"{where}.element_time.{role}"
+        v = r.mapping(v, at, ELEMENT_PHASES)
+        out[role] = {ph: r.quantity(v, ph, at, "time") for ph in ELEMENT_PHASES if ph in v}
+    return out
 
 
 def _conditional_keys(r: Reader, p: dict, where: str, level_names: tuple[str, ...]) -> dict[str, Any]:
