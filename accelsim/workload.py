@@ -130,7 +130,9 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     ops.extend(_elementwise_pair("mlm_head.gelu_layernorm", "layernorm", 2 * T * H))
     # cross-entropy over the vocabulary: log-softmax reads the T x V logits and writes log-probs; its
     # backward reads both and writes the logits' gradient into a zero-filled buffer. At small hidden
-    # sizes this vocabulary-sized traffic is a large share of the step (profiled: ~15 % on bert-tiny).
+    # sizes this vocabulary-sized work is a large share of the step (benchmarks/bench_step_breakdown.py: ~30 %
+    # of a bert-tiny step on the Zen 3, with the fill and copy of its fresh T x V buffers). Its own role, so a
+    # profile can give it a measured time per element (vector path element_time).
     ops.append(Op("mlm_loss.fwd", "elementwise", "fwd", role="loss", elements=T * V))
     ops.append(Op("mlm_loss.bwd", "elementwise", "bwd_input", role="loss", elements=2 * T * V))
     ops.append(_optimizer(manifest, densities, kind))
