@@ -18,6 +18,9 @@ Three steps, each the same code path as its CLI command:
                                                            # another machine, leaving cpu-local as it is
     python benchmarks/bench_calibration.py --skip-sweep --sweep-out X.json --base B.yaml --profile-out Y.yaml \
         --validation-out D/                                # refit another machine's sweep from its own base
+    python benchmarks/bench_calibration.py --runs 1 --rounds 4 --sweep-only --sweep-out X.json \
+        --paths dense_torch,csr_c,sddmm_torch,blocksparse_c,nm_gather,nm_decompress_dense,fff_walk,fff_gather
+                                                           # 4 rounds of the paths that win (~32 min, Zen 3)
 
 Writes benchmarks/results/kernels-sweep.json (+ .csv), hwconfigs/cpu-local.yaml and
 benchmarks/results/validation/ (validation.json, .csv, .png, validation-fastest.png) unless told otherwise;
@@ -46,7 +49,7 @@ SWEEP_CONFIG = dict(
            "nm_decompress_dense", "fff_walk", "fff_gather"))
 
 
-def sweep(out: Path, runs: int) -> None:
+def sweep(out: Path, runs: int, rounds: int | None = None, paths: tuple[str, ...] | None = None) -> None:
     from kernels.bench import BenchConfig, run_bench, write_measurements
     from kernels.merge import merge_measurements
 
@@ -60,7 +63,8 @@ def sweep(out: Path, runs: int) -> None:
                   f"{rec['median_s'] * 1e3:.3f} ms", flush=True)
 
         part = ROOT / "runs" / "kernels" / f"calibration-sweep-{i + 1}.json"
-        run_bench(BenchConfig(**SWEEP_CONFIG), out=part, progress=progress)
+        cfg = dict(SWEEP_CONFIG, **({"rounds": rounds} if rounds else {}), **({"paths": paths} if paths else {}))
+        run_bench(BenchConfig(**cfg), out=part, progress=progress)
         parts.append(part)
         print(f"sweep {i + 1}: {time.time() - t0:.0f} s -> {part}")
     doc = merge_measurements(parts) if len(parts) > 1 else json.loads(parts[0].read_text())
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-sweep", action="store_true", help="refit the committed sweep")
     ap.add_argument("--runs", type=int, default=3, help="sweeps of two rounds each, merged")
+    ap.add_argument("--rounds", type=int, default=None, help="whole rounds per sweep (default 2)")
+    ap.add_argument("--paths", default=None,
+                    help="comma-separated kernel paths to time (default: every path that can win its family)")
+    ap.add_argument("--sweep-only", action="store_true", help="sweep and merge, neither fit nor validate")
     ap.add_argument("--sweep-out", type=Path, default=SWEEP)
     ap.add_argument("--profile-out", type=Path, default=PROFILE)
     ap.add_argument("--validation-out", type=Path, default=VALIDATION)
@@ -80,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="profile whose efficiencies are fitted (its clock, peak and caches are kept)")
     args = ap.parse_args(argv)
     if not args.skip_sweep:
-        sweep(args.sweep_out, args.runs)
+        sweep(args.sweep_out, args.runs, args.rounds, tuple(args.paths.split(",")) if args.paths else None)
+    if args.sweep_only:
+        return 0
     from kernels.calibrate import calibrate, validate
     from kernels.report import print_calibration, print_validation
 

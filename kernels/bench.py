@@ -203,11 +203,46 @@ def run_bench(config: BenchConfig | None = None, *, out: str | Path | None = Non
     return doc
 
 
-def _record(layer: str, rounds: list[tuple[Choice, dict]]) -> dict:
-    """One record from a case's rounds: each path's median over the rounds that timed it."""
+#: the baseline every case times beside its sparse paths (pick_fastest always includes it)
+DENSE_PATH = "dense_torch"
+
+
+def round_ratios(rounds: list[tuple[Choice, dict]]) -> dict[str, list[float]]:
+    """Each path's time over the dense baseline's time in the same round: the two were timed interleaved,
+    seconds apart, so a slow spell of the shared machine (10-40 % for seconds to minutes) slows both and
+    cancels in the ratio. Stored per round (``ratios_rounds``), so that merged files pool them correctly."""
+    out: dict[str, list[float]] = {}
+    for choice, _ in rounds:
+        dense = choice.times.get(DENSE_PATH)
+        if dense:
+            for path, t in choice.times.items():
+                if path != DENSE_PATH:
+                    out.setdefault(path, []).append(t / dense)
+    return out
+
+
+def record_ratios(rec: dict) -> dict[str, list[float]]:
+    """A record's per-round ratios to the dense baseline: ``ratios_rounds`` where the bench stored them;
+    for files written before, from ``times_rounds`` for every path whose list is as long as the dense
+    baseline's: the dense path is timed in every round and a path at most once per round, so equal length
+    means the path was timed in every round, in the same order (merging keeps file order)."""
+    if "ratios_rounds" in rec:
+        return rec["ratios_rounds"]
+    rounds = rec.get("times_rounds") or {p: [t] for p, t in rec["times"].items()}
+    dense = rounds.get(DENSE_PATH)
+    if not dense:
+        return {}
+    return {p: [t / d for t, d in zip(ts, dense)] for p, ts in rounds.items()
+            if p != DENSE_PATH and len(ts) == len(dense)}
+
+
+def _record(layer: str, rounds: list[tuple[Choice, dict]], ratios: dict[str, list[float]] | None = None) -> dict:
+    """One record from a case's rounds: each path's median over the rounds that timed it, and every round's
+    time over the dense baseline's beside it (``ratios``: already paired, from merged files)."""
     first = rounds[0][0]
+    paired = {"ratios_rounds": round_ratios(rounds) if ratios is None else ratios}
     if len(rounds) == 1:
-        return make_record(layer, first) | rounds[0][1]
+        return make_record(layer, first) | rounds[0][1] | paired
     per_path: dict[str, list[float]] = {}
     rejected: dict[str, str] = {}
     for choice, _ in rounds:
@@ -219,7 +254,7 @@ def _record(layer: str, rounds: list[tuple[Choice, dict]]) -> dict:
                       rejected={p: r for p, r in rejected.items() if p not in times}, layouts=first.layouts,
                       density_actual=first.density_actual)
     info = {k: [r[1][k] for r in rounds] for k in rounds[0][1]}
-    return make_record(layer, combined) | info | {"times_rounds": per_path}
+    return make_record(layer, combined) | info | {"times_rounds": per_path} | paired
 
 
 def _measure_case(cfg: BenchConfig, case: Case, threads: int) -> tuple[Choice, dict]:
@@ -315,6 +350,12 @@ def _check_record(i: int, rec, src: str) -> None:
                source=src, field=f"{where}.{key}")
     expect(rec["path"] in rec["times"], f"winning path '{rec['path']}' has no entry in times",
            source=src, field=f"{where}.path")
+    ratios = rec.get("ratios_rounds", {})
+    ok = isinstance(ratios, dict) and all(
+        isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                    and x > 0 for x in v) for v in ratios.values())
+    expect(ok, "expected {path: [positive ratios to the dense baseline, one per round]}", source=src,
+           field=f"{where}.ratios_rounds")
 
 
 def load_measurements(path: str | Path) -> dict:

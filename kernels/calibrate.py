@@ -7,6 +7,9 @@ for a sparse case, the fastest timed kernel of each family the profile models (C
 ``unstructured`` path, block kernels -> its ``block`` path, N:M kernels -> its ``2:4`` path), with
 that profile path forced. A profile may split a family into per-phase paths (forward CSR SpMM,
 transposed SpMM, SDDMM are different kernels); the first path whose ``phases`` admit the op is used.
+A sparse kernel's time is paired with the dense baseline timed beside it in each round
+(:func:`paired_time`), which cancels most of the shared machine's drift; the plain medians are kept
+(``Point.raw_s``) and the validation reports the error against them too.
 Cases are split deterministically (a hash of the case, not file order) into train and held-out sets;
 ``calibrate`` fits on train only, ``validate`` scores the held-out points.
 """
@@ -29,7 +32,7 @@ from accelsim.hardware.cost import CACHE_LINE, tile_fill
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from kernels.bench import load_measurements
+from kernels.bench import DENSE_PATH, load_measurements, record_ratios
 from kernels.fff_bench import OP as FFF_OP
 from kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
 
@@ -77,11 +80,12 @@ class Point:
     threads: int
     hw_path: str  # profile path forced in kernel_time
     kernel: str  # measured kernel (fastest of its family)
-    measured_s: float
+    measured_s: float  # paired with the dense baseline (see measurement_points), else the plain median
     heldout: bool
     winner: bool = False  # the bench picked this kernel for its case (dense points: never)
     trees: int = 0  # FFF points (kind "fff"): the layer's tree shape; d_out = its neurons
     depth: int = 0
+    raw_s: float = 0.0  # the kernel's plain median over its rounds (validation reports the error on it too)
 
     def predict(self, profile: HardwareProfile) -> float:
         return predict_time(profile, self.kind, self.tokens, self.d_in, self.d_out, self.density, self.pattern,
@@ -128,12 +132,38 @@ def _hw_path(profile: HardwareProfile, family: str, kind: str, dtype: str, patte
     return (sized or usable or [None])[0]
 
 
-def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None = None
+def _shape(rec: dict) -> tuple:
+    return (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], DTYPE_NAMES.get(rec["dtype"], rec["dtype"]),
+            (rec.get("trees", 0), rec.get("depth", 0)))
+
+
+def dense_medians(doc: dict, threads: int) -> dict[tuple, float]:
+    """The dense baseline's median time per shape, over every record of that shape (each case of a shape
+    times it again, beside its own sparse paths)."""
+    times: dict[tuple, list[float]] = defaultdict(list)
+    for rec in doc["records"]:
+        if rec["threads"] == threads and DENSE_PATH in rec["times"]:
+            times[_shape(rec)].append(rec["times"][DENSE_PATH])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def paired_time(rec: dict, kernel: str, dense: float | None) -> float | None:
+    """A sparse kernel's time paired with the dense baseline: the median over rounds of its ratio to the
+    dense time measured beside it, times the shape's dense median ``dense``. A control variate: the
+    shared machine's slow spells (10-40 % for seconds to minutes) hit both kernels of a round and cancel
+    in the ratio (validation.json: ``round_noise`` of the plain times against ``round_noise_paired`` of the
+    ratios; docs/kernels.md). None where no round was paired."""
+    ratios = record_ratios(rec).get(kernel)
+    return statistics.median(ratios) * dense if ratios and dense else None
+
+
+def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None = None, *, paired: bool = True
                        ) -> tuple[list[Point], dict[str, int]]:
-    """Points the profile can model, and counts of what was left out and why."""
+    """Points the profile can model, and counts of what was left out and why. ``paired``: a sparse
+    kernel's time is :func:`paired_time` where its rounds were paired, else its plain median."""
     threads = threads or profile.compute.count
     skipped: dict[str, int] = defaultdict(int)
-    dense_times: dict[tuple, list[float]] = defaultdict(list)
+    dense = dense_medians(doc, threads)
     points: list[Point] = []
     for rec in doc["records"]:
         if rec["threads"] != threads:
@@ -141,18 +171,16 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
             continue
         dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
         tree = (rec.get("trees", 0), rec.get("depth", 0))
-        shape = (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], dtype, tree)
-        if "dense_torch" in rec["times"]:
-            dense_times[shape].append(rec["times"]["dense_torch"])
         families = rec.get("families") or _registry_families(rec.get("device", "cpu"))
-        best: dict[str, tuple[str, float]] = {}
-        for kernel, t in rec["times"].items():
+        best: dict[str, tuple[str, float, float]] = {}
+        for kernel, raw in rec["times"].items():
             fam = families.get(kernel)
             if fam in (None, "dense"):
                 continue
+            t = (paired_time(rec, kernel, dense.get(_shape(rec))) if paired else None) or raw
             if fam not in best or t < best[fam][1]:
-                best[fam] = (kernel, t)
-        for fam, (kernel, t) in best.items():
+                best[fam] = (kernel, t, raw)
+        for fam, (kernel, t, raw) in best.items():
             hw_path = _hw_path(profile, fam, rec["op"], dtype, rec["pattern"])
             if hw_path is None:
                 skipped[f"no '{fam}' path for {rec['op']} in the profile"] += 1
@@ -161,15 +189,15 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
             else:
                 points.append(Point(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
                                     rec["pattern"], dtype, threads, hw_path, kernel, t, record_heldout(rec),
-                                    winner=kernel == rec["path"], trees=tree[0], depth=tree[1]))
-    for (op, tokens, d_in, d_out, dtype, tree), ts in dense_times.items():
+                                    winner=kernel == rec["path"], trees=tree[0], depth=tree[1], raw_s=raw))
+    for (op, tokens, d_in, d_out, dtype, tree), t in dense.items():
         hw_path = _hw_path(profile, "dense", op, dtype)
         if hw_path is None:
             skipped[f"no 'dense' path for {op} in the profile"] += 1
             continue
-        points.append(Point(op, tokens, d_in, d_out, 1.0, "dense", dtype, threads, hw_path, "dense_torch",
-                            statistics.median(ts), is_heldout(op, tokens, d_in, d_out, dtype, "dense"),
-                            trees=tree[0], depth=tree[1]))
+        points.append(Point(op, tokens, d_in, d_out, 1.0, "dense", dtype, threads, hw_path, DENSE_PATH,
+                            t, is_heldout(op, tokens, d_in, d_out, dtype, "dense"),
+                            trees=tree[0], depth=tree[1], raw_s=t))
     return points, dict(skipped)
 
 
@@ -177,6 +205,12 @@ def _registry_families(device: str) -> dict[str, str]:
     """Kernel -> family for files written before records carried their own ``families``."""
     from kernels.registry import all_paths
     return {p.name: p.family for p in all_paths(device)}
+
+
+def _soft_l1(residuals: np.ndarray) -> float:
+    """least_squares' cost for LOSS = soft_l1 at F_SCALE: 0.5 * f^2 * sum(2 * (sqrt(1 + (r/f)^2) - 1))."""
+    z = (np.asarray(residuals) / F_SCALE) ** 2
+    return float(0.5 * F_SCALE ** 2 * np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0)))
 
 
 def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -269,6 +303,17 @@ class _Space:
         return out
 
 
+def _written_values(space: _Space, x: np.ndarray, cost: float, cost_of) -> tuple[dict[str, float], bool]:
+    """The fitted values to write, and whether parameters at the end of their range that means "term
+    absent" were written as absent: only if that leaves the fit's cost (``cost_of(values)``) as it was.
+    d_half at the smallest value searched with an exponent near 0 is not absent: d_half^a is still ~1
+    (a real fit of the SDDMM path landed there, and writing d_half = 0 halved its predictions)."""
+    snapped = space.values(x, snap=True)
+    if cost_of(snapped) <= cost * (1 + 1e-3) + 1e-12:
+        return snapped, True
+    return space.values(x), False
+
+
 @dataclass
 class Calibration:
     profile: HardwareProfile
@@ -315,9 +360,11 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
                               loss=LOSS, f_scale=F_SCALE, method="trf") for x0 in space.starts(N_STARTS)]
         best = int(np.argmin([f.cost for f in fits]))
         fit = fits[best]
-        values.update(space.values(fit.x, snap=True))
+        chosen, snapped = _written_values(space, fit.x, fit.cost,
+                                          lambda v, pts=pts, y=y: _soft_l1(np.log(predict(v, pts) / y)))
+        values.update(chosen)
         optimizer[path] = {"status": int(fit.status), "nfev": int(sum(f.nfev for f in fits)), "cost": float(fit.cost),
-                           "starts": len(fits), "best_start": best}
+                           "starts": len(fits), "best_start": best, "absent_terms_snapped": snapped}
     after = predict(values, train)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     mach = doc["machine"]
@@ -347,7 +394,11 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
         "kernels": sorted({p.kernel for p in train}),
         "params": values, "initial": {k: float(v) for k, v in fittable_params(base).items() if k in values},
         "train_mape": _mape(after, meas), "train_mape_initial": _mape(before, meas),
+        "timing": "sparse kernels: median ratio to the dense baseline timed beside them x the shape's dense median "
+                  "(kernels.calibrate.paired_time); dense: median per shape",
         "heldout_mape": _mape(heldout_pred, np.array([p.measured_s for p in heldout])) if heldout else None,
+        "heldout_mape_raw": _mape(heldout_pred, np.array([p.raw_s or p.measured_s for p in heldout]))
+        if heldout else None,
         "heldout": _heldout_summary(heldout, heldout_pred),
         "optimizer": optimizer,
     }

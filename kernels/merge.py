@@ -9,6 +9,9 @@ field from the per-path medians with the bench's own code, exactly as one sweep 
 ``latest_only``: kernel paths whose code changed between the sweeps (a rebuilt C kernel): only the rounds
 of the newest file (by its machine date) that timed the path are kept; the older rounds of that path are
 dropped, the other paths' rounds of the same records are kept. The merged file lists what was dropped.
+Each path's per-round ratios to the dense baseline timed beside it (``ratios_rounds``) are pooled as
+they are: they were paired within their own file's rounds (for files written before ratios, see
+:func:`kernels.bench.record_ratios`).
 Files record the hashes of the project's C kernel sources (``machine.kernel_sources``): rounds of a path
 timed with different code are refused unless the path is named in ``latest_only``.
 """
@@ -19,7 +22,7 @@ import hashlib
 from pathlib import Path
 
 from accelsim.errors import expect
-from kernels.bench import SCHEMA, _record, load_measurements
+from kernels.bench import SCHEMA, _record, load_measurements, record_ratios
 from kernels.cases import Case
 from kernels.fff_bench import OP as FFF_OP
 from kernels.fff_bench import FFFCase
@@ -63,7 +66,7 @@ def _rounds(rec: dict, seed: int) -> list[tuple[Choice, dict]]:
 def _without(rec: dict, drop: list[str]) -> dict:
     """The record with the rounds of the ``drop`` paths removed."""
     rec = dict(rec)
-    for f in ("times", "times_rounds", "rejected", "layouts", "families"):
+    for f in ("times", "times_rounds", "ratios_rounds", "rejected", "layouts", "families"):
         if isinstance(rec.get(f), dict):
             rec[f] = {p: v for p, v in rec[f].items() if p not in drop}
     return rec
@@ -86,6 +89,7 @@ def merge_measurements(paths: list[str | Path], latest_only: tuple[str, ...] = (
                    f"({f}: {d['machine'].get(f)!r} vs {first.get(f)!r})", source=p, field=f"machine.{f}")
     layers: dict[tuple, str] = {}
     rounds: dict[tuple, list] = {}
+    ratios: dict[tuple, dict[str, list[float]]] = {}  # paired within each file's rounds (bench.round_ratios)
     dropped: dict[int, list[str]] = {}
     for i, d in enumerate(docs):
         seed = int((d.get("config") or {}).get("seed", 0))
@@ -100,7 +104,9 @@ def merge_measurements(paths: list[str | Path], latest_only: tuple[str, ...] = (
                     continue
             layers.setdefault(k, rec.get("layer", ""))
             rounds.setdefault(k, []).extend(_rounds(rec, seed))
-    records = [_record(layers[k], rs) for k, rs in rounds.items()]
+            for path, rs in record_ratios(rec).items():
+                ratios.setdefault(k, {}).setdefault(path, []).extend(rs)
+    records = [_record(layers[k], rs, ratios.get(k, {})) for k, rs in rounds.items()]
     skipped = {repr(sorted(s.items())): s for d in docs for s in d.get("skipped", [])}
     config = dict(docs[0].get("config") or {})
     config["rounds"] = sum(int((d.get("config") or {}).get("rounds", 1)) for d in docs)

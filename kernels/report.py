@@ -103,6 +103,13 @@ def print_validation(report: dict, console: Console | None = None) -> None:
     if noise:
         console.print(f"round-to-round spread of the measurements (first vs second half of each case's rounds): "
                       f"mean {noise['mean']:.1%}, median {noise['median']:.1%}")
+    noise = (report.get("round_noise_paired") or {}).get("all")
+    if noise:
+        console.print(f"the same for sparse kernels paired with the dense baseline timed beside them: "
+                      f"mean {noise['mean']:.1%}, median {noise['median']:.1%}")
+    raw = (report.get("raw") or {}).get("overall") or {}
+    if raw.get("n"):
+        console.print(f"MAPE against the plain medians (unpaired): {raw['mape']:.1%}")
     if report.get("machine_mismatch"):
         console.print(f"[yellow]warning:[/] the profile was calibrated on another machine than these "
                       f"measurements ({report['machine_mismatch']})")

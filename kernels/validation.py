@@ -10,6 +10,10 @@ Three views of the same measurements, each as MAPE overall, per pattern, per op 
 * ``fastest``: the case's measured best time against ``op_cost`` choosing the path itself, exactly as
   the simulator does; a wrong choice between paths shows up here.
 
+Measured sparse times are paired with the dense baseline timed beside them in each round
+(:func:`kernels.calibrate.paired_time`, a control variate for the shared machine's drift); the same
+predictions scored against the plain medians are reported beside them (``raw``).
+
 For the file a profile was fitted to, the held-out cases are scored (and the training cases reported
 beside them); for any other file, every case.
 """
@@ -24,7 +28,7 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import load_profile
-from kernels.bench import load_measurements
+from kernels.bench import DENSE_PATH, load_measurements
 
 PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
 
@@ -45,13 +49,17 @@ def summary(rows: list[dict]) -> dict:
             "by_op": group_mape(rows, lambda r: r["kind"])}
 
 
-def round_noise(doc: dict) -> dict[str, dict]:
+def round_noise(doc: dict, paired: bool = False) -> dict[str, dict]:
     """How far a case's timing moves between rounds: per kernel and op, |median of the first half of the
     rounds / median of the second half - 1| over the cases (files with >= 2 rounds per case). A model
-    cannot predict a median closer than about half this spread, so it bounds the reachable MAPE."""
+    cannot predict a median closer than about half this spread, so it bounds the reachable MAPE.
+    ``paired``: the same for each sparse kernel's per-round ratio to the dense baseline timed beside it
+    (what paired times are made of, kernels.calibrate.paired_time)."""
+    from kernels.bench import record_ratios
+
     spread: dict[str, list[float]] = defaultdict(list)
     for rec in doc["records"]:
-        for kernel, ts in (rec.get("times_rounds") or {}).items():
+        for kernel, ts in (record_ratios(rec) if paired else rec.get("times_rounds") or {}).items():
             if len(ts) >= 2:
                 h = len(ts) // 2
                 spread[f"{rec['op']} {kernel}"].append(abs(float(np.median(ts[:h]) / np.median(ts[h:])) - 1.0))
@@ -67,10 +75,12 @@ def _row(base: dict, predicted: float, measured: float) -> dict:
                 ape=abs(predicted / measured - 1.0))
 
 
-def _fastest_rows(doc: dict, profile, threads: int, heldout_of) -> list[dict]:
-    """Per record: the measured best time vs the simulator's own choice of path (no path forced)."""
-    from kernels.calibrate import DTYPE_NAMES, predict_time
+def _fastest_rows(doc: dict, profile, threads: int, heldout_of, paired: bool = True) -> list[dict]:
+    """Per record: the measured best time (paired with the dense baseline, as the kernel points are) vs
+    the simulator's own choice of path (no path forced)."""
+    from kernels.calibrate import DTYPE_NAMES, _shape, dense_medians, paired_time, predict_time
 
+    dense = dense_medians(doc, threads)
     rows = []
     for rec in doc["records"]:
         if rec["threads"] != threads or rec["density_actual"] >= 1.0:
@@ -79,10 +89,21 @@ def _fastest_rows(doc: dict, profile, threads: int, heldout_of) -> list[dict]:
         pattern = rec["pattern"]
         pred = predict_time(profile, rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
                             pattern, dtype, trees=rec.get("trees", 0), depth=rec.get("depth", 0))
+        d = dense.get(_shape(rec))
+        best = min([d] + [paired_time(rec, k, d) or t for k, t in rec["times"].items() if k != DENSE_PATH]
+                   if d and paired else [rec["median_s"]])
         rows.append(_row({"kind": rec["op"], "tokens": rec["tokens"], "d_in": rec["d_in"], "d_out": rec["d_out"],
                           "density": rec["density_actual"], "pattern": pattern, "kernel": rec["path"],
-                          "heldout": heldout_of(rec)}, pred, rec["median_s"]))
+                          "heldout": heldout_of(rec), "raw_s": rec["median_s"]}, pred, best))
     return rows
+
+
+def raw_mape(rows: list[dict]) -> dict:
+    """The same predictions scored against the plain medians (no pairing with the dense baseline)."""
+    raw = [dict(r, ape=abs(r["predicted_s"] / r["raw_s"] - 1.0), ratio=r["predicted_s"] / r["raw_s"])
+           for r in rows if r.get("raw_s")]
+    return {"overall": group_mape(raw, lambda r: "all")["all"] if raw else {"n": 0},
+            "by_pattern": group_mape(raw, lambda r: r["pattern"])}
 
 
 def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | None = None,
@@ -95,7 +116,9 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
     profile = load_profile(hw)
     fitted = profile.fitted or {}
     threads = threads or fitted.get("threads") or profile.compute.count
-    points, skipped = measurement_points(doc, profile, threads)
+    # a profile fitted before paired times (no fitted.timing) is scored as it was fitted: on plain medians
+    paired = bool(fitted.get("timing")) or not fitted.get("measurements_sha256")
+    points, skipped = measurement_points(doc, profile, threads, paired=paired)
     same_file = fitted.get("measurements_sha256") == file_sha256(measurements)
     mode = "held-out points of the file the profile was fitted to" if same_file else \
         "all points (the profile was not fitted to this file)"
@@ -103,18 +126,23 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
     scored = [r for r in rows if r["heldout"]] if same_file else rows
     expect(len(scored) > 0, f"no measurement points to validate (skipped: {skipped or 'none'})", source=measurements)
     winners = [r for r in scored if r["winner"]]
-    fastest_all = _fastest_rows(doc, profile, threads, record_heldout)
+    fastest_all = _fastest_rows(doc, profile, threads, record_heldout, paired)
     fastest = [r for r in fastest_all if r["heldout"]] if same_file else fastest_all
     report = {"profile": profile.name, "profile_file": str(hw), "measurements": str(measurements), "mode": mode,
               "threads": threads, "n_points": len(scored), "skipped": skipped,
+              "timing": "sparse kernels paired with the dense baseline timed beside them" if paired else
+              "plain medians (the profile was fitted before paired times)",
               # a profile fitted on one machine says little about another's timings
               "machine_mismatch": machine_mismatch(fitted.get("machine"), doc.get("machine")),
               "overall_mape": group_mape(scored, lambda r: "all")["all"],
               "mape_by_pattern": group_mape(scored, lambda r: r["pattern"]),
               "mape_by_op": group_mape(scored, lambda r: r["kind"]),
               "mape_by_kernel": group_mape(scored, lambda r: f"{r['kind']} {r['hw_path']} ({r['kernel']})"),
+              # measured times are paired with the dense baseline (kernels.calibrate.paired_time); against
+              # the plain medians the same predictions score:
+              "raw": raw_mape(scored),
               "winner": summary(winners), "fastest": summary(fastest),
-              "round_noise": round_noise(doc),
+              "round_noise": round_noise(doc), "round_noise_paired": round_noise(doc, paired=True),
               "train": ({"kernels": summary([r for r in rows if not r["heldout"]]),
                          "fastest": summary([r for r in fastest_all if not r["heldout"]])} if same_file else None),
               "points": scored, "fastest_points": fastest}

@@ -5,6 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from accelsim.cli import main
@@ -56,6 +57,42 @@ def test_points_split_and_map_to_profile_paths(measured):
     again, _ = measurement_points(doc, load_profile(SIMPLE))
     assert [p.heldout for p in again] == [p.heldout for p in points]  # deterministic
     assert measurement_points(doc, load_profile(SIMPLE), threads=1)[1] == {"threads != 1": len(doc["records"])}
+
+
+def test_sparse_times_are_paired_with_the_dense_baseline_beside_them():
+    """A slow spell in round 2 doubles both kernels of that round: the paired time (median ratio to the dense
+    baseline x the shape's dense median) cancels it, the plain median does not; both are kept."""
+    def rec(density, dense, sparse):
+        return {"op": "matmul", "tokens": 128, "d_in": 64, "d_out": 256, "dtype": "float32", "threads": 2,
+                "pattern": "unstructured", "density": density, "density_actual": density, "path": "csr_torch",
+                "times": {"dense_torch": float(np.median(dense)), "csr_torch": float(np.median(sparse))},
+                "times_rounds": {"dense_torch": dense, "csr_torch": sparse},
+                "families": {"dense_torch": "dense", "csr_torch": "unstructured"}}
+
+    doc = {"records": [rec(0.5, [1.0, 2.0], [0.5, 1.0]), rec(0.2, [1.0, 1.0], [0.2, 0.2])]}
+    points, _ = measurement_points(doc, load_profile(SIMPLE))
+    by_density = {p.density: p for p in points}
+    dense_median = float(np.median([1.5, 1.0]))  # per shape, over the records' dense medians
+    assert by_density[1.0].measured_s == dense_median
+    assert by_density[0.5].measured_s == pytest.approx(0.5 * dense_median) and by_density[0.5].raw_s == 0.75
+    assert by_density[0.2].measured_s == pytest.approx(0.2 * dense_median) and by_density[0.2].raw_s == 0.2
+    plain, _ = measurement_points(doc, load_profile(SIMPLE), paired=False)
+    assert {p.density: p.measured_s for p in plain}[0.5] == 0.75
+
+
+def test_a_term_at_its_absent_end_is_written_absent_only_if_the_fit_allows():
+    """d_half at the smallest value searched with the exponent at its floor: d_half^a ~ 1, so the term is
+    still there. It is written as absent (0) only when that leaves the fit's cost unchanged."""
+    from kernels.calibrate import _Space, _written_values
+
+    keys = ["paths.csr-spmm.d_half", "paths.csr-spmm.exponent"]
+    space = _Space(keys, {k: 0.01 for k in keys})
+    x = space.lo.copy()  # both at the low end of their range
+    needs_term = lambda v: 0.0 if v[keys[0]] > 0 else 1.0  # noqa: E731  (the cost rises without the term)
+    values, snapped = _written_values(space, x, 0.0, needs_term)
+    assert not snapped and values[keys[0]] == pytest.approx(1e-5) and values[keys[1]] == pytest.approx(1e-3)
+    values, snapped = _written_values(space, x, 0.0, lambda v: 0.0)
+    assert snapped and values[keys[0]] == 0.0
 
 
 def test_fit_recovers_the_generating_profile(measured, tmp_path):
@@ -169,7 +206,6 @@ def test_fit_recovers_a_scatter_penalty_from_csr_on_random_and_block_masks(tmp_p
 def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, capsys):
     """The issue's CI pipeline on this machine's own kernel timings: `kernels bench --quick`, `calibrate`,
     `validate`. Asserts the plumbing and the error arithmetic, not a (noise-sensitive) error level."""
-    import numpy as np
 
     from kernels.calibrate import predict_time
 
@@ -198,6 +234,9 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
     for pattern, g in report["mape_by_pattern"].items():
         sel = [r["ape"] for r in rows if r["pattern"] == pattern]
         assert g["n"] == len(sel) and g["mape"] == pytest.approx(np.mean(sel))
+    # the same predictions against the plain medians (measured_s is paired with the dense baseline)
+    assert report["raw"]["overall"]["mape"] == pytest.approx(np.mean([abs(r["predicted_s"] / r["raw_s"] - 1)
+                                                                      for r in rows]))
     assert {r["kind"] for r in report["fastest_points"]} <= {"matmul", "matmul_dx", "matmul_dw", "fff"}
     assert (vdir / "validation.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -426,9 +426,9 @@ def test_committed_calibration_predicts_its_sweep(profile_file):
     report = validate(sweep, prof)
     assert report["mode"].startswith("held-out") and report["n_points"] >= 100
     assert report["overall_mape"]["mape"] == pytest.approx(prof.fitted["heldout_mape"], rel=1e-6)
-    # the issue's 10 % is not met (README: 14.7 % on the Zen 3 with the rebuilt C kernels, 11.5 % on the Zen 5);
-    # these bounds catch a fit or a model change that makes it clearly worse
-    assert report["overall_mape"]["mape"] <= 0.16
+    # the issue's 10 % is met on the Zen 3 (README: 8.2 %, 2026-12-06), not on the Zen 5's older fit (11.5 %);
+    # these bounds catch a fit or a model change that makes it worse
+    assert report["overall_mape"]["mape"] <= (0.10 if family == "25/1" else 0.16)
     assert all(g["mape"] <= 0.20 for g in report["mape_by_pattern"].values()), report["mape_by_pattern"]
     recs = [r for r in load_measurements(sweep)["records"] if (r["op"], r["tokens"], r["d_in"], r["d_out"],
                                                                r["pattern"]) == ("matmul", 512, 768, 3072, "unstructured")]

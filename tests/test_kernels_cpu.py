@@ -1,6 +1,8 @@
 """CPU sparse kernels: every registered path against dense torch, plus masks, formats and the picker."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -135,10 +137,11 @@ def test_native_block_kernels_chunks_and_groups(b):
                                rtol=RTOL, atol=ATOL * 4)  # sums over m = 2.1 chunks of tokens
 
 
-@pytest.mark.parametrize("m, k, n, density", [(150, 64, 40, 0.3), (70, 3000, 24, 0.05), (5, 33, 7, 0.5)])
-def test_native_csr_kernel(m, k, n, density):
-    """Full token chunks, a narrower last chunk and chunks shrunk for a long k (the registry test's 40
-    tokens fit in one partial chunk); rows without nonzeros come out as zeros."""
+@pytest.mark.parametrize("m, k, n, density, multi", [(150, 64, 40, 0.3, False), (70, 3000, 24, 0.05, True),
+                                                     (150, 1000, 50, 0.3, True), (5, 33, 7, 0.5, False)])
+def test_native_csr_kernel(m, k, n, density, multi):
+    """Full token chunks, a narrower last chunk and long rows cut into k panels that each chunk sums (the
+    registry test's 40 tokens fit in one partial chunk); rows without nonzeros come out as zeros."""
     if _native.csr_available():
         pytest.skip(_native.csr_available())
     g = torch.Generator().manual_seed(m + k)
@@ -149,9 +152,20 @@ def test_native_csr_kernel(m, k, n, density):
     torch.testing.assert_close(Y, X @ W.T, rtol=RTOL, atol=ATOL)
     dY = torch.randn(m, n, generator=g)
     torch.testing.assert_close(native_csr_matmul(dY, csr_arrays(W.T)), dY @ W, rtol=RTOL, atol=ATOL)
-    assert _native.load_csr()[0].csr_config() == isa_vector_floats()
+    lib = _native.load_csr()[0]
+    assert lib.csr_config() == isa_vector_floats()
+    # a chunk is 8 vectors wide; k is cut so that its slice of Xᵀ stays within 192 KB
+    assert lib.csr_panels(k) == max(1, math.ceil(k * 8 * isa_vector_floats() * 4 / (192 * 1024)))
+    assert (lib.csr_panels(k) > 1) == multi
     with pytest.raises(ValueError, match="float32 CPU X with"):
         native_csr_matmul(X.double(), csr_arrays(W))
+    if multi:  # panels need each row's columns in order: a row given out of order is refused, not mis-summed
+        bad = csr_arrays(W)
+        r = int(torch.argmax(bad.row_ptr[1:] - bad.row_ptr[:-1]))
+        p0 = int(bad.row_ptr[r])
+        bad.col[p0], bad.col[p0 + 1] = bad.col[p0 + 1].clone(), bad.col[p0].clone()
+        with pytest.raises(ValueError, match="must ascend"):
+            native_csr_matmul(X, bad)
 
 
 def test_native_build_failure_is_a_reason(monkeypatch, tmp_path):

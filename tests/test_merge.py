@@ -41,6 +41,29 @@ def test_rounds_are_pooled_and_medians_recomputed(files, tmp_path, capsys):
         assert rec["median_s"] == min(rec["times"].values()) and rec["dense_s"] == rec["times"]["dense_torch"]
         assert rec["speedup_vs_dense"] == pytest.approx(rec["dense_s"] / rec["median_s"])
         assert len(rec["busy_before"]) == 3
+        # every round's time over the dense baseline's of the same round, pooled in file order
+        for path, rs in rec["ratios_rounds"].items():
+            firsts = [r1["times"][path] / r1["times"]["dense_torch"]]
+            seconds = [t / d for t, d in zip(r2["times_rounds"][path], r2["times_rounds"]["dense_torch"])]
+            assert rs == pytest.approx(firsts + seconds) and "dense_torch" not in rec["ratios_rounds"]
+
+
+def test_ratios_of_files_written_before_them_pair_only_complete_paths(files):
+    """A file without ratios_rounds: a path timed in every round (as many times as the dense baseline) is
+    paired by round; one that misses rounds (its older rounds dropped by --latest-only) is not."""
+    from kernels.bench import record_ratios
+
+    rec = {"times": {"dense_torch": 2.0, "a": 1.0, "b": 1.0},
+           "times_rounds": {"dense_torch": [2.0, 4.0], "a": [1.0, 1.0], "b": [1.0]}}
+    assert record_ratios(rec) == {"a": [0.5, 0.25]}
+    assert record_ratios({"times": {"dense_torch": 2.0, "a": 1.0}}) == {"a": [0.5]}
+    assert record_ratios(dict(rec, ratios_rounds={"b": [0.3]})) == {"b": [0.3]}
+    bad = json.loads(files[1].read_text())
+    bad["records"][0]["ratios_rounds"] = {"x": [0.5, -1.0]}
+    p = files[1].with_name("bad.json")
+    p.write_text(json.dumps(bad))
+    with pytest.raises(UserError, match="records\\[0\\].ratios_rounds"):
+        load_measurements(p)
 
 
 def test_latest_only_keeps_a_changed_kernels_newest_rounds(files, tmp_path):

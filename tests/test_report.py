@@ -175,6 +175,9 @@ def test_validation_is_found_next_to_a_run_or_given_explicitly(runs, tmp_path):
     path.write_text(json.dumps(other))
     md = build_report(runs, tmp_path / "given", validation=[path])["md"].read_text()
     assert "validates profile 'fpga-u280', which this report did not simulate" in md
+    # a file whose sparse times are paired with the dense baseline also states the unpaired error
+    path.write_text(json.dumps(dict(VALIDATION, raw={"overall": {"n": 12, "mape": 0.141}})))
+    assert load_validation(path).mode.endswith("; against unpaired medians 14.1 %")
     path.write_text(json.dumps({"profile": "x"}))
     with pytest.raises(UserError, match="overall_mape"):
         load_validation(path)

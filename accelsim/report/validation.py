@@ -42,6 +42,12 @@ def _group(doc: dict, key: str, path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _raw_note(raw) -> str:
+    """Measured sparse times are paired with the dense baseline timed beside them (kernels.calibrate);
+    the error against the plain medians is stated next to the mode when the file has it."""
+    return f"; against unpaired medians {100 * raw:.1f} %" if _finite(raw) else ""
+
+
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -58,7 +64,8 @@ def load_validation(path: str | Path) -> Validation:
            "expected an object with 'mape' (as `accelsim validate` writes)", source=path, field="overall_mape")
     expect(isinstance(doc.get("profile"), str), "expected the validated profile's name", source=path, field="profile")
     png = path.with_name("validation.png")
-    return Validation(path=path, profile=doc["profile"], mode=str(doc.get("mode", "")),
+    return Validation(path=path, profile=doc["profile"], mode=str(doc.get("mode", "")) + _raw_note(
+                          ((doc.get("raw") or {}).get("overall") or {}).get("mape")),
                       n_points=int(doc.get("n_points", overall.get("n", 0))), mape=float(overall["mape"]),
                       median_ratio=float(overall.get("median_ratio", math.nan)),
                       by_pattern=_group(doc, "mape_by_pattern", path), by_kernel=_group(doc, "mape_by_kernel", path),
@@ -80,7 +87,7 @@ def profile_validations(hw: list[str]) -> list[Validation]:
         if not isinstance(held, dict) or not _finite(held.get("mape")):
             continue
         mode = (f"held-out points of {prof.fitted.get('measurements', '?')}, recorded in the profile by "
-                "`accelsim calibrate`")
+                "`accelsim calibrate`") + _raw_note(prof.fitted.get("heldout_mape_raw"))
         out.append(Validation(path=Path(prof.source_file or name), profile=prof.name, mode=mode,
                               n_points=int(held.get("n", 0)), mape=float(held["mape"]),
                               median_ratio=float(held.get("median_ratio", math.nan)),

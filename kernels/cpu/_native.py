@@ -42,7 +42,7 @@ def available() -> str | None:
 def load_csr():
     """The cache-blocked CSR kernel: (library, None) or (None, reason)."""
     return _load(CSR_SOURCE, "csr", "the CSR kernel",
-                 {"csr_spmm_t": [P, I64, I64, I64, P, P, P, I64, P, I64, I], "csr_config": []})
+                 {"csr_spmm_t": [P, I64, I64, I64, P, P, P, I64, P, I64, I], "csr_config": [], "csr_panels": [I64]})
 
 
 def csr_available() -> str | None:

@@ -45,7 +45,8 @@ def native_csr_matmul(X: torch.Tensor, W: CSRArrays) -> torch.Tensor:
     rc = lib.csr_spmm_t(XT.data_ptr(), W.cols, X.shape[0], XT.stride(0), W.row_ptr.data_ptr(), W.col.data_ptr(),
                         W.val.data_ptr(), W.rows, YT.data_ptr(), YT.stride(0), torch.get_num_threads())
     if rc:
-        raise ValueError("csr_spmm_t rejected its arguments")
+        raise ValueError("csr_spmm_t rejected its arguments" + (": column indices must ascend within each row "
+                                                                 "and be < W.cols" if rc == 2 else ""))
     return YT.T
 
 
