@@ -147,13 +147,13 @@ def dense_medians(doc: dict, threads: int) -> dict[tuple, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def paired_time(rec: dict, kernel: str, dense: float | None) -> float | None:
-    """A sparse kernel's time paired with the dense baseline: the median over rounds of its ratio to the
-    dense time measured beside it, times the shape's dense median ``dense``. A control variate: the
+def paired_time(ratios: list[float] | None, dense: float | None) -> float | None:
+    """A sparse kernel's time paired with the dense baseline: the median over rounds of its ``ratios`` to
+    the dense time measured beside it (:func:`kernels.bench.record_ratios`), times the shape's dense median
+    ``dense``. A control variate: the
     shared machine's slow spells (10-40 % for seconds to minutes) hit both kernels of a round and cancel
     in the ratio (validation.json: ``round_noise`` of the plain times against ``round_noise_paired`` of the
     ratios; docs/kernels.md). None where no round was paired."""
-    ratios = record_ratios(rec).get(kernel)
     return statistics.median(ratios) * dense if ratios and dense else None
 
 
@@ -172,12 +172,13 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
         dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
         tree = (rec.get("trees", 0), rec.get("depth", 0))
         families = rec.get("families") or _registry_families(rec.get("device", "cpu"))
+        ratios = record_ratios(rec) if paired else {}
         best: dict[str, tuple[str, float, float]] = {}
         for kernel, raw in rec["times"].items():
             fam = families.get(kernel)
             if fam in (None, "dense"):
                 continue
-            t = (paired_time(rec, kernel, dense.get(_shape(rec))) if paired else None) or raw
+            t = paired_time(ratios.get(kernel), dense.get(_shape(rec))) or raw
             if fam not in best or t < best[fam][1]:
                 best[fam] = (kernel, t, raw)
         for fam, (kernel, t, raw) in best.items():

@@ -28,7 +28,7 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import load_profile
-from kernels.bench import DENSE_PATH, load_measurements
+from kernels.bench import DENSE_PATH, load_measurements, record_ratios
 
 PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
 
@@ -55,8 +55,6 @@ def round_noise(doc: dict, paired: bool = False) -> dict[str, dict]:
     cannot predict a median closer than about half this spread, so it bounds the reachable MAPE.
     ``paired``: the same for each sparse kernel's per-round ratio to the dense baseline timed beside it
     (what paired times are made of, kernels.calibrate.paired_time)."""
-    from kernels.bench import record_ratios
-
     spread: dict[str, list[float]] = defaultdict(list)
     for rec in doc["records"]:
         for kernel, ts in (record_ratios(rec) if paired else rec.get("times_rounds") or {}).items():
@@ -90,7 +88,8 @@ def _fastest_rows(doc: dict, profile, threads: int, heldout_of, paired: bool = T
         pred = predict_time(profile, rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
                             pattern, dtype, trees=rec.get("trees", 0), depth=rec.get("depth", 0))
         d = dense.get(_shape(rec))
-        best = min([d] + [paired_time(rec, k, d) or t for k, t in rec["times"].items() if k != DENSE_PATH]
+        ratios = record_ratios(rec)
+        best = min([d] + [paired_time(ratios.get(k), d) or t for k, t in rec["times"].items() if k != DENSE_PATH]
                    if d and paired else [rec["median_s"]])
         rows.append(_row({"kind": rec["op"], "tokens": rec["tokens"], "d_in": rec["d_in"], "d_out": rec["d_out"],
                           "density": rec["density_actual"], "pattern": pattern, "kernel": rec["path"],
