@@ -50,8 +50,8 @@ SWEEP_CONFIG = dict(
 
 
 def sweep(out: Path, runs: int, rounds: int | None = None, paths: tuple[str, ...] | None = None) -> None:
-    from kernels.bench import BenchConfig, run_bench, write_measurements
-    from kernels.merge import merge_measurements
+    from accelsim.kernels.bench import BenchConfig, run_bench, write_measurements
+    from accelsim.kernels.merge import merge_measurements
 
     parts = []
     for i in range(runs):
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep(args.sweep_out, args.runs, args.rounds, tuple(args.paths.split(",")) if args.paths else None)
     if args.sweep_only:
         return 0
-    from kernels.calibrate import calibrate, validate
-    from kernels.report import print_calibration, print_validation
+    from accelsim.kernels.calibrate import calibrate, validate
+    from accelsim.kernels.report import print_calibration, print_validation
 
     cal = calibrate(args.sweep_out, args.base, args.profile_out)
     print_calibration(cal)

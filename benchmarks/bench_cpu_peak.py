@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch  # noqa: F401  (load torch's libgomp first, as every kernel of the project does)
 
-from kernels.machine import machine_info, wait_until_quiet
-from kernels.native import build
+from accelsim.kernels.machine import machine_info, wait_until_quiet
+from accelsim.kernels.native import build
 
 SOURCE = Path(__file__).with_name("cpu_peak.c")
 CHAIN_ADDS = 100  # dependent adds per repetition in cp_chain

@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kernels import fff_cpu
-from kernels.machine import busy_fraction, machine_info, wait_until_quiet
-from kernels.timing import measure
+from accelsim.kernels import fff_cpu
+from accelsim.kernels.machine import busy_fraction, machine_info, wait_until_quiet
+from accelsim.kernels.timing import measure
 
 RESULTS = Path(__file__).parent / "results" / "fff.json"
 #: (hidden, trees, depth, tokens, with the naive loop). First: the paper's setting (Belcak &
@@ -151,7 +151,7 @@ def combine(sweeps: list[dict]) -> dict:
 def run_gpu(repeats: int) -> dict:
     if not torch.cuda.is_available():
         return {"measured": False, "why": "no CUDA device in this session; no GPU numbers are reported"}
-    from kernels.triton.fff import fff_triton
+    from accelsim.kernels.triton.fff import fff_triton
 
     H, K, D, T = 768, 1, 11, 128 * 128
     x, w_in, b_in, w_out = (t.cuda() for t in _weights(H, K, D, T))

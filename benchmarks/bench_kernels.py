@@ -22,9 +22,9 @@ from collections import defaultdict
 
 import torch
 
-from kernels.cases import Case, make_operands
-from kernels.machine import machine_info, wait_until_quiet
-from kernels.registry import pick_fastest
+from accelsim.kernels.cases import Case, make_operands
+from accelsim.kernels.machine import machine_info, wait_until_quiet
+from accelsim.kernels.registry import pick_fastest
 
 TOKENS, D_IN, D_OUT = 512, 768, 3072
 DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)

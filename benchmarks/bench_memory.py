@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.machine import machine_info, wait_until_quiet
+from accelsim.kernels.machine import machine_info, wait_until_quiet
 
 
 def l2_per_core() -> int:

@@ -14,7 +14,7 @@ import time
 import torch
 from torch import nn
 
-from trainer.sparsity import SparsityConfig, available_methods, build_method
+from accelsim.trainer.sparsity import SparsityConfig, available_methods, build_method
 
 
 def bert_linears(hidden: int, layers: int, device: str) -> list[tuple[str, nn.Linear]]:

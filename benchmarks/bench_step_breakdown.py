@@ -26,10 +26,10 @@ from accelsim import simulate
 from accelsim import trace as tr
 from accelsim.hardware import fits_on_chip, load_profile, op_cost
 from accelsim.workload import step_ops
-from kernels.machine import machine_info
-from trainer.data import DataConfig
-from trainer.sparsity import SparsityConfig
-from trainer.train import TrainConfig, train
+from accelsim.kernels.machine import machine_info
+from accelsim.trainer.data import DataConfig
+from accelsim.trainer.sparsity import SparsityConfig
+from accelsim.trainer.train import TrainConfig, train
 
 #: profiler op name -> category, first match wins; the rest of aten is elementwise, the rest "framework"
 #: (autograd bookkeeping, Python-side work: self time outside any aten op)

@@ -20,10 +20,10 @@ import torch
 from accelsim import simulate
 from accelsim import trace as tr
 from accelsim.hardware import load_profile
-from kernels.machine import machine_info, machine_mismatch
-from trainer.data import DataConfig
-from trainer.sparsity import SparsityConfig
-from trainer.train import TrainConfig, train
+from accelsim.kernels.machine import machine_info, machine_mismatch
+from accelsim.trainer.data import DataConfig
+from accelsim.trainer.sparsity import SparsityConfig
+from accelsim.trainer.train import TrainConfig, train
 
 
 def one_run(root: Path, name: str, method: str, sparsity: float, steps: int, threads: int, hw: str) -> dict:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from accelsim.hardware import op_cost
 from accelsim.workload import Op
-from kernels.machine import machine_info
-from kernels.timing import measure
+from accelsim.kernels.machine import machine_info
+from accelsim.kernels.timing import measure
 
 
 def cases(B: int, S: int, H: int, heads: int, V: int) -> dict[str, tuple[str, tuple, object]]:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from kernels.cpu import _native
-from kernels.cpu.csr_c import csr_arrays
-from kernels.machine import machine_info
-from kernels.native import build
-from kernels.timing import measure
+from accelsim.kernels.cpu import _native
+from accelsim.kernels.cpu.csr_c import csr_arrays
+from accelsim.kernels.machine import machine_info
+from accelsim.kernels.native import build
+from accelsim.kernels.timing import measure
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "kernels/cpu/_csr.c"

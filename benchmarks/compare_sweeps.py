@@ -19,8 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from kernels.bench import load_measurements
-from kernels.merge import case_key
+from accelsim.kernels.bench import load_measurements
+from accelsim.kernels.merge import case_key
 
 
 def ratios(old: dict, new: dict, path: str, op: str | None = None) -> list[float]:

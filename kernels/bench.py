@@ -24,12 +24,12 @@ from typing import Callable
 import torch
 
 from accelsim.errors import UserError, expect
-from kernels.cases import OPS, PATTERNS, Case, nm_of, pattern_supports
-from kernels.fff_bench import FFFCase, iter_fff_cases, make_fff_record, pick_fastest_fff
-from kernels.fff_bench import OP as FFF_OP
-from kernels.fff_bench import parse_shape as parse_fff_shape
-from kernels.machine import _cpu_times, machine_info, wait_until_quiet
-from kernels.registry import Choice, paths_for, pick_fastest
+from accelsim.kernels.cases import OPS, PATTERNS, Case, nm_of, pattern_supports
+from accelsim.kernels.fff_bench import FFFCase, iter_fff_cases, make_fff_record, pick_fastest_fff
+from accelsim.kernels.fff_bench import OP as FFF_OP
+from accelsim.kernels.fff_bench import parse_shape as parse_fff_shape
+from accelsim.kernels.machine import _cpu_times, machine_info, wait_until_quiet
+from accelsim.kernels.registry import Choice, paths_for, pick_fastest
 
 SCHEMA = "accelsim.kernel-measurements/1"
 DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)

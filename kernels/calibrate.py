@@ -32,9 +32,9 @@ from accelsim.hardware.cost import CACHE_LINE, tile_fill
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from kernels.bench import DENSE_PATH, load_measurements, record_ratios
-from kernels.fff_bench import OP as FFF_OP
-from kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
+from accelsim.kernels.bench import DENSE_PATH, load_measurements, record_ratios
+from accelsim.kernels.fff_bench import OP as FFF_OP
+from accelsim.kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 HOLDOUT_EVERY = 5  # one case in five is held out
@@ -204,7 +204,7 @@ def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None 
 
 def _registry_families(device: str) -> dict[str, str]:
     """Kernel -> family for files written before records carried their own ``families``."""
-    from kernels.registry import all_paths
+    from accelsim.kernels.registry import all_paths
     return {p.name: p.family for p in all_paths(device)}
 
 
@@ -412,7 +412,7 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
 def _heldout_summary(points: list[Point], predicted: np.ndarray) -> dict | None:
     """Held-out error overall and per pattern class, as `accelsim validate` reports it (kept in the profile
     so that run reports can show it without the measurement file)."""
-    from kernels.validation import group_mape
+    from accelsim.kernels.validation import group_mape
 
     if not points:
         return None

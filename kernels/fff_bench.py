@@ -21,8 +21,8 @@ from typing import Callable
 import torch
 
 from accelsim.errors import UserError
-from kernels import fff_cpu
-from kernels.registry import Choice, admit, set_threads, time_runners
+from accelsim.kernels import fff_cpu
+from accelsim.kernels.registry import Choice, admit, set_threads, time_runners
 
 OP = "fff"
 PATTERN = "conditional"

@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from kernels.native import build as build_native
+from accelsim.kernels.native import build as build_native
 
 SOURCE = Path(__file__).with_name("_fff.c")
 #: tokens per chunk of the gather formulation: 1024 x 768 fp32 rows = 3 MiB, about an L2+L3 share;

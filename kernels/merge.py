@@ -22,12 +22,12 @@ import hashlib
 from pathlib import Path
 
 from accelsim.errors import expect
-from kernels.bench import SCHEMA, _record, load_measurements, record_ratios
-from kernels.cases import Case
-from kernels.fff_bench import OP as FFF_OP
-from kernels.fff_bench import FFFCase
-from kernels.machine import KERNEL_SOURCES, SAME_MACHINE_KEYS
-from kernels.registry import Choice
+from accelsim.kernels.bench import SCHEMA, _record, load_measurements, record_ratios
+from accelsim.kernels.cases import Case
+from accelsim.kernels.fff_bench import OP as FFF_OP
+from accelsim.kernels.fff_bench import FFFCase
+from accelsim.kernels.machine import KERNEL_SOURCES, SAME_MACHINE_KEYS
+from accelsim.kernels.registry import Choice
 
 #: machine fields that must agree: timings of different machines are not rounds of one measurement
 SAME_MACHINE = SAME_MACHINE_KEYS + ("torch", "device")

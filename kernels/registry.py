@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 import torch
 
-from kernels.cases import Case, Operands, make_operands, reference
-from kernels.timing import measure
+from accelsim.kernels.cases import Case, Operands, make_operands, reference
+from accelsim.kernels.timing import measure
 
 #: Modules whose import registers the paths of a device (loaded lazily: triton is optional).
-DEVICE_MODULES = {"cpu": ("kernels.cpu",), "cuda": ("kernels.cpu", "kernels.triton")}
+DEVICE_MODULES = {"cpu": ("accelsim.kernels.cpu",), "cuda": ("accelsim.kernels.cpu", "accelsim.kernels.triton")}
 
 #: allclose tolerances per dtype vs the float32 dense reference. float32 paths differ only in
 #: summation order; half-precision inputs carry ~3 (fp16) / ~2 (bf16) significant digits.

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kernels.registry import Choice
+from accelsim.kernels.registry import Choice
 
 
 def _ms(s: float | None) -> str:

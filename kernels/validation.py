@@ -28,7 +28,7 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import load_profile
-from kernels.bench import DENSE_PATH, load_measurements, record_ratios
+from accelsim.kernels.bench import DENSE_PATH, load_measurements, record_ratios
 
 PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
 
@@ -76,7 +76,7 @@ def _row(base: dict, predicted: float, measured: float) -> dict:
 def _fastest_rows(doc: dict, profile, threads: int, heldout_of, paired: bool = True) -> list[dict]:
     """Per record: the measured best time (paired with the dense baseline, as the kernel points are) vs
     the simulator's own choice of path (no path forced)."""
-    from kernels.calibrate import DTYPE_NAMES, _shape, dense_medians, paired_time, predict_time
+    from accelsim.kernels.calibrate import DTYPE_NAMES, _shape, dense_medians, paired_time, predict_time
 
     dense = dense_medians(doc, threads)
     rows = []
@@ -108,8 +108,8 @@ def raw_mape(rows: list[dict]) -> dict:
 def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | None = None,
              *, threads: int | None = None) -> dict:
     """Predict the measurements with profile ``hw``; MAPE per kernel / pattern / op and overall."""
-    from kernels.calibrate import file_sha256, measurement_points, record_heldout
-    from kernels.machine import machine_mismatch
+    from accelsim.kernels.calibrate import file_sha256, measurement_points, record_heldout
+    from accelsim.kernels.machine import machine_mismatch
 
     doc = load_measurements(measurements)
     profile = load_profile(hw)
@@ -146,7 +146,7 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
                          "fastest": summary([r for r in fastest_all if not r["heldout"]])} if same_file else None),
               "points": scored, "fastest_points": fastest}
     if out_dir is not None:
-        from kernels.plots import scatter_png, write_rows_csv
+        from accelsim.kernels.plots import scatter_png, write_rows_csv
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "validation.json").write_text(json.dumps(report, indent=1))

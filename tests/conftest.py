@@ -17,3 +17,13 @@ def _accelsim_cache(tmp_path_factory):
     else:  # let a developer reuse a cache between runs
         os.environ["ACCELSIM_CACHE"] = os.environ["ACCELSIM_TEST_CACHE"]
     yield
+
+
+@pytest.fixture(scope="session")
+def isa_vector_floats() -> int:
+    """Floats per vector register of this CPU as -march=native sees it (from /proc/cpuinfo)."""
+    try:
+        flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return 16 if "avx512f" in flags else 8 if "avx" in flags else 4

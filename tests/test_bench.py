@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from accelsim.cli import main
+from accelsim.app.cli import main
 from accelsim.errors import UserError
-from kernels.bench import SCHEMA, BenchConfig, load_measurements, run_bench
+from accelsim.kernels.bench import SCHEMA, BenchConfig, load_measurements, run_bench
 
 TINY = dict(tokens=(24,), hidden=(32,), layers=("ffn_in",), densities=(1.0, 0.5, 0.1),
             repeats=1, warmup=1, threads=(1,), min_sample_s=1e-4, fff=())
@@ -159,7 +159,7 @@ def test_cli_pick_and_paths(capsys):
 
 
 def test_fff_cases_time_the_cmm_kernels_against_the_dense_ff(tmp_path):
-    from kernels.fff_cpu import native_unavailable
+    from accelsim.kernels.fff_cpu import native_unavailable
 
     out = tmp_path / "fff.json"
     d = run_bench(BenchConfig(**dict(TINY, ops=(), fff=("1x4", "2x3"))), out=out)
@@ -185,7 +185,7 @@ def test_fff_cases_time_the_cmm_kernels_against_the_dense_ff(tmp_path):
 
 
 def test_machine_mismatch_names_what_differs(doc):
-    from kernels.machine import machine_mismatch
+    from accelsim.kernels.machine import machine_mismatch
 
     here = doc["machine"]
     assert machine_mismatch(here, dict(here)) is None

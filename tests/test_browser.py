@@ -176,7 +176,7 @@ def page():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from accelsim.experiment import resolve_target_loss
+    from accelsim.app.experiment import resolve_target_loss
     from accelsim.report import build_report
     from accelsim.sim.api import simulate_many
     from accelsim.synth import synth_trace

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelsim.cli import main
+from accelsim.app.cli import main
 from accelsim.errors import UserError
 from accelsim.hardware import kernel_time, load_profile, with_params
-from kernels.bench import SCHEMA, load_measurements
-from kernels.calibrate import calibrate, fit_profile, measurement_points, validate
+from accelsim.kernels.bench import SCHEMA, load_measurements
+from accelsim.kernels.calibrate import calibrate, fit_profile, measurement_points, validate
 
 TRUTH = {"paths.dense-gemm.peak_fraction": 0.55, "paths.csr-spmm.peak_fraction": 0.3,
          "paths.csr-spmm.d_half": 0.04, "paths.csr-spmm.overhead": 2e-4,
@@ -83,7 +83,7 @@ def test_sparse_times_are_paired_with_the_dense_baseline_beside_them():
 def test_a_term_at_its_absent_end_is_written_absent_only_if_the_fit_allows():
     """d_half at the smallest value searched with the exponent at its floor: d_half^a ~ 1, so the term is
     still there. It is written as absent (0) only when that leaves the fit's cost unchanged."""
-    from kernels.calibrate import _Space, _written_values
+    from accelsim.kernels.calibrate import _Space, _written_values
 
     keys = ["paths.csr-spmm.d_half", "paths.csr-spmm.exponent"]
     space = _Space(keys, {k: 0.01 for k in keys})
@@ -207,7 +207,7 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
     """The issue's CI pipeline on this machine's own kernel timings: `kernels bench --quick`, `calibrate`,
     `validate`. Asserts the plumbing and the error arithmetic, not a (noise-sensitive) error level."""
 
-    from kernels.calibrate import predict_time
+    from accelsim.kernels.calibrate import predict_time
 
     meas, fit, vdir = tmp_path / "quick.json", tmp_path / "cpu-quick.yaml", tmp_path / "val"
     main(["kernels", "bench", "--quick", "--out", str(meas), "--densities", "0.5,0.2,0.05",
@@ -242,7 +242,7 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
 
 
 def test_round_noise_compares_the_two_halves_of_each_cases_rounds():
-    from kernels.validation import round_noise
+    from accelsim.kernels.validation import round_noise
 
     doc = {"records": [
         {"op": "matmul", "times_rounds": {"csr_torch": [1.0, 1.0, 1.2, 1.2], "dense_torch": [2.0, 2.0]}},

@@ -413,8 +413,8 @@ def test_committed_calibration_predicts_its_sweep(profile_file):
     within the issue's per-class target, and the model puts the CSR/dense crossover of the bert-base FFN
     product on the side the sweep measured wherever the two differ by 25 %. Pure arithmetic on committed
     files: fails when the cost model, the profile or the data drift apart."""
-    from kernels.bench import load_measurements
-    from kernels.validation import validate
+    from accelsim.kernels.bench import load_measurements
+    from accelsim.kernels.validation import validate
 
     prof = load_profile(ROOT / profile_file)
     sweep = ROOT / prof.fitted["measurements"]

@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 import torch
 
-import trainer.corpus as corpus_mod
+import accelsim.trainer.corpus as corpus_mod
 from accelsim.errors import UserError
-from trainer.data import DataConfig, build_data, default_corpus
-from trainer.tokenizer import get_tokenizer, tokenizer_cache_path
+from accelsim.trainer.data import DataConfig, build_data, default_corpus
+from accelsim.trainer.tokenizer import get_tokenizer, tokenizer_cache_path
 
 VOCAB = 500
 # 40 texts of the default corpus = its first language-reference topics: ~100k characters.

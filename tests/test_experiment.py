@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from accelsim import trace as tr
-from accelsim.cli import main
+from accelsim.app.cli import main
 from accelsim.errors import UserError
-from accelsim.experiment import (Experiment, MethodSpec, default_experiment, load_experiment, resolve_target_loss,
+from accelsim.app.experiment import (Experiment, MethodSpec, default_experiment, load_experiment, resolve_target_loss,
                                  run_experiment, train_config)
-from accelsim.experiment_config import QuickSettings, experiment_from_dict
+from accelsim.app.experiment_config import QuickSettings, experiment_from_dict
 from accelsim.hardware import list_profiles
 from accelsim.sim.result import smoothed_loss
 from accelsim.trace_check import check_trace
@@ -29,7 +29,7 @@ def tiny_experiment(**kw) -> Experiment:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny experiment whose RigL run was interrupted at step 5 before `run_experiment` saw it."""
-    from trainer.train import train
+    from accelsim.trainer.train import train
 
     exp = tiny_experiment()
     out = tmp_path_factory.mktemp("exp")
@@ -117,7 +117,7 @@ def test_run_trains_resumes_simulates_and_reports(finished):
 
 
 def test_resumed_run_equals_an_uninterrupted_one(finished, tmp_path):
-    from trainer.train import train
+    from accelsim.trainer.train import train
 
     exp, out, _ = finished
     spec = next(s for s in exp.runs() if s.method == "rigl")
@@ -167,7 +167,7 @@ def test_run_killed_before_its_first_checkpoint_is_retrained(tmp_path):
 def test_cli_run_json_on_a_finished_experiment(finished, tmp_path, capsys):
     exp, out, result = finished
     path = tmp_path / "tiny.yaml"
-    from accelsim.experiment import experiment_to_yaml
+    from accelsim.app.experiment import experiment_to_yaml
 
     path.write_text(experiment_to_yaml(exp))
     main(["run", str(path), "--out", str(out), "--json"])

@@ -20,11 +20,11 @@ from accelsim import trace as tr  # noqa: E402
 from accelsim.errors import UserError  # noqa: E402
 from accelsim.trace_check import check_trace  # noqa: E402
 from accelsim.workload import COND_MATMUL, StepKind, phase_flops, step_ops  # noqa: E402
-from trainer.data import DataConfig  # noqa: E402
-from trainer.fff import FFFLayer, FFFSpec, _FFFPath, apply_fff, layer_stats, parse_ffn  # noqa: E402
-from trainer.models import linear_layers, model_dims  # noqa: E402
-from trainer.sparsity import SparsityConfig  # noqa: E402
-from trainer.train import TrainConfig, train  # noqa: E402
+from accelsim.trainer.data import DataConfig  # noqa: E402
+from accelsim.trainer.fff import FFFLayer, FFFSpec, _FFFPath, apply_fff, layer_stats, parse_ffn  # noqa: E402
+from accelsim.trainer.models import linear_layers, model_dims  # noqa: E402
+from accelsim.trainer.sparsity import SparsityConfig  # noqa: E402
+from accelsim.trainer.train import TrainConfig, train  # noqa: E402
 
 
 def test_parse_ffn():
@@ -41,7 +41,7 @@ def test_parse_ffn():
 
 @pytest.mark.parametrize("spec", ["fff:0x3", "fff:abc"])
 def test_cli_ffn_errors_are_one_line(tmp_path, capsys, spec):
-    from accelsim.cli import main
+    from accelsim.app.cli import main
     with pytest.raises(SystemExit) as exc:
         main(["train", "--ffn", spec, "--out", str(tmp_path / "x"), "--quiet"])
     assert exc.value.code == 2

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import fff_cpu
-from trainer.fff import FFFLayer, FFFSpec
+from accelsim.kernels import fff_cpu
+from accelsim.trainer.fff import FFFLayer, FFFSpec
 
 # float32: the kernels sum the H products in a different order than torch's GEMM
 RTOL, ATOL = 1e-5, 1e-5
@@ -67,17 +67,16 @@ def test_cpu_kernels_equal_zeroing_unused_neurons(impl, T, H, K, D, bias):
                                rtol=RTOL, atol=ATOL)
 
 
-def test_walk_kernel_uses_the_isa_width():
+def test_walk_kernel_uses_the_isa_width(isa_vector_floats):
     """The walk's TILE accumulators are vectors of the CPU's own width (16-float vectors spill on AVX2)."""
     import ctypes
 
-    from tests.test_kernels_cpu import isa_vector_floats
     if fff_cpu.native_unavailable():
         pytest.skip(fff_cpu.native_unavailable())
     lib = fff_cpu._native()[0]
     lib.fff_config.argtypes, lib.fff_config.restype = [ctypes.c_int], ctypes.c_int
     vw, tile = lib.fff_config(0), lib.fff_config(1)
-    assert vw == isa_vector_floats() and tile + 2 <= (32 if vw == 16 else 16)
+    assert vw == isa_vector_floats and tile + 2 <= (32 if vw == 16 else 16)
 
 
 def test_gather_chunks_and_masked_formulation_agree():
@@ -121,7 +120,7 @@ def test_layer_inference_equals_cmm_kernels(mode):
 
 def triton_check() -> None:
     """Triton FFF forward vs the zeroed dense reference and the naive walk, under the interpreter."""
-    from kernels.triton.fff import fff_triton
+    from accelsim.kernels.triton.fff import fff_triton
 
     for T, H, K, D, bias in SHAPES[:3]:
         x, w_in, b_in, w_out = _operands(T, H, K, D, bias)
@@ -139,6 +138,6 @@ def test_triton_forward_matches_torch_in_interpreter():
     torch._dynamo) may already have imported it, depending on which files pytest was given and in what order."""
     pytest.importorskip("triton", reason="triton is not installed (optional extra accelsim[triton])")
     env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-c", "from tests.test_fff_kernels import triton_check; triton_check()"],
+    proc = subprocess.run([sys.executable, "-P", "-c", "import runpy, sys; runpy.run_path(sys.argv[1])['triton_check']()", __file__],
                           cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accelsim.cli import main
+from accelsim.app.cli import main
 from accelsim.errors import UserError
 from accelsim.hardware import (
     fittable_params,

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from accelsim.errors import UserError
-from kernels import registry
-from kernels.cases import Case, make_mask, make_operands, reference
-from kernels.cpu import _native, mkl
-from kernels.cpu.blocksparse import block_layout, native_linear, native_sddmm, scatter_blocks
-from kernels.cpu.csr import csr_matmul, csr_matmul_dx, csr_sddmm, to_csr
-from kernels.cpu.csr_c import csr_arrays, native_csr_matmul
-from kernels.cpu.nm import nm_compress, nm_decompress, nm_gather_dw, nm_gather_matmul
-from kernels.registry import KernelPath, Prepared, check_path, paths_for, pick_fastest
+from accelsim.kernels import registry
+from accelsim.kernels.cases import Case, make_mask, make_operands, reference
+from accelsim.kernels.cpu import _native, mkl
+from accelsim.kernels.cpu.blocksparse import block_layout, native_linear, native_sddmm, scatter_blocks
+from accelsim.kernels.cpu.csr import csr_matmul, csr_matmul_dx, csr_sddmm, to_csr
+from accelsim.kernels.cpu.csr_c import csr_arrays, native_csr_matmul
+from accelsim.kernels.cpu.nm import nm_compress, nm_decompress, nm_gather_dw, nm_gather_matmul
+from accelsim.kernels.registry import KernelPath, Prepared, check_path, paths_for, pick_fastest
 
 RTOL, ATOL = 1e-4, 1e-4  # float32, reductions over <= 96 terms of N(0,1) products
 
@@ -91,23 +91,14 @@ def test_native_block_kernels(b):
         native_linear(ops.X.double(), lay, lay.transposed_blocks())
 
 
-def isa_vector_floats() -> int:
-    """Floats per vector register of this CPU as -march=native sees it (from /proc/cpuinfo)."""
-    try:
-        flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
-    except OSError:
-        flags = []
-    return 16 if "avx512f" in flags else 8 if "avx" in flags else 4
-
-
-def test_native_block_kernels_use_the_isa_width():
+def test_native_block_kernels_use_the_isa_width(isa_vector_floats):
     """64-byte vectors on an AVX2 CPU spill the 16-row tile: a median 7x slower on a Zen 3. The build must pick the
     machine's own width and a tile whose accumulators fit its register file."""
     if _native.available():
         pytest.skip(_native.available())
     lib = _native.load()[0]
     vl, mr16, mr32 = (lib.bs_config(i) for i in range(3))
-    assert vl == isa_vector_floats()
+    assert vl == isa_vector_floats
     registers = 32 if vl == 16 else 16
     for b, mr in ((16, mr16), (32, mr32)):
         assert mr * (b // vl) + 1 <= registers, (b, mr)  # accumulators + the broadcast
@@ -139,7 +130,7 @@ def test_native_block_kernels_chunks_and_groups(b):
 
 @pytest.mark.parametrize("m, k, n, density, multi", [(150, 64, 40, 0.3, False), (70, 3000, 24, 0.05, True),
                                                      (150, 1000, 50, 0.3, True), (5, 33, 7, 0.5, False)])
-def test_native_csr_kernel(m, k, n, density, multi):
+def test_native_csr_kernel(m, k, n, density, multi, isa_vector_floats):
     """Full token chunks, a narrower last chunk and long rows cut into k panels that each chunk sums (the
     registry test's 40 tokens fit in one partial chunk); rows without nonzeros come out as zeros."""
     if _native.csr_available():
@@ -153,9 +144,9 @@ def test_native_csr_kernel(m, k, n, density, multi):
     dY = torch.randn(m, n, generator=g)
     torch.testing.assert_close(native_csr_matmul(dY, csr_arrays(W.T)), dY @ W, rtol=RTOL, atol=ATOL)
     lib = _native.load_csr()[0]
-    assert lib.csr_config() == isa_vector_floats()
+    assert lib.csr_config() == isa_vector_floats
     # a chunk is 8 vectors wide; k is cut so that its slice of Xᵀ stays within 192 KB
-    assert lib.csr_panels(k) == max(1, math.ceil(k * 8 * isa_vector_floats() * 4 / (192 * 1024)))
+    assert lib.csr_panels(k) == max(1, math.ceil(k * 8 * isa_vector_floats * 4 / (192 * 1024)))
     assert (lib.csr_panels(k) > 1) == multi
     with pytest.raises(ValueError, match="float32 CPU X with"):
         native_csr_matmul(X.double(), csr_arrays(W))

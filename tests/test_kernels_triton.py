@@ -10,12 +10,12 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton", reason="triton is not installed (optional extra accelsim[triton])")
 
-from kernels.cases import Case, make_operands  # noqa: E402
-from kernels.cpu.blocksparse import block_layout, scatter_blocks  # noqa: E402
-from kernels.cpu.nm import nm_compress  # noqa: E402
-from kernels.registry import paths_for  # noqa: E402
-from kernels.triton.blocksparse import bsr_linear, bsr_sddmm  # noqa: E402
-from kernels.triton.nm import nm_linear, nm_linear_dx  # noqa: E402
+from accelsim.kernels.cases import Case, make_operands  # noqa: E402
+from accelsim.kernels.cpu.blocksparse import block_layout, scatter_blocks  # noqa: E402
+from accelsim.kernels.cpu.nm import nm_compress  # noqa: E402
+from accelsim.kernels.registry import paths_for  # noqa: E402
+from accelsim.kernels.triton.blocksparse import bsr_linear, bsr_sddmm  # noqa: E402
+from accelsim.kernels.triton.nm import nm_linear, nm_linear_dx  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-4  # float32 with IEEE tl.dot: only the summation order differs from torch
 

@@ -6,10 +6,10 @@ import statistics
 
 import pytest
 
-from accelsim.cli import main
+from accelsim.app.cli import main
 from accelsim.errors import UserError
-from kernels.bench import BenchConfig, load_measurements, run_bench
-from kernels.merge import merge_measurements
+from accelsim.kernels.bench import BenchConfig, load_measurements, run_bench
+from accelsim.kernels.merge import merge_measurements
 
 TINY = dict(tokens=(24,), hidden=(32,), layers=("ffn_in",), densities=(0.5,), patterns=("block16",),
             ops=("matmul",), repeats=1, warmup=1, threads=(1,), min_sample_s=1e-4, fff=("1x3",))
@@ -51,7 +51,7 @@ def test_rounds_are_pooled_and_medians_recomputed(files, tmp_path, capsys):
 def test_ratios_of_files_written_before_them_pair_only_complete_paths(files):
     """A file without ratios_rounds: a path timed in every round (as many times as the dense baseline) is
     paired by round; one that misses rounds (its older rounds dropped by --latest-only) is not."""
-    from kernels.bench import record_ratios
+    from accelsim.kernels.bench import record_ratios
 
     rec = {"times": {"dense_torch": 2.0, "a": 1.0, "b": 1.0},
            "times_rounds": {"dense_torch": [2.0, 4.0], "a": [1.0, 1.0], "b": [1.0]}}

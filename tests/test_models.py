@@ -8,7 +8,7 @@ import torch
 
 from accelsim.errors import UserError
 from accelsim.trace import ROLES
-from trainer.models import PRESETS, build_model, linear_layers, model_dims
+from accelsim.trainer.models import PRESETS, build_model, linear_layers, model_dims
 
 ROLE_ORDER = ["q", "k", "v", "attn_out", "ffn_in", "ffn_out"]
 

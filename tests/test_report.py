@@ -11,7 +11,7 @@ import pytest
 from PIL import Image as PILImage
 
 from accelsim import trace as tr
-from accelsim.cli import main
+from accelsim.app.cli import main
 from accelsim.errors import UserError
 from accelsim.hardware import load_profile
 from accelsim.report import build_report, load_validation
@@ -22,9 +22,9 @@ TARGET = 5.95  # reached by both tiny runs (their losses start near ln(400) ~ 6.
 
 
 def _tiny_cfg(out, method, sparsity):
-    from trainer.data import DataConfig
-    from trainer.sparsity import SparsityConfig
-    from trainer.train import TrainConfig
+    from accelsim.trainer.data import DataConfig
+    from accelsim.trainer.sparsity import SparsityConfig
+    from accelsim.trainer.train import TrainConfig
 
     return TrainConfig(model="bert-tiny", out=str(out), steps=8, batch_size=4, lr=1e-3, seed=3, eval_every=4,
                        eval_batches=1, checkpoint_every=4, threads=1,
@@ -34,7 +34,7 @@ def _tiny_cfg(out, method, sparsity):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from trainer.train import train
+    from accelsim.trainer.train import train
 
     root = tmp_path_factory.mktemp("report")
     paths = [train(_tiny_cfg(root / "dense", "dense", 0.0), progress=False),

@@ -330,7 +330,7 @@ def test_multi_device_profile_and_ring_formula(rigl_run):
 
 
 def test_cli_simulate(rigl_run, capsys):
-    from accelsim.cli import main
+    from accelsim.app.cli import main
 
     main(["simulate", str(rigl_run), "--hw", "ideal,cpu-local", "--target-loss", "9.9", "--json"])
     data = json.loads(capsys.readouterr().out)

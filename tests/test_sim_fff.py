@@ -15,9 +15,9 @@ from accelsim.sim.device import DeviceSpec
 from accelsim.sim.schedule import fff_key, plan_epochs
 from accelsim.trace_check import check_trace
 from accelsim.workload import COND_MATMUL, StepKind, fff_neurons, phase_flops, step_ops
-from trainer.data import DataConfig
-from trainer.sparsity import SparsityConfig
-from trainer.train import TrainConfig, train
+from accelsim.trainer.data import DataConfig
+from accelsim.trainer.sparsity import SparsityConfig
+from accelsim.trainer.train import TrainConfig, train
 
 PHASES = tr.PHASES
 
@@ -175,7 +175,7 @@ def test_trace_check_validates_the_fff_table(runs, tmp_path, field, change):
 
 
 def test_cli_simulates_an_fff_run_on_all_profiles(runs, capsys):
-    from accelsim.cli import main
+    from accelsim.app.cli import main
 
     main(["simulate", str(runs["fff:1x4"]), "--hw", "all", "--no-save"])
     out = capsys.readouterr().out

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from accelsim.errors import UserError
-from trainer.sparsity import (CubicSchedule, DropGrowSchedule, SparsityConfig, allocate, available_methods,
+from accelsim.trainer.sparsity import (CubicSchedule, DropGrowSchedule, SparsityConfig, allocate, available_methods,
                               build_method, cosine_drop_fraction, erk, layer_densities)
-from trainer.sparsity.masks import Grid, nm_valid
-from trainer.sparsity.methods.snfs import split_proportionally
+from accelsim.trainer.sparsity.masks import Grid, nm_valid
+from accelsim.trainer.sparsity.methods.snfs import split_proportionally
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():

@@ -37,7 +37,7 @@ def test_rigl_trace_is_a_valid_run(tmp_path):
 
 
 def test_schedule_matches_the_trainer(tmp_path):
-    from trainer.sparsity.schedules import DropGrowSchedule, cosine_drop_fraction
+    from accelsim.trainer.sparsity.schedules import DropGrowSchedule, cosine_drop_fraction
 
     t = _run(tmp_path, steps=1000, update_every=100)
     sched = DropGrowSchedule(100, 0.3, 0.75 * 1000)
@@ -82,7 +82,7 @@ def test_erk_makes_overfull_layers_dense_and_resolves():
 
 
 def test_erk_agrees_with_the_trainer():
-    from trainer.sparsity.distribution import erk
+    from accelsim.trainer.sparsity.distribution import erk
 
     shapes = {n: s for n, _, s in bert_linears(BERT_PRESETS["bert-mini"])}
     shapes["tiny"] = [8, 4]
@@ -171,7 +171,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_cli_synth(tmp_path, capsys):
-    from accelsim.cli import main
+    from accelsim.app.cli import main
 
     out = tmp_path / "cli"
     main(["trace", "synth", "--model", "bert-tiny", "--method", "set", "--sparsity", "0.8", "--steps", "30",

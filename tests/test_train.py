@@ -7,10 +7,10 @@ import torch
 from accelsim import trace as tr
 from accelsim.errors import UserError
 from accelsim.trace_check import check_trace
-from trainer import train as train_mod
-from trainer.data import DataConfig
-from trainer.sparsity import SparsityConfig
-from trainer.train import TrainConfig, TrainingDiverged, train
+from accelsim.trainer import train as train_mod
+from accelsim.trainer.data import DataConfig
+from accelsim.trainer.sparsity import SparsityConfig
+from accelsim.trainer.train import TrainConfig, TrainingDiverged, train
 
 
 def tiny_cfg(out, method="rigl", sparsity=0.5, steps=12, **sp):
@@ -104,7 +104,7 @@ def test_existing_trace_is_never_overwritten(tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from accelsim.cli import main
+    from accelsim.app.cli import main
     with pytest.raises(SystemExit) as exc:
         main(["train", "--sparsity", "1.5", "--out", str(tmp_path / "x"), "--quiet"])
     assert exc.value.code == 2
@@ -115,9 +115,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_hf_trainer_callback_writes_the_same_trace(tmp_path):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    from trainer.callback import AccelsimCallback
-    from trainer.data import build_data
-    from trainer.models import build_model
+    from accelsim.trainer.callback import AccelsimCallback
+    from accelsim.trainer.data import build_data
+    from accelsim.trainer.models import build_model
 
     data = build_data(DataConfig(vocab_size=400, seq_len=32, max_texts=400), seed=0)
     model = build_model("bert-tiny", vocab_size=len(data.tokenizer), seq_len=32)

@@ -16,10 +16,10 @@ import torch
 from transformers import TrainerCallback
 
 from accelsim import trace as tr
-from trainer.models import linear_layers, model_dims
-from trainer.sparsity import SparsityConfig, build_method
-from trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
-from trainer.train import DEFAULT_SPARSE_ROLES, _masks
+from accelsim.trainer.models import linear_layers, model_dims
+from accelsim.trainer.sparsity import SparsityConfig, build_method
+from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
+from accelsim.trainer.train import DEFAULT_SPARSE_ROLES, _masks
 
 
 class AccelsimCallback(TrainerCallback):

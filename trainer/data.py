@@ -20,8 +20,8 @@ import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from accelsim.errors import expect
-from trainer.corpus import CorpusSource, default_corpus, resolve_corpus
-from trainer.tokenizer import default_cache_dir, get_tokenizer, tokenizer_fingerprint
+from accelsim.trainer.corpus import CorpusSource, default_corpus, resolve_corpus
+from accelsim.trainer.tokenizer import default_cache_dir, get_tokenizer, tokenizer_fingerprint
 
 __all__ = ["DataConfig", "MLMData", "build_data", "default_corpus"]
 

@@ -27,7 +27,7 @@ from torch import nn
 from accelsim import trace as tr
 from accelsim.errors import UserError
 from accelsim.workload import fff_forward_flops
-from kernels.fff_cpu import fff_forward, fff_masked_dense, nodes_per_tree
+from accelsim.kernels.fff_cpu import fff_forward, fff_masked_dense, nodes_per_tree
 
 #: Path fraction K(D+1)/(K(2^(D+1)-1)) up to which the path-only (gather) formulation trains; above it
 #: (depth <= 3) gathering rows per token moves more memory than one dense GEMM over all neurons, which
@@ -92,7 +92,7 @@ class _FFFPath(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_in, b_in, w_out, trees: int, depth: int):
         if x.is_cuda:
-            from kernels.triton.fff import fff_triton
+            from accelsim.kernels.triton.fff import fff_triton
             y, nodes, logits = fff_triton(x, w_in, b_in, w_out, trees, depth, return_paths=True)
         else:
             y, nodes, logits = fff_forward(x, w_in, b_in, w_out, trees, depth, return_paths=True)

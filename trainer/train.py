@@ -22,11 +22,11 @@ import torch
 
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
-from trainer.data import DataConfig, build_data
-from trainer.fff import FFFRecorder, apply_fff, parse_ffn
-from trainer.models import build_model, linear_layers, model_dims
-from trainer.sparsity import SparsityConfig, build_method
-from trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
+from accelsim.trainer.data import DataConfig, build_data
+from accelsim.trainer.fff import FFFRecorder, apply_fff, parse_ffn
+from accelsim.trainer.models import build_model, linear_layers, model_dims
+from accelsim.trainer.sparsity import SparsityConfig, build_method
+from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
 
 CHECKPOINT = "checkpoint.pt"
 DEFAULT_SPARSE_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")

@@ -138,7 +138,7 @@ class HardwareProfile:
 
 
 def _package_dir():
-    return resources.files("hwconfigs")
+    return resources.files("accelsim.hwconfigs")
 
 
 def list_profiles() -> list[str]:

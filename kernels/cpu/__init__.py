@@ -3,4 +3,4 @@
 The torch-based paths (dense, CSR, BSR, SDDMM, N:M gather) are device-agnostic and also register for
 CUDA, where the same calls dispatch to cuBLAS/cuSPARSE.
 """
-from kernels.cpu import blocksparse, csr, csr_c, dense, mkl, nm  # noqa: F401  (registration side effects)
+from accelsim.kernels.cpu import blocksparse, csr, csr_c, dense, mkl, nm  # noqa: F401  (registration side effects)

@@ -6,7 +6,7 @@ import ctypes
 import functools
 from pathlib import Path
 
-from kernels.native import FLAGS, build, cache_dir  # noqa: F401  (re-exported: where builds are cached)
+from accelsim.kernels.native import FLAGS, build, cache_dir  # noqa: F401  (re-exported: where builds are cached)
 
 SOURCE = Path(__file__).with_name("_blocksparse.c")
 CSR_SOURCE = Path(__file__).with_name("_csr.c")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.cases import Operands, block_of
-from kernels.cpu import _native
-from kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.cases import Operands, block_of
+from accelsim.kernels.cpu import _native
+from accelsim.kernels.registry import KernelPath, Prepared, register
 
 BLOCKS = ("block16", "block32")
 OUT_T = "out: transposed view"  # input read row-major; result is the transpose of a contiguous Yᵀ

@@ -11,8 +11,8 @@ import warnings
 
 import torch
 
-from kernels.cases import Operands
-from kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.cases import Operands
+from accelsim.kernels.registry import KernelPath, Prepared, register
 
 DEVICES = ("cpu", "cuda")
 SPARSE = ("*",)  # any mask is a valid CSR matrix; structured patterns may still win with their own paths

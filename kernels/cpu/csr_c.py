@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.cases import Operands
-from kernels.cpu import _native
-from kernels.cpu.csr import OUT_T, SPARSE, to_csr
-from kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.cases import Operands
+from accelsim.kernels.cpu import _native
+from accelsim.kernels.cpu.csr import OUT_T, SPARSE, to_csr
+from accelsim.kernels.registry import KernelPath, Prepared, register
 
 
 @dataclass(frozen=True)

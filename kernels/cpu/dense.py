@@ -5,8 +5,8 @@ measured against in the same run. The weight gradient is computed densely and th
 """
 from __future__ import annotations
 
-from kernels.cases import Operands
-from kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.cases import Operands
+from accelsim.kernels.registry import KernelPath, Prepared, register
 
 DEVICES = ("cpu", "cuda")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels.cases import Operands, block_of
-from kernels.registry import KernelPath, Prepared, on_set_threads, register
+from accelsim.kernels.cases import Operands, block_of
+from accelsim.kernels.registry import KernelPath, Prepared, on_set_threads, register
 
 OUT_T = "out: transposed view"  # input read row-major; result is the transpose of a contiguous Yᵀ
 

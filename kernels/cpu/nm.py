@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.cases import Operands, nm_of
-from kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.cases import Operands, nm_of
+from accelsim.kernels.registry import KernelPath, Prepared, register
 
 NM_PATTERNS = ("2:4",)
 DEVICES = ("cpu", "cuda")

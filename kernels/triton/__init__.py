@@ -3,4 +3,4 @@
 Importing this package needs ``triton``; :func:`kernels.registry.load_paths` treats its absence as
 "no Triton paths". The kernels run on the CPU under ``TRITON_INTERPRET=1`` for testing.
 """
-from kernels.triton import paths  # noqa: F401  (registration side effects)
+from accelsim.kernels.triton import paths  # noqa: F401  (registration side effects)

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.cpu.blocksparse import BlockLayout
+from accelsim.kernels.cpu.blocksparse import BlockLayout
 
 
 @triton.jit

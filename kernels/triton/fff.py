@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fff_cpu import _check, nodes_per_tree
+from accelsim.kernels.fff_cpu import _check, nodes_per_tree
 
 
 

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.cpu.nm import NMWeight
+from accelsim.kernels.cpu.nm import NMWeight
 
 
 @triton.jit

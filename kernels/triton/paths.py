@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from kernels.cases import Operands, block_of, nm_of
-from kernels.cpu.blocksparse import block_layout, scatter_blocks
-from kernels.cpu.nm import nm_compress
-from kernels.registry import KernelPath, Prepared, register
-from kernels.triton.blocksparse import bsr_linear, bsr_sddmm
-from kernels.triton.nm import nm_linear, nm_linear_dx
+from accelsim.kernels.cases import Operands, block_of, nm_of
+from accelsim.kernels.cpu.blocksparse import block_layout, scatter_blocks
+from accelsim.kernels.cpu.nm import nm_compress
+from accelsim.kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.triton.blocksparse import bsr_linear, bsr_sddmm
+from accelsim.kernels.triton.nm import nm_linear, nm_linear_dx
 
 GPU = ("cuda",)
 

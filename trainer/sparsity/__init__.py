@@ -4,12 +4,12 @@
 
 See :mod:`trainer.sparsity.base` for the per-step call order.
 """
-from trainer.sparsity.base import MaskChange, SparsityMethod, available_methods, build_method, register
-from trainer.sparsity.config import SparsityConfig
-from trainer.sparsity.distribution import DISTRIBUTIONS, allocate, erk, layer_densities, uniform
-from trainer.sparsity.schedules import CubicSchedule, DropGrowSchedule, cosine_drop_fraction
+from accelsim.trainer.sparsity.base import MaskChange, SparsityMethod, available_methods, build_method, register
+from accelsim.trainer.sparsity.config import SparsityConfig
+from accelsim.trainer.sparsity.distribution import DISTRIBUTIONS, allocate, erk, layer_densities, uniform
+from accelsim.trainer.sparsity.schedules import CubicSchedule, DropGrowSchedule, cosine_drop_fraction
 
-import trainer.sparsity.methods  # noqa: E402,F401  (registers every method)
+import accelsim.trainer.sparsity.methods  # noqa: E402,F401  (registers every method)
 
 __all__ = [
     "CubicSchedule", "DISTRIBUTIONS", "DropGrowSchedule", "MaskChange", "SparsityConfig", "SparsityMethod",

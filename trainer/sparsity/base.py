@@ -23,10 +23,10 @@ from torch import nn
 
 from accelsim.errors import expect
 from accelsim.workload import StepKind
-from trainer.sparsity.config import SparsityConfig
-from trainer.sparsity.distribution import allocate, layer_densities
-from trainer.sparsity.masks import Grid, topk_mask
-from trainer.sparsity.schedules import DropGrowSchedule
+from accelsim.trainer.sparsity.config import SparsityConfig
+from accelsim.trainer.sparsity.distribution import allocate, layer_densities
+from accelsim.trainer.sparsity.masks import Grid, topk_mask
+from accelsim.trainer.sparsity.schedules import DropGrowSchedule
 
 
 @dataclass
@@ -49,7 +49,7 @@ def register(name: str):
 
 
 def available_methods() -> list[str]:
-    import trainer.sparsity.methods  # noqa: F401  (importing registers every method)
+    import accelsim.trainer.sparsity.methods  # noqa: F401  (importing registers every method)
     return sorted(_REGISTRY)
 
 

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 from accelsim.errors import expect
-from trainer.sparsity.distribution import DISTRIBUTIONS
+from accelsim.trainer.sparsity.distribution import DISTRIBUTIONS
 
 #: Initial-mask rules for static masks and the first masks of dynamic methods.
 INITS = ("random", "magnitude")

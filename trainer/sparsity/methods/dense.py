@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from accelsim.workload import StepKind
-from trainer.sparsity.base import MaskChange, SparsityMethod, register
+from accelsim.trainer.sparsity.base import MaskChange, SparsityMethod, register
 
 
 @register("dense")

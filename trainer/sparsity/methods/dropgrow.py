@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from trainer.sparsity.base import SparsityMethod, register
-from trainer.sparsity.masks import drop_smallest, grow_largest
+from accelsim.trainer.sparsity.base import SparsityMethod, register
+from accelsim.trainer.sparsity.masks import drop_smallest, grow_largest
 
 _DROP_GROW_HPARAMS = ("sparsity", "distribution", "init", "seed", "update_every", "drop_fraction", "end_fraction")
 

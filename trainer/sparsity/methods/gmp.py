@@ -10,9 +10,9 @@ import math
 
 import torch
 
-from trainer.sparsity.base import SparsityMethod, register
-from trainer.sparsity.masks import drop_smallest
-from trainer.sparsity.schedules import CubicSchedule
+from accelsim.trainer.sparsity.base import SparsityMethod, register
+from accelsim.trainer.sparsity.masks import drop_smallest
+from accelsim.trainer.sparsity.schedules import CubicSchedule
 
 
 @register("gmp")

@@ -20,8 +20,8 @@ import torch
 
 from accelsim.errors import expect
 from accelsim.workload import StepKind
-from trainer.sparsity.base import MaskChange, SparsityMethod, register
-from trainer.sparsity.masks import NMSelector
+from accelsim.trainer.sparsity.base import MaskChange, SparsityMethod, register
+from accelsim.trainer.sparsity.masks import NMSelector
 
 
 @register("nm")

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from trainer.sparsity.base import SparsityMethod, register
-from trainer.sparsity.masks import drop_smallest, grow_largest
+from accelsim.trainer.sparsity.base import SparsityMethod, register
+from accelsim.trainer.sparsity.masks import drop_smallest, grow_largest
 
 
 def split_proportionally(total: int, weights: list[float], capacity: list[int]) -> list[int]:

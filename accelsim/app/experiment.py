@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from accelsim.errors import UserError, expect
-from accelsim.experiment_config import Experiment, MethodSpec, RunSpec, default_experiment, load_experiment
+from accelsim.app.experiment_config import Experiment, MethodSpec, RunSpec, default_experiment, load_experiment
 
 __all__ = ["Experiment", "ExperimentResult", "MethodSpec", "RunOutcome", "RunSpec", "default_experiment",
            "load_experiment", "resolve_target_loss", "run_experiment", "simulate_runs", "train_config"]
@@ -61,9 +61,9 @@ class ExperimentResult:
 
 def train_config(exp: Experiment, spec: RunSpec, run_dir: Path):
     """The trainer configuration of one run of ``exp`` (also what tests use to interrupt a run)."""
-    from trainer.data import DataConfig
-    from trainer.sparsity import SparsityConfig
-    from trainer.train import TrainConfig
+    from accelsim.trainer.data import DataConfig
+    from accelsim.trainer.sparsity import SparsityConfig
+    from accelsim.trainer.train import TrainConfig
 
     sparsity = SparsityConfig(method=spec.method, sparsity=spec.sparsity,
                               **{"update_every": exp.resolved_update_every(), **dict(spec.options)})
@@ -97,7 +97,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
 def _train_one(cfg, progress: bool) -> str:
     """Train, resume or reuse the run in ``cfg.out``; returns what was done."""
     from accelsim import trace as tr
-    from trainer.train import CHECKPOINT, train
+    from accelsim.trainer.train import CHECKPOINT, train
 
     out = Path(cfg.out)
     if tr.manifest_path(out).is_file():

@@ -1,4 +1,4 @@
-"""`accelsim run [EXPERIMENT.yaml]`: train, simulate on every profile and report (thin over accelsim.experiment)."""
+"""`accelsim run [EXPERIMENT.yaml]`: train, simulate on every profile and report (thin over accelsim.app.experiment)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ def run_command(
         as_json: bool = typer.Option(False, "--json", help="print the result (runs, report files, summary) as JSON"),
 ) -> None:
     """Train an experiment's runs, simulate them on every profile, write report.html and report.md."""
-    from accelsim.experiment import default_experiment, load_experiment, run_experiment
+    from accelsim.app.experiment import default_experiment, load_experiment, run_experiment
 
     exp = load_experiment(experiment) if experiment is not None else default_experiment()
     stem = experiment.stem if experiment is not None else "experiment"

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
     import importlib.util
 
     # the synthetic-trace command lives with the simulator, which owns the synthetic generator
-    if importlib.util.find_spec("accelsim.cli.simulate") is not None:
-        from accelsim.cli.simulate import synth_command
+    if importlib.util.find_spec("accelsim.app.cli.simulate") is not None:
+        from accelsim.app.cli.simulate import synth_command
 
         if "synth" not in {c.name for c in trace_app.registered_commands}:
             trace_app.command("synth")(synth_command)

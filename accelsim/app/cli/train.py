@@ -54,9 +54,9 @@ def train_command(
     from dataclasses import asdict
 
     from accelsim.trace_check import check_trace
-    from trainer.data import DataConfig
-    from trainer.sparsity import SparsityConfig
-    from trainer.train import TrainConfig, train
+    from accelsim.trainer.data import DataConfig
+    from accelsim.trainer.sparsity import SparsityConfig
+    from accelsim.trainer.train import TrainConfig, train
 
     n, m = _parse_nm(nm)
     cfg = TrainConfig(

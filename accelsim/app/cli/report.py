@@ -47,7 +47,7 @@ def _hardware(hw: str | None, run_paths: list[Path]) -> tuple[list[str] | None, 
 
 def _ensure(run_paths: list[Path], to_sim: list[str], target: float | None, progress: bool) -> None:
     if to_sim:
-        from accelsim.experiment import simulate_runs
+        from accelsim.app.experiment import simulate_runs
 
         simulate_runs(run_paths, to_sim, target_loss=target, only_missing=True, progress=progress)
 

@@ -219,7 +219,7 @@ def _mapping(v, src, key, known: list[str]) -> dict:
 
 
 def _model(v, src, key):
-    from trainer.models import PRESETS
+    from accelsim.trainer.models import PRESETS
 
     _str(v, src, key)
     if v not in PRESETS and not Path(v).is_dir():
@@ -246,7 +246,7 @@ def _target(v, src, key):
 
 
 def _data(v, src, key):
-    from trainer.data import DataConfig
+    from accelsim.trainer.data import DataConfig
 
     known = [f.name for f in dataclasses.fields(DataConfig) if f.name != "seq_len"]
     return dict(_mapping(v, src, key, known))
@@ -258,7 +258,7 @@ def _quick(v, src, key):
 
 
 def _methods(v, src, key):
-    from trainer.sparsity import SparsityConfig, available_methods
+    from accelsim.trainer.sparsity import SparsityConfig, available_methods
 
     if not isinstance(v, list) or not v:
         _fail(src, key, "a non-empty list of methods", v)

@@ -48,8 +48,8 @@ def bench(
                                    "e.g. csr_torch,blocksparse_c"),
 ) -> None:
     """Sweep BERT-shaped sparse products and write measurements (JSON + CSV)."""
-    from kernels.bench import BenchConfig, run_bench
-    from kernels.report import print_table, progress_printer
+    from accelsim.kernels.bench import BenchConfig, run_bench
+    from accelsim.kernels.report import print_table, progress_printer
 
     overrides = {k: v for k, v in dict(
         threads=_split(threads, int, "threads"), tokens=_split(tokens, int, "tokens"),
@@ -75,8 +75,8 @@ def merge(
                                           help="kernel path changed between the sweeps: keep only its newest file's rounds"),
 ) -> None:
     """Pool the rounds of several sweeps of one machine into one measurements file."""
-    from kernels.bench import write_measurements
-    from kernels.merge import merge_measurements
+    from accelsim.kernels.bench import write_measurements
+    from accelsim.kernels.merge import merge_measurements
 
     doc = merge_measurements(measurements, tuple(latest_only))
     write_measurements(doc, out)
@@ -99,9 +99,9 @@ def pick(
     dtype: str = typer.Option("float32", "--dtype"),
 ) -> None:
     """Check and time every path of one case; print which won."""
-    from kernels.cases import Case
-    from kernels.registry import pick_fastest
-    from kernels.report import print_choice
+    from accelsim.kernels.cases import Case
+    from accelsim.kernels.registry import pick_fastest
+    from accelsim.kernels.report import print_choice
 
     case = Case(op, tokens, d_in, d_out, density, pattern, dtype)
     print_choice(pick_fastest(case, device=device, threads=threads, repeats=repeats))
@@ -113,7 +113,7 @@ def paths(device: str = typer.Option("cpu", "--device")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from kernels.registry import all_paths
+    from accelsim.kernels.registry import all_paths
 
     table = Table(title=f"kernel paths ({device})")
     for col in ("op", "path", "patterns", "status", "what"):
@@ -132,8 +132,8 @@ def calibrate(
                                 "profile's compute units)"),
 ) -> None:
     """Fit a profile's efficiency parameters to kernel measurements (held-out cases kept aside)."""
-    from kernels.calibrate import calibrate as run
-    from kernels.report import print_calibration
+    from accelsim.kernels.calibrate import calibrate as run
+    from accelsim.kernels.report import print_calibration
 
     cal = run(measurements, hw, out, threads=threads)
     print_calibration(cal)
@@ -147,8 +147,8 @@ def validate(
     threads: int = typer.Option(None, "--threads", help="thread count of the records to use"),
 ) -> None:
     """Predict held-out measurements with a profile: per-kernel, per-pattern and overall error."""
-    from kernels.calibrate import validate as run
-    from kernels.report import print_validation
+    from accelsim.kernels.calibrate import validate as run
+    from accelsim.kernels.report import print_validation
 
     report = run(measurements, hw, out, threads=threads)
     print_validation(report)
