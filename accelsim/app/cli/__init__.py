@@ -35,24 +35,52 @@ def _register_all() -> None:
 _register_all()
 
 
+def _is_click_error(err: BaseException, name: str) -> bool:
+    """Whether ``err`` is click's (or typer's vendored copy of click's) exception class ``name``.
+
+    typer < 0.20 raises ``click.exceptions.*``; newer typer raises the same classes from its bundled
+    ``typer._click`` (and does not depend on click at all), so matching on the class name along the MRO
+    works with every typer/click pair pyproject allows, without importing either copy.
+    """
+    return any(cls.__name__ == name for cls in type(err).__mro__)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(where: str, message: object, code: int = 2) -> None:
+    print(f"{where}: error: {_one_line(message)}", file=sys.stderr)
+    raise SystemExit(code) from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: usage and user errors become one line on stderr and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, prog_name="accelsim", standalone_mode=False)
     except UserError as err:
-        print(f"accelsim: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail("accelsim", err)
     except KeyboardInterrupt:
         print("accelsim: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except SystemExit:
         raise
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            print(f"accelsim: error: {err.format_message()}", file=sys.stderr)
-            raise SystemExit(err.exit_code) from None
-        if isinstance(err, click.exceptions.Abort):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        # a path the user named that cannot be read or written: theirs to fix, no traceback
+        if err.filename is None:
+            raise
+        _fail("accelsim", f"{err.filename}: {err.strerror}")
+    except Exception as err:  # click/typer usage errors arrive here in non-standalone mode
+        if _is_click_error(err, "NoArgsIsHelpError"):  # a command group without its sub-command: show help
+            print(err.format_message())
+            raise SystemExit(0) from None
+        if _is_click_error(err, "ClickException") and hasattr(err, "format_message"):
+            ctx = getattr(err, "ctx", None)
+            where = ctx.command_path if ctx is not None else "accelsim"
+            hint = f" (see {where} --help)" if _is_click_error(err, "UsageError") else ""
+            _fail(where, f"{err.format_message()}{hint}", getattr(err, "exit_code", 2) or 2)
+        if _is_click_error(err, "Abort"):
             raise SystemExit(130) from None
         raise
+    if isinstance(rc, int) and rc:  # typer.Exit(code) in non-standalone mode returns the code
+        raise SystemExit(rc)
