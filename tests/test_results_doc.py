@@ -1,0 +1,63 @@
+"""docs/results.md is generated from benchmarks/results/ and must match what the script writes today."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "make_results_doc.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("make_results_doc", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve the module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_results_doc_matches_the_result_files():
+    run = subprocess.run([sys.executable, "-P", str(SCRIPT), "--check"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr + "\n(regenerate: python benchmarks/make_results_doc.py)"
+
+
+def test_check_fails_on_a_stale_doc(tmp_path):
+    stale = tmp_path / "results.md"
+    stale.write_text((REPO / "docs" / "results.md").read_text().replace("| **overall** |", "| overall |", 1))
+    run = subprocess.run([sys.executable, "-P", str(SCRIPT), "--check", "--out", str(stale)],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "out of date" in run.stderr
+
+
+def test_figures_come_from_the_files(tmp_path):
+    mod = _module()
+    machine = {"cpu_model": "Test CPU", "logical_cores": 4, "isa_flags": ["avx2"], "date": "2030-01-02T00:00:00"}
+    (tmp_path / "box").mkdir()
+    trainer = {"model": "bert-tiny", "batch_size": 2, "seq_len": 8, "threads": 4, "steps": 10, "machine": machine,
+               "median_step_s_dense": 0.25, "median_step_s_rigl90": 0.3, "masked_vs_dense_ratio": 1.2,
+               "tracing_overhead_fraction": 0.004, "mask_update_extra_s": 0.05,
+               "mask_update_amortised_fraction_dT100": 0.0005}
+    (tmp_path / "box" / "trainer.json").write_text(json.dumps(trainer))
+    (tmp_path / "box" / "notes.json").write_text(json.dumps({"machine": machine, "x": 1}))
+    text = mod.build(tmp_path)
+    assert "## Machine `box`" in text and "Test CPU" in text and "2030-01-02" in text
+    assert "| median step, dense | 250 ms |" in text and "1.2× dense" in text and "0.40 %" in text
+    # a file no renderer knows is listed, not dropped
+    assert "`notes.json`" in text.split("Other files")[1]
+
+
+def test_a_new_result_kind_is_one_registered_function(tmp_path):
+    mod = _module()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "widget.json").write_text(json.dumps({"speed": 3.14159}))
+    try:
+        @mod.renders("widget.json", "Widget speed")
+        def widget(path, d):
+            return [f"speed {mod.sig(d['speed'])}"]
+        text = mod.build(tmp_path)
+    finally:
+        mod.KINDS.pop()
+    assert "### Widget speed" in text and "speed 3.14" in text and "Other files" not in text
