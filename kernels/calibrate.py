@@ -29,6 +29,7 @@ import numpy as np
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
 from accelsim.hardware.cost import CACHE_LINE, tile_fill
+from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
@@ -38,34 +39,13 @@ from accelsim.kernels.validation import validate  # noqa: F401  (the CLI's `acce
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 HOLDOUT_EVERY = 5  # one case in five is held out
-#: fitted per profile path kind, most important first; trimmed so that points >= POINTS_PER_PARAM x params
-FIT_PARAMS = {
-    "dense": ("peak_fraction", "overhead", "output_bandwidth", "unaligned_penalty"),
-    "sparse": ("peak_fraction", "overhead", "output_bandwidth", "input_bandwidth", "d_half", "exponent",
-               "spill_bytes", "output_free_bytes", "scatter_penalty"),
-    # FFF walk: its rate for row dot products/axpys, the fixed cost per call, the dependent level chain
-    "conditional": ("peak_fraction", "overhead", "level_latency"),
-}
-POINTS_PER_PARAM = 3
+POINTS_PER_PARAM = 3  # the parameters fitted per path (accelsim.hardware.params.fitted_for) are trimmed to this
 #: measurement noise on a shared machine is heavy-tailed: soft_l1 keeps a few stalled medians from
 #: dominating the fit; residuals below f_scale (in log time, ~10 %) are still treated quadratically
 LOSS, F_SCALE = "soft_l1", 0.1
-#: parameters searched in log space (positive scales spanning decades; the fit is in log time): the
-#: smallest value searched, and which end of the range means "term absent" (fitted there -> written as
-#: absent rather than as a meaningless extreme number)
-LOG_PARAMS = {"peak_fraction": (1e-6, None), "overhead": (1e-8, "lo"), "d_half": (1e-5, "lo"),
-              "decode_per_nnz": (1e-13, "lo"), "output_bandwidth": (1e6, "hi"), "input_bandwidth": (1e6, "hi"),
-              "spill_bytes": (1e3, "hi"), "level_latency": (1e-11, "lo"),
-              "output_free_bytes": (1e3, "lo")}
-#: multi-start: plausible range of each parameter on a CPU or GPU (log-uniform for LOG_PARAMS)
-SAMPLE = {"peak_fraction": (0.02, 1.0), "overhead": (1e-7, 1e-3), "output_bandwidth": (1e9, 1e12),
-          "input_bandwidth": (1e9, 1e12), "d_half": (1e-4, 0.3), "exponent": (0.3, 1.0), "spill_bytes": (1e5, 1e9),
-          "output_free_bytes": (1e4, 1e8), "level_latency": (1e-9, 1e-6), "decode_per_nnz": (1e-12, 1e-9),
-          "scatter_penalty": (0.0, 2.0), "unaligned_penalty": (0.0, 1.0)}
+#: the search space of each parameter (log or linear, plausible range, start, "absent" end) is its row in
+#: accelsim.hardware.params.PATH_PARAMS
 N_STARTS = 8
-START = {"overhead": 10e-6, "d_half": 0.01, "output_bandwidth": 20e9, "input_bandwidth": 20e9,
-         "spill_bytes": 8e6, "decode_per_nnz": 1e-10, "level_latency": 30e-9,
-         "output_free_bytes": 1e6}  # where a parameter that is absent starts
 
 
 @dataclass(frozen=True)
@@ -243,7 +223,7 @@ def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list
     out = {}
     for path, pts in by_path.items():
         spec = profile.paths[path]
-        params = tuple(q for q in FIT_PARAMS.get(spec.pattern, FIT_PARAMS["sparse"])
+        params = tuple(q for q in fitted_for(fit_kind(spec.pattern))
                        if q not in IDENTIFIABLE or any(map(IDENTIFIABLE[q], pts)))
         params = params[:max(1, min(len(params), len(pts) // POINTS_PER_PARAM))]
         keys = []
@@ -258,47 +238,51 @@ def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list
 
 
 class _Space:
-    """The optimizer's coordinates: log of the scale parameters (LOG_PARAMS), the value itself for the
-    exponent. A parameter that is absent from the base profile (value 0) starts at START."""
+    """The optimizer's coordinates: log of the scale parameters (a ``log_floor`` in PATH_PARAMS), the value
+    itself for the others (exponent, penalties). A parameter that is absent from the base profile (value 0)
+    starts at its row's ``start``."""
 
     def __init__(self, keys: list[str], current: dict[str, float]):
         self.keys, self.names = keys, [k.split(".")[2] for k in keys]
+        self.rows = [PATH_PARAMS[name] for name in self.names]
         lo, hi, x0 = [], [], []
-        for k, name in zip(keys, self.names):
+        for k, row in zip(keys, self.rows):
             a, b = param_bounds(k)
-            v = current[k] if current[k] > 0 else START.get(name, a)
-            if name in LOG_PARAMS:
-                a, b, v = np.log(max(a, LOG_PARAMS[name][0])), np.log(b), np.log(max(v, LOG_PARAMS[name][0]))
+            v = current[k] if current[k] > 0 else (row.start if row.start is not None else a)
+            if row.log_floor is not None:
+                a, b, v = np.log(max(a, row.log_floor)), np.log(b), np.log(max(v, row.log_floor))
             lo.append(a)
             hi.append(b)
             x0.append(min(max(v, a + 1e-6 * (b - a)), b - 1e-6 * (b - a)))
         self.lo, self.hi, self.x0 = np.array(lo), np.array(hi), np.array(x0)
 
     def starts(self, n: int) -> list[np.ndarray]:
-        """The current values, then n - 1 seeded random points of the parameters' plausible ranges (SAMPLE):
+        """The current values, then n - 1 seeded random points of the parameters' plausible ranges (``sample``):
         the model is a max() of terms, so a gradient method started in one place can stall where a term
         is inactive and its parameters have no gradient."""
         rng = np.random.default_rng(0)
         out = [self.x0]
         for _ in range(n - 1):
             x = []
-            for name, a, b in zip(self.names, self.lo, self.hi):
-                lo, hi = SAMPLE[name]
-                v = np.exp(rng.uniform(np.log(lo), np.log(hi))) if name in LOG_PARAMS else rng.uniform(lo, hi)
-                v = np.log(v) if name in LOG_PARAMS else v
+            for row, a, b in zip(self.rows, self.lo, self.hi):
+                lo, hi = row.sample
+                logged = row.log_floor is not None
+                v = np.exp(rng.uniform(np.log(lo), np.log(hi))) if logged else rng.uniform(lo, hi)
+                v = np.log(v) if logged else v
                 x.append(min(max(v, a + 1e-6 * (b - a)), b - 1e-6 * (b - a)))
             out.append(np.array(x))
         return out
 
     def values(self, u: np.ndarray, snap: bool = False) -> dict[str, float]:
         out = {}
-        for k, name, ui, a, b in zip(self.keys, self.names, u, self.lo, self.hi):
+        for k, row, ui, a, b in zip(self.keys, self.rows, u, self.lo, self.hi):
             end = "lo" if ui - a < 1e-6 * (b - a) else "hi" if b - ui < 1e-6 * (b - a) else None
             if snap and end is not None:  # at a bound to within 1e-6 of the range: the bound itself
                 ui = a if end == "lo" else b
             lo, hi = param_bounds(k)
-            v = min(max(float(np.exp(ui)) if name in LOG_PARAMS else float(ui), lo), hi)  # exp(log(b)) may exceed b
-            if snap and end is not None and name in LOG_PARAMS and LOG_PARAMS[name][1] == end:
+            logged = row.log_floor is not None
+            v = min(max(float(np.exp(ui)) if logged else float(ui), lo), hi)  # exp(log(b)) may exceed b
+            if snap and end is not None and logged and row.absent_end == end:
                 v = 0.0  # the term is absent
             out[k] = v
         return out
@@ -371,12 +355,10 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
     mach = doc["machine"]
     note = f"fitted by `accelsim calibrate` to {Path(source).name} (sha256 {sha256[:12]}), {len(train)} points, {now}"
     profile = with_params(base, values)
-    defaults = {"d_half": 0.0, "overhead": 0.0, "decode_per_nnz": 0.0, "exponent": 1.0, "output_bandwidth": 0.0,
-                "input_bandwidth": 0.0, "spill_bytes": 0.0, "level_latency": 0.0,
-                "output_free_bytes": 0.0, "scatter_penalty": 0.0, "unaligned_penalty": 0.0}
     sources = dict(profile.sources)
     for k, v in values.items():  # a parameter fitted to its default is not written, so it gets no entry
-        if v != defaults.get(k.split(".")[2]):
+        row = PATH_PARAMS[k.split(".")[2]]
+        if row.required or v != row.default:
             sources[k] = note
         else:
             sources.pop(k, None)

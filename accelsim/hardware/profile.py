@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from accelsim.errors import UserError
+from accelsim.hardware.params import PATH_PARAMS, fittable
 from accelsim.hardware.schema import DTYPE_BYTES, FORMAT_VERSION, parse_profile
 from accelsim.hardware.units import format_quantity
 
@@ -68,38 +69,36 @@ class Execution:
     bsp: BSP | None = None
 
 
+_P = PATH_PARAMS  # the numeric parameters' defaults, units, ranges and meaning: accelsim/hardware/params.py
+
+
 @dataclass(frozen=True)
 class PathSpec:
-    """One way to execute a product, with the few fittable efficiency parameters of docs/hardware-profiles.md."""
+    """One way to execute a product, with the few fittable efficiency parameters of docs/hardware-profiles.md.
+    The numeric parameters (and what each means) are declared once in :data:`~accelsim.hardware.params.PATH_PARAMS`;
+    their defaults come from there."""
 
     name: str
-    pattern: str  # dense | unstructured | 2:4 | block | vector
+    pattern: str  # dense | unstructured | 2:4 | block | vector | conditional
     peak_fraction: dict[str, float]  # e_max per dtype; key "*" applies to every dtype
-    d_half: float = 0.0  # executed fraction at which efficiency is half of e_max
-    exponent: float = 1.0  # steepness a of the efficiency curve, in (0, 1] so time never falls with density
-    overhead_s: float = 0.0  # fixed seconds per call on top of the launch overhead
-    decode_s_per_nnz: float = 0.0  # format handling per stored nonzero (one unit's time)
-    index_bytes_per_nnz: float = 0.0  # format metadata moved with every stored value
-    # kernel-internal traffic that does not overlap the FMAs (0: no such term), docs/hardware-profiles.md:
-    output_bandwidth_Bps: float = 0.0  # rate the result is written at (strided tile stores, zero fill)
-    # result bytes written for free before output_bandwidth applies: a fresh result buffer of up to this size
-    # comes from memory the allocator reuses; beyond it, first-touch page faults and zero fill cost time
-    output_free_bytes: float = 0.0
-    input_bandwidth_Bps: float = 0.0  # rate of a layout pass over the dense inputs before computing
-    spill_bytes: float = 0.0  # re-read dense operand size at which the nonzero work runs at half speed
-    # extra per-nonzero work of a scattered nonzero (alone in its 16x16 tile) over one in a filled tile:
-    # index-driven gathers/scatters touch a new cache line per nonzero instead of streaming a run
-    scatter_penalty: float = 0.0
-    # extra compute time (a fraction) of a product whose operand rows are not whole 64-byte cache lines (k or n
-    # not a multiple of 16 fp32 values, e.g. FFF widths 1023 or 4095): split-line loads and edge kernels
-    unaligned_penalty: float = 0.0
+    d_half: float = _P["d_half"].default
+    exponent: float = _P["exponent"].default
+    overhead_s: float = _P["overhead"].default
+    decode_s_per_nnz: float = _P["decode_per_nnz"].default
+    index_bytes_per_nnz: float = _P["index_bytes_per_nnz"].default
+    output_bandwidth_Bps: float = _P["output_bandwidth"].default
+    output_free_bytes: float = _P["output_free_bytes"].default
+    input_bandwidth_Bps: float = _P["input_bandwidth"].default
+    spill_bytes: float = _P["spill_bytes"].default
+    scatter_penalty: float = _P["scatter_penalty"].default
+    unaligned_penalty: float = _P["unaligned_penalty"].default
     block_sizes: tuple[int, ...] = ()
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
     dtypes: tuple[str, ...] = ()  # empty: every dtype the device has a peak for
     description: str = ""
     # conditional (FFF) paths only, see accelsim/hardware/conditional.py:
-    level_latency_s: float = 0.0  # one dependent tree level of one token: row fetch + dot-product reduction
-    interleave: int = 1  # independent token walks one unit keeps in flight (hides level_latency)
+    level_latency_s: float = _P["level_latency"].default
+    interleave: int = _P["interleave"].default
     partition: str = "tokens"  # tokens: units split the tokens | nodes: units own tree nodes (weight-stationary)
     private_levels: tuple[str, ...] = ()  # cache levels whose capacity is per unit (each holds its own hot rows)
     # vector paths only: measured seconds per element of a workload elementwise op, {role: {"fwd"|"bwd": s}},
@@ -233,19 +232,11 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
         d["description"] = s.description
     d["peak_fraction"] = s.peak_fraction["*"] if list(s.peak_fraction) == ["*"] else dict(s.peak_fraction)
     # defaults are left out so that they need no provenance entry (see schema._check_coverage)
-    for key, value, default, text in (
-            ("d_half", s.d_half, 0.0, s.d_half), ("exponent", s.exponent, 1.0, s.exponent),
-            ("overhead", s.overhead_s, 0.0, format_quantity(s.overhead_s, "time")),
-            ("decode_per_nnz", s.decode_s_per_nnz, 0.0, format_quantity(s.decode_s_per_nnz, "time")),
-            ("index_bytes_per_nnz", s.index_bytes_per_nnz, 0.0, format_quantity(s.index_bytes_per_nnz, "bytes")),
-            ("output_bandwidth", s.output_bandwidth_Bps, 0.0, format_quantity(s.output_bandwidth_Bps, "bandwidth")),
-            ("output_free_bytes", s.output_free_bytes, 0.0, format_quantity(s.output_free_bytes, "bytes")),
-            ("input_bandwidth", s.input_bandwidth_Bps, 0.0, format_quantity(s.input_bandwidth_Bps, "bandwidth")),
-            ("spill_bytes", s.spill_bytes, 0.0, format_quantity(s.spill_bytes, "bytes")),
-            ("scatter_penalty", s.scatter_penalty, 0.0, s.scatter_penalty),
-            ("unaligned_penalty", s.unaligned_penalty, 0.0, s.unaligned_penalty)):
-        if value != default:
-            d[key] = text
+    for param in PATH_PARAMS.values():
+        value = getattr(s, param.attr)
+        if param.key != "peak_fraction" and value != param.default and (not param.patterns or s.pattern in
+                                                                          param.patterns):
+            d[param.key] = value if param.dimension in ("", "count") else format_quantity(value, param.dimension)
     if s.block_sizes:
         d["block_sizes"] = list(s.block_sizes)
     if tuple(s.phases) != ("fwd", "bwd_input", "bwd_weight"):
@@ -253,10 +244,6 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
     if s.dtypes:
         d["dtypes"] = list(s.dtypes)
     if s.pattern == "conditional":
-        if s.level_latency_s:
-            d["level_latency"] = format_quantity(s.level_latency_s, "time")
-        if s.interleave != 1:
-            d["interleave"] = s.interleave
         if s.partition != "tokens":
             d["partition"] = s.partition
         if s.private_levels:
@@ -275,35 +262,26 @@ def profile_to_yaml(profile: HardwareProfile, extra: dict | None = None) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
 
 
-#: Fittable parameters per path: name -> (PathSpec attribute, lower bound, upper bound).
-FIT_PARAMS = {"peak_fraction": ("peak_fraction", 1e-6, 1.0), "d_half": ("d_half", 0.0, 10.0),
-              "exponent": ("exponent", 1e-3, 1.0), "overhead": ("overhead_s", 0.0, 10.0),
-              "decode_per_nnz": ("decode_s_per_nnz", 0.0, 1.0),
-              # B/s and bytes; 0 means the term is absent (see PathSpec)
-              "output_bandwidth": ("output_bandwidth_Bps", 0.0, 1e16),
-              "input_bandwidth": ("input_bandwidth_Bps", 0.0, 1e16), "spill_bytes": ("spill_bytes", 0.0, 1e15),
-              "level_latency": ("level_latency_s", 0.0, 1e-3), "output_free_bytes": ("output_free_bytes", 0.0, 1e12),
-              "scatter_penalty": ("scatter_penalty", 0.0, 100.0), "unaligned_penalty": ("unaligned_penalty", 0.0, 100.0)}
-
-
 def fittable_params(profile: HardwareProfile) -> dict[str, float]:
     """Current values of the efficiency parameters, keyed 'paths.<path>.<param>[.<dtype>]' (times in s)."""
     out: dict[str, float] = {}
     for name, s in profile.paths.items():
-        for param, (attr, _, _) in FIT_PARAMS.items():
-            if param == "peak_fraction":
+        for param in fittable().values():
+            if param.key == "peak_fraction":
                 for dt, v in s.peak_fraction.items():
                     out[f"paths.{name}.peak_fraction" + ("" if dt == "*" else f".{dt}")] = v
             else:
-                out[f"paths.{name}.{param}"] = getattr(s, attr)
+                out[f"paths.{name}.{param.key}"] = getattr(s, param.attr)
     return out
 
 
 def param_bounds(key: str) -> tuple[float, float]:
     """(lower, upper) bounds of a fittable parameter key, for scipy.optimize."""
     parts = key.split(".")
-    _, lo, hi = FIT_PARAMS[parts[2]]
-    return lo, hi
+    param = PATH_PARAMS.get(parts[2]) if len(parts) >= 3 else None
+    if param is None or not param.fittable:
+        raise UserError(f"unknown fittable parameter {key!r}; see fittable_params()")
+    return param.fit_bounds
 
 
 def with_params(profile: HardwareProfile, updates: dict[str, float], source: str | None = None) -> HardwareProfile:
@@ -315,10 +293,11 @@ def with_params(profile: HardwareProfile, updates: dict[str, float], source: str
     paths = dict(profile.paths)
     for key, value in updates.items():
         parts = key.split(".")
-        if len(parts) not in (3, 4) or parts[0] != "paths" or parts[1] not in paths or parts[2] not in FIT_PARAMS:
+        if len(parts) not in (3, 4) or parts[0] != "paths" or parts[1] not in paths \
+                or parts[2] not in fittable():
             raise UserError(f"unknown fittable parameter {key!r}; see fittable_params()")
         lo, hi = param_bounds(key)
-        if not (lo <= float(value) <= hi) or (parts[2] in ("peak_fraction", "exponent") and value <= 0):
+        if not (lo <= float(value) <= hi) or (PATH_PARAMS[parts[2]].lo_open and value <= 0):
             raise UserError(f"parameter {key!r} = {value!r} outside its range [{lo:g}, {hi:g}]")
         spec = paths[parts[1]]
         if parts[2] == "peak_fraction":
@@ -329,7 +308,7 @@ def with_params(profile: HardwareProfile, updates: dict[str, float], source: str
             fr[dt] = float(value)
             spec = dataclasses.replace(spec, peak_fraction=fr)
         else:
-            spec = dataclasses.replace(spec, **{FIT_PARAMS[parts[2]][0]: float(value)})
+            spec = dataclasses.replace(spec, **{PATH_PARAMS[parts[2]].attr: float(value)})
         paths[parts[1]] = spec
     sources = dict(profile.sources)
     if source:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from accelsim.errors import UserError
+from accelsim.hardware.params import PATH_PARAMS, PathParam
 from accelsim.hardware.units import parse_quantity
 from accelsim.trace import BLOCK_SIZES
 
@@ -248,12 +249,24 @@ def _execution(r: Reader, top: dict):
                      items_per_unit=r.count(ex, "items_per_unit", "execution"), bsp=bsp)
 
 
-_PATH_KEYS = ("pattern", "description", "peak_fraction", "d_half", "exponent", "overhead", "decode_per_nnz",
-              "index_bytes_per_nnz", "output_bandwidth", "output_free_bytes", "input_bandwidth", "spill_bytes",
-              "scatter_penalty", "unaligned_penalty", "block_sizes", "phases",
-              "dtypes", "level_latency", "interleave", "partition", "private_levels", "element_time")
+#: keys of a path other than its numeric parameters (those: accelsim/hardware/params.py)
+_PATH_SHAPE_KEYS = ("pattern", "description", "block_sizes", "phases", "dtypes", "partition", "private_levels",
+                    "element_time")
+_PATH_KEYS = _PATH_SHAPE_KEYS + tuple(PATH_PARAMS)
 #: keys only a 'conditional' path may carry (accelsim/hardware/conditional.py)
-_CONDITIONAL_KEYS = ("level_latency", "interleave", "partition", "private_levels")
+_CONDITIONAL_KEYS = tuple(k for k, p in PATH_PARAMS.items() if p.patterns == ("conditional",)) \
+    + ("partition", "private_levels")
+
+
+def _param(r: Reader, p: dict, where: str, param: PathParam):
+    """One numeric path parameter as its table row says: a quantity with a unit, a count or a number."""
+    if param.dimension == "count":
+        return r.count(p, param.key, where, required=param.required, default=param.default)
+    if param.dimension:
+        return r.quantity(p, param.key, where, param.dimension, positive=param.positive, required=param.required,
+                          default=param.default)
+    return r.number(p, param.key, where, lo=param.lo, hi=param.hi, lo_open=param.lo_open, required=param.required,
+                    default=param.default)
 
 
 def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
@@ -272,9 +285,11 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
             r.mapping(pf, f"{where}.peak_fraction", tuple(DTYPE_BYTES))
             if not pf:
                 raise r.fail(f"{where}.peak_fraction", "expected at least one dtype entry")
-            fractions = {k: r.number(pf, k, f"{where}.peak_fraction", lo=0, hi=1, lo_open=True) for k in pf}
+            pf_row = PATH_PARAMS["peak_fraction"]
+            fractions = {k: r.number(pf, k, f"{where}.peak_fraction", lo=pf_row.lo, hi=pf_row.hi,
+                                     lo_open=pf_row.lo_open) for k in pf}
         else:
-            fractions = {"*": r.number(p, "peak_fraction", where, lo=0, hi=1, lo_open=True)}
+            fractions = {"*": _param(r, p, where, PATH_PARAMS["peak_fraction"])}
         sizes: tuple[int, ...] = ()
         if pattern == "block":
             bs = r.get(p, "block_sizes", where)
@@ -293,22 +308,11 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
         for key in _CONDITIONAL_KEYS:
             if pattern != "conditional" and key in p:
                 raise r.fail(f"{where}.{key}", "only valid for pattern 'conditional'")
+        numbers = {param.attr: _param(r, p, where, param) for key, param in PATH_PARAMS.items()
+                   if key != "peak_fraction" and (not param.patterns or pattern in param.patterns)}
         specs[name] = PathSpec(
             name=name, pattern=pattern, description=r.string(p, "description", where, required=False),
-            peak_fraction=fractions,
-            d_half=r.number(p, "d_half", where, lo=0, hi=10, required=False, default=0.0),
-            exponent=r.number(p, "exponent", where, lo=0, hi=1, lo_open=True, required=False, default=1.0),
-            overhead_s=r.quantity(p, "overhead", where, "time", positive=False, required=False),
-            decode_s_per_nnz=r.quantity(p, "decode_per_nnz", where, "time", positive=False, required=False),
-            index_bytes_per_nnz=r.quantity(p, "index_bytes_per_nnz", where, "bytes", positive=False,
-                                           required=False),
-            # absent (0) unless given; a given one must be positive
-            output_bandwidth_Bps=r.quantity(p, "output_bandwidth", where, "bandwidth", required=False),
-            output_free_bytes=r.quantity(p, "output_free_bytes", where, "bytes", required=False),
-            input_bandwidth_Bps=r.quantity(p, "input_bandwidth", where, "bandwidth", required=False),
-            spill_bytes=r.quantity(p, "spill_bytes", where, "bytes", required=False),
-            scatter_penalty=r.number(p, "scatter_penalty", where, lo=0, hi=100, required=False, default=0.0),
-            unaligned_penalty=r.number(p, "unaligned_penalty", where, lo=0, hi=100, required=False, default=0.0),
+            peak_fraction=fractions, **numbers,
             block_sizes=sizes, phases=r.strlist(p, "phases", where, MATMUL_PHASES, MATMUL_PHASES),
             dtypes=r.strlist(p, "dtypes", where, tuple(DTYPE_BYTES), ()), **extra)
     for needed in ("dense", "vector"):
@@ -338,10 +342,9 @@ def _element_time(r: Reader, p: dict, where: str) -> dict[str, dict[str, float]]
 
 
 def _conditional_keys(r: Reader, p: dict, where: str, level_names: tuple[str, ...]) -> dict[str, Any]:
-    """The conditional-matmul parameters (docs/hardware-profiles.md, "Conditional matmul")."""
-    out: dict[str, Any] = {
-        "level_latency_s": r.quantity(p, "level_latency", where, "time", positive=False, required=False),
-        "interleave": r.count(p, "interleave", where, required=False, default=1)}
+    """The conditional-matmul layout keys (docs/hardware-profiles.md, "Conditional matmul"); its numbers
+    (level_latency, interleave) are rows of PATH_PARAMS."""
+    out: dict[str, Any] = {}
     if p.get("partition") is not None:
         out["partition"] = r.string(p, "partition", where, choices=PARTITIONS)
         r.leaves.append(f"{where}.partition")  # a claim about how the hardware runs it: needs provenance

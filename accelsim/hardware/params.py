@@ -1,0 +1,120 @@
+"""The numeric parameters of a profile path, declared once (docs/hardware-profiles.md, "Paths").
+
+Every consumer iterates over :data:`PATH_PARAMS` instead of naming the parameters again: the profile
+schema (which YAML keys a path may carry, their units and ranges), the YAML writer (which keys to leave
+out at their default), the fittable-parameter API (``fittable_params``, ``param_bounds``, ``with_params``)
+and the calibration (which parameters it fits for which kind of path, in which space, from where).
+Adding a path parameter = one row here + the :class:`~accelsim.hardware.profile.PathSpec` attribute it
+fills + its use in the cost model (tests/test_hardware.py checks that the table and PathSpec agree).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """One numeric parameter of a profile path."""
+
+    key: str  # the YAML key under paths.<name> and the name in fittable keys 'paths.<path>.<key>'
+    attr: str  # the PathSpec attribute (SI units: seconds, B/s, bytes)
+    default: float  # value when the YAML leaves it out; written back only when it differs
+    # hardware.units dimension of a quantity ("time", "bandwidth", "bytes"); "" for a dimensionless number,
+    # "count" for an integer count
+    dimension: str = ""
+    # range accepted in a profile for dimensionless numbers (lo_open: lo itself refused); quantities must be
+    # >= 0, and > 0 when ``positive`` (their 0 is "term absent", spelled by leaving the key out)
+    lo: float = 0.0
+    hi: float = float("inf")
+    lo_open: bool = False
+    positive: bool = False
+    required: bool = False  # a path must give it (then ``default`` is only the type's neutral value)
+    # pattern kinds of path that may carry it (empty: every kind): a key another kind would silently ignore
+    # is refused instead
+    patterns: tuple[str, ...] = ()
+    # --- fitting (accelsim.hardware.profile.with_params, accelsim.kernels.calibrate) ---
+    fit_bounds: tuple[float, float] | None = None  # None: not fittable
+    # path kinds calibrate fits it for, as (kind, rank): lower ranks are fitted first when the points
+    # are too few for every parameter; kinds: "dense", "sparse" (every sparse-product path), "conditional"
+    fit_for: tuple[tuple[str, int], ...] = ()
+    # scale parameters spanning decades are searched in log space from this smallest value; the end of
+    # the range that means "term absent" ("lo" or "hi", or None) is written as absent when fitted there
+    log_floor: float | None = None
+    absent_end: str | None = None
+    sample: tuple[float, float] | None = None  # plausible range for the multi-start (log-uniform if log_floor)
+    start: float | None = None  # where a fit starts when the base profile has the term absent (0)
+    doc: str = ""
+
+    @property
+    def fittable(self) -> bool:
+        return self.fit_bounds is not None
+
+
+def _rows(*params: PathParam) -> dict[str, PathParam]:
+    return {p.key: p for p in params}
+
+
+#: Numeric path parameters, in the order a written profile lists them.
+PATH_PARAMS: dict[str, PathParam] = _rows(
+    # peak_fraction is a number or a {dtype: number} table (schema and writer handle that shape)
+    PathParam("peak_fraction", "peak_fraction", 1.0, lo=0.0, hi=1.0, lo_open=True, required=True, fit_bounds=(1e-6, 1.0),
+              fit_for=(("dense", 0), ("sparse", 0), ("conditional", 0)), log_floor=1e-6, sample=(0.02, 1.0),
+              doc="e_max: best fraction of the device peak the path reaches (per dtype, or '*' for all)"),
+    PathParam("d_half", "d_half", 0.0, lo=0.0, hi=10.0, fit_bounds=(0.0, 10.0), fit_for=(("sparse", 4),),
+              log_floor=1e-5, absent_end="lo", sample=(1e-4, 0.3), start=0.01,
+              doc="executed fraction at which efficiency is half of e_max"),
+    PathParam("exponent", "exponent", 1.0, lo=0.0, hi=1.0, lo_open=True, fit_bounds=(1e-3, 1.0),
+              fit_for=(("sparse", 5),), sample=(0.3, 1.0),
+              doc="steepness a of the efficiency curve, in (0, 1] so time never falls with density"),
+    PathParam("overhead", "overhead_s", 0.0, "time", fit_bounds=(0.0, 10.0),
+              fit_for=(("dense", 1), ("sparse", 1), ("conditional", 1)), log_floor=1e-8, absent_end="lo",
+              sample=(1e-7, 1e-3), start=10e-6, doc="fixed seconds per call on top of the launch overhead"),
+    PathParam("decode_per_nnz", "decode_s_per_nnz", 0.0, "time", fit_bounds=(0.0, 1.0), log_floor=1e-13,
+              absent_end="lo", sample=(1e-12, 1e-9), start=1e-10,
+              doc="format handling per stored nonzero (one unit's time)"),
+    PathParam("index_bytes_per_nnz", "index_bytes_per_nnz", 0.0, "bytes",
+              doc="format metadata moved with every stored value"),
+    PathParam("output_bandwidth", "output_bandwidth_Bps", 0.0, "bandwidth", positive=True, fit_bounds=(0.0, 1e16),
+              fit_for=(("dense", 2), ("sparse", 2)), log_floor=1e6, absent_end="hi", sample=(1e9, 1e12),
+              start=20e9, doc="rate the result is written at, not overlapped with the FMAs (0: no such term)"),
+    PathParam("output_free_bytes", "output_free_bytes", 0.0, "bytes", positive=True, fit_bounds=(0.0, 1e12),
+              fit_for=(("sparse", 7),), log_floor=1e3, absent_end="lo", sample=(1e4, 1e8), start=1e6,
+              doc="result bytes written for free (reused allocator memory) before output_bandwidth applies"),
+    PathParam("input_bandwidth", "input_bandwidth_Bps", 0.0, "bandwidth", positive=True, fit_bounds=(0.0, 1e16),
+              fit_for=(("sparse", 3),), log_floor=1e6, absent_end="hi", sample=(1e9, 1e12), start=20e9,
+              doc="rate of a layout pass over the dense inputs before computing (0: no such term)"),
+    PathParam("spill_bytes", "spill_bytes", 0.0, "bytes", positive=True, fit_bounds=(0.0, 1e15),
+              fit_for=(("sparse", 6),), log_floor=1e3, absent_end="hi", sample=(1e5, 1e9), start=8e6,
+              doc="re-read dense operand size at which the nonzero work runs at half speed (0: never)"),
+    PathParam("scatter_penalty", "scatter_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
+              fit_for=(("sparse", 8),), sample=(0.0, 2.0),
+              doc="extra per-nonzero work of a nonzero alone in its 16x16 tile over one in a filled tile"),
+    PathParam("unaligned_penalty", "unaligned_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
+              fit_for=(("dense", 3),), sample=(0.0, 1.0),
+              doc="extra compute time of a product whose operand rows are not whole 64-byte cache lines"),
+    # conditional (FFF) paths only, accelsim/hardware/conditional.py
+    PathParam("level_latency", "level_latency_s", 0.0, "time", patterns=("conditional",), fit_bounds=(0.0, 1e-3),
+              fit_for=(("conditional", 2),), log_floor=1e-11, absent_end="lo", sample=(1e-9, 1e-6),
+              start=30e-9, doc="one dependent tree level of one token: row fetch + dot-product reduction"),
+    PathParam("interleave", "interleave", 1, "count", patterns=("conditional",),
+              doc="independent token walks one unit keeps in flight (hides level_latency)"),
+)
+
+#: the path kinds calibrate distinguishes; a profile path's pattern maps to one (fit_kind)
+FIT_KINDS = ("dense", "sparse", "conditional")
+
+
+def fit_kind(pattern: str) -> str:
+    """Which calibration kind a path pattern belongs to: dense and conditional paths, else a sparse product."""
+    return pattern if pattern in ("dense", "conditional") else "sparse"
+
+
+def fitted_for(kind: str) -> tuple[str, ...]:
+    """Parameters calibrate fits for paths of ``kind`` ("dense", "sparse", "conditional"), most important
+    first (it keeps only as many as the points support)."""
+    ranked = sorted((rank, p.key) for p in PATH_PARAMS.values() for k, rank in p.fit_for if k == kind)
+    return tuple(key for _, key in ranked)
+
+
+def fittable() -> dict[str, PathParam]:
+    return {k: p for k, p in PATH_PARAMS.items() if p.fittable}
