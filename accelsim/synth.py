@@ -21,12 +21,12 @@ BERT-base RigL run cost" in seconds. Everything here is marked ``synthetic`` in 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from accelsim import __version__
+from accelsim.bert import PRESETS, bert_linears, bert_params, cosine_drop_fraction, erk, uniform
 from accelsim.errors import expect
 from accelsim.patterns import pattern_stats
 from accelsim.sim.methods import known_methods, method_rule
@@ -34,82 +34,24 @@ from accelsim.trace import LayerInfo, Manifest, append_columns, append_rows, wri
 from accelsim.workload import phase_flops, step_ops
 
 
-@dataclass(frozen=True)
-class BertDims:
-    layers: int
-    hidden: int
-    heads: int
-    intermediate: int
-    vocab: int = 30522  # bert-base-uncased WordPiece vocabulary
-    max_position: int = 512
-    type_vocab: int = 2
-
-
-#: Google's BERT release (Turc et al. 2019 for the compact sizes): L / H / A / I.
-BERT_PRESETS: dict[str, BertDims] = {
-    "bert-tiny": BertDims(2, 128, 2, 512),
-    "bert-mini": BertDims(4, 256, 4, 1024),
-    "bert-small": BertDims(4, 512, 8, 2048),
-    "bert-medium": BertDims(8, 512, 8, 2048),
-    "bert-base": BertDims(12, 768, 12, 3072),
-    "bert-large": BertDims(24, 1024, 16, 4096),
-}
-
-#: (role, module suffix, output dim, input dim) of the encoder's sparse linears, HF naming.
-_LINEARS = (("q", "attention.self.query", "H", "H"), ("k", "attention.self.key", "H", "H"),
-            ("v", "attention.self.value", "H", "H"), ("attn_out", "attention.output.dense", "H", "H"),
-            ("ffn_in", "intermediate.dense", "I", "H"), ("ffn_out", "output.dense", "H", "I"))
-
-
-def bert_params(d: BertDims) -> int:
-    """Parameters of ``BertForMaskedLM`` (decoder tied to the word embeddings, no pooler)."""
-    H, I = d.hidden, d.intermediate
-    emb = (d.vocab + d.max_position + d.type_vocab) * H + 2 * H
-    block = 4 * (H * H + H) + (H * I + I) + (I * H + H) + 4 * H
-    head = H * H + H + 2 * H + d.vocab
-    return emb + d.layers * block + head
-
-
-def bert_linears(d: BertDims) -> list[tuple[str, str, list[int]]]:
-    dims = {"H": d.hidden, "I": d.intermediate}
-    return [(f"bert.encoder.layer.{b}.{suffix}", role, [dims[o], dims[i]])
-            for b in range(d.layers) for role, suffix, o, i in _LINEARS]
+#: the size presets, their encoder Linears and the layer distributions are accelsim.bert's (shared with the trainer)
+BERT_PRESETS = PRESETS
 
 
 def uniform_densities(shapes: dict[str, list[int]], sparsity: float) -> dict[str, float]:
-    return {name: 1.0 - sparsity for name in shapes}
+    return uniform(shapes, 1.0 - sparsity)
 
 
 def erk_densities(shapes: dict[str, list[int]], sparsity: float) -> dict[str, float]:
-    """Erdős–Rényi-Kernel (Evci et al. 2020): density ∝ (rows+cols)/(rows·cols), same total nnz as
-    uniform. Layers whose density would exceed 1 are made dense and the rest re-solved.
-    Hand-written because no installed library exposes it; it is the formula of the RigL paper."""
-    numel = {n: s[0] * s[1] for n, s in shapes.items()}
-    raw = {n: sum(s) / (s[0] * s[1]) for n, s in shapes.items()}
-    dense: set[str] = set()
-    while True:
-        # nonzeros left for the sparse layers once the dense ones are paid for in full
-        rhs = sum(numel[n] * (1 - sparsity) for n in shapes if n not in dense) - \
-            sum(numel[n] * sparsity for n in dense)
-        divisor = sum(raw[n] * numel[n] for n in shapes if n not in dense)
-        expect(divisor > 0 and rhs > 0, f"sparsity {sparsity} leaves no weights", field="sparsity")
-        eps = rhs / divisor
-        too_big = [n for n in shapes if n not in dense and eps * raw[n] > 1]
-        if not too_big:
-            return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
-        top = max(raw[n] for n in too_big)
-        dense.update(n for n in too_big if raw[n] == top)
+    """ERK (accelsim.bert.erk) at 1 - ``sparsity``, the trainer's distribution."""
+    expect(sparsity < 1.0, f"sparsity {sparsity} leaves no weights", field="sparsity")
+    return erk(shapes, 1.0 - sparsity)
 
 
 DISTRIBUTIONS = {"erk": erk_densities, "uniform": uniform_densities}
 
 
 # --- schedules and loss -------------------------------------------------------------------------
-
-def _cosine_drop(t: np.ndarray, alpha: float, t_end: float) -> np.ndarray:
-    """RigL's drop fraction alpha/2 (1 + cos(pi t / T_end)) with t = completed steps."""
-    return alpha / 2 * (1 + np.cos(np.pi * np.minimum(t / max(t_end, 1.0), 1.0)))
-
 
 def synthetic_loss(steps: np.ndarray, effective_params: float, vocab: int, seed: int = 0) -> np.ndarray:
     """A synthetic (not measured) MLM loss curve: L(t) = L_inf + (ln V - L_inf)(1 + t/2000)^-0.5,
@@ -299,7 +241,7 @@ def _write_patterns(out, rule, spec, layers, versions, nnz, t_end, seed, redraw)
     sources: dict[tuple, MaskSource] = {}
     cache: dict[tuple, dict] = {}
     actual = np.zeros_like(nnz)
-    drop = _cosine_drop(versions + 1.0, spec["drop_fraction"], t_end)  # t = completed steps
+    drop = cosine_drop_fraction(versions + 1.0, spec["drop_fraction"], t_end)  # t = completed steps
     rows: list[dict] = []
     for v, step in enumerate(versions):
         if redraw:

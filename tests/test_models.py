@@ -19,6 +19,7 @@ PAPER_SIZES = {
     "bert-small": (4, 512, 8, 2048),
     "bert-medium": (8, 512, 8, 2048),
     "bert-base": (12, 768, 12, 3072),
+    "bert-large": (24, 1024, 16, 4096),
 }
 
 

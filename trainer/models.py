@@ -1,8 +1,8 @@
 """BERT masked-language models for the trainer: size presets, construction, and layer roles.
 
 The trace manifest names every encoder Linear layer with a *role* (``accelsim.trace.ROLES``) so the
-simulator can place it in the op graph; :func:`linear_layers` is the single place that maps
-Hugging Face module names to those roles.
+simulator can place it in the op graph; :func:`linear_layers` finds them by the Hugging Face module
+names of :data:`accelsim.bert.ROLE_BY_SUFFIX`.
 """
 from __future__ import annotations
 
@@ -12,32 +12,18 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
+from accelsim.bert import PRESETS as BERT_PRESETS
+from accelsim.bert import ROLE_BY_SUFFIX
 from accelsim.errors import UserError, expect
 
-#: Compact BERT sizes of Turc et al., "Well-Read Students Learn Better: On the Importance of
-#: Pre-training Compact Models" (arXiv:1908.08962, 2019), the "BERT miniatures" released by Google;
-#: bert-base is Devlin et al. (2019). Heads = hidden / 64 and intermediate = 4 x hidden, as there.
-PRESETS: dict[str, dict] = {
-    "bert-tiny": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 2, "intermediate_size": 512},
-    "bert-mini": {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024},
-    "bert-small": {"num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8, "intermediate_size": 2048},
-    "bert-medium": {"num_hidden_layers": 8, "hidden_size": 512, "num_attention_heads": 8, "intermediate_size": 2048},
-    "bert-base": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
-}
+#: transformers.BertConfig size keywords of each preset (the presets and their sources: accelsim.bert)
+PRESETS: dict[str, dict] = {name: dims.hf_config() for name, dims in BERT_PRESETS.items()}
 
 #: BERT's own default; larger only when the run's sequence length needs it.
 _DEFAULT_MAX_POSITIONS = 512
 
-#: Suffix of an encoder Linear's module name -> manifest role (registry, not an if/elif chain).
-_ROLE_BY_SUFFIX: dict[str, str] = {
-    "attention.self.query": "q",
-    "attention.self.key": "k",
-    "attention.self.value": "v",
-    "attention.output.dense": "attn_out",
-    "intermediate.dense": "ffn_in",
-    "output.dense": "ffn_out",
-}
-_ENCODER_LINEAR = re.compile(r"(?:^|\.)encoder\.layer\.\d+\.(" + "|".join(map(re.escape, _ROLE_BY_SUFFIX)) + r")$")
+#: suffix of an encoder Linear's module name -> manifest role: accelsim.bert.ROLE_BY_SUFFIX
+_ENCODER_LINEAR = re.compile(r"(?:^|\.)encoder\.layer\.\d+\.(" + "|".join(map(re.escape, ROLE_BY_SUFFIX)) + r")$")
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
@@ -119,7 +105,7 @@ def linear_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear, st
     for name, module in model.named_modules():
         match = _ENCODER_LINEAR.search(name)
         if match and isinstance(module, torch.nn.Linear):
-            out.append((name, module, _ROLE_BY_SUFFIX[match.group(1)]))
+            out.append((name, module, ROLE_BY_SUFFIX[match.group(1)]))
     return out
 
 

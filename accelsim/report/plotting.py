@@ -12,6 +12,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from accelsim.bert import ROLE_BY_SUFFIX
+
 DPI = 110  # sharp enough to read in a browser, small enough that a report stays a few MB
 
 
@@ -44,8 +46,7 @@ def save_figure(fig: Figure, stem: Path, formats: tuple[str, ...] = ("png", "svg
     return paths
 
 
-_ROLE_SUFFIX = {"attention.self.query": "q", "attention.self.key": "k", "attention.self.value": "v",
-                "attention.output.dense": "attn_out", "intermediate.dense": "ffn_in", "output.dense": "ffn_out"}
+_ROLE_SUFFIX = ROLE_BY_SUFFIX  # HF module suffix -> role (accelsim.bert)
 
 
 def short_layer(name: str) -> str:

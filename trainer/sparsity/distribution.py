@@ -1,53 +1,17 @@
 """How an overall sparsity is spread over layers, and the integer per-layer targets that follow.
 
-Layer densities are computed once, from the weight shapes, and turned into integer counts of active
-units (elements, or whole blocks for block methods) that every mask update then keeps exactly.
+Layer densities are computed once, from the weight shapes (:func:`accelsim.bert.layer_densities`, shared
+with synthetic traces), and turned into integer counts of active units (elements, or whole blocks for
+block methods) that every mask update then keeps exactly.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
-from accelsim.errors import UserError
+from accelsim.bert import DISTRIBUTIONS, Shapes, erk, layer_densities, uniform
 
-Shapes = dict[str, tuple[int, int]]  # layer name -> (out_features, in_features)
-
-
-def uniform(shapes: Shapes, density: float) -> dict[str, float]:
-    return {name: density for name in shapes}
-
-
-def erk(shapes: Shapes, density: float) -> dict[str, float]:
-    """Erdos-Renyi-Kernel (Evci et al. 2020): density_l = eps * (n_in + n_out) / (n_in * n_out).
-
-    eps is solved so that the layers' nnz sum to density * total. A layer whose density would exceed 1
-    is made dense and eps is re-solved for the rest, one layer at a time (the largest raw density first,
-    since making it dense lowers eps and may bring the next one back under 1), as in RigL's code.
-    """
-    raw = {n: (r + c) / (r * c) for n, (r, c) in shapes.items()}
-    numel = {n: r * c for n, (r, c) in shapes.items()}
-    budget_total = density * sum(numel.values())
-    dense: set[str] = set()
-    eps = 0.0
-    while len(dense) < len(shapes):
-        rest = [n for n in shapes if n not in dense]
-        budget = budget_total - sum(numel[n] for n in dense)
-        eps = budget / sum(raw[n] * numel[n] for n in rest)  # raw * numel = n_in + n_out > 0
-        worst = max(rest, key=lambda n: raw[n])
-        if eps * raw[worst] <= 1.0:
-            break
-        dense.add(worst)
-    return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
-
-
-DISTRIBUTIONS: dict[str, Callable[[Shapes, float], dict[str, float]]] = {"uniform": uniform, "erk": erk}
-
-
-def layer_densities(distribution: str, shapes: Shapes, density: float) -> dict[str, float]:
-    if distribution not in DISTRIBUTIONS:
-        raise UserError(f"unknown distribution {distribution!r}; expected one of {sorted(DISTRIBUTIONS)}",
-                        source="sparsity config", field="distribution")
-    return DISTRIBUTIONS[distribution](shapes, density)
+# the per-layer densities (uniform, ERK) are BERT-independent facts shared with synthetic traces: accelsim.bert
+__all__ = ["DISTRIBUTIONS", "Shapes", "allocate", "erk", "layer_densities", "uniform"]
 
 
 def allocate(densities: dict[str, float], units: dict[str, int]) -> dict[str, int]:

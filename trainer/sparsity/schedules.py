@@ -6,17 +6,10 @@ which puts the first drop/grow update after exactly ``update_every`` steps of tr
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from accelsim.bert import cosine_drop_fraction  # RigL's schedule, shared with synthetic traces
 from accelsim.errors import expect
-
-
-def cosine_drop_fraction(t: float, f0: float, t_end: float) -> float:
-    """RigL's drop fraction f(t) = f0/2 * (1 + cos(pi t / T_end)), 0 from T_end on."""
-    if t_end <= 0 or t >= t_end:
-        return 0.0
-    return 0.5 * f0 * (1.0 + math.cos(math.pi * t / t_end))
 
 
 @dataclass(frozen=True)
