@@ -154,6 +154,9 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # how the sparse layers' products ran: "masked" (dense on zeroed weights; traces before the field) or
+    # "sparse" (the CPU sparse kernels, accelsim.trainer.execution)
+    execution: str = "masked"
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

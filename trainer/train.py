@@ -23,6 +23,7 @@ import torch
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
 from accelsim.trainer.data import DataConfig, build_data
+from accelsim.trainer.execution import EXECUTIONS, build_execution
 from accelsim.trainer.fff import FFFRecorder, apply_fff, parse_ffn
 from accelsim.trainer.models import build_model, linear_layers, model_dims
 from accelsim.trainer.sparsity import SparsityConfig, build_method
@@ -54,6 +55,11 @@ class TrainConfig:
     # "dense" or "fff:KxD": UltraSparseBERT fast feedforward layers replace every block's FFN (trainer.fff);
     # they are conditionally sparse by design, so --method normally stays dense (it then sparsifies attention only)
     ffn: str = "dense"
+    # "masked" (dense products on zeroed weights) or "sparse": the sparse layers run on the project's CPU
+    # kernels, each product on the path the cost model of `execute_profile` picks (trainer.execution)
+    execute: str = "masked"
+    # the profile whose path choice sparse execution follows: calibrate it on the machine that trains
+    execute_profile: str = "cpu-local"
     data: DataConfig = field(default_factory=DataConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
 
@@ -68,6 +74,7 @@ class TrainConfig:
         bad = [r for r in self.sparse_roles if r not in DEFAULT_SPARSE_ROLES]
         expect(not bad, f"unknown roles {bad}; expected some of {DEFAULT_SPARSE_ROLES}", field="sparse_roles")
         parse_ffn(self.ffn)
+        expect(self.execute in EXECUTIONS, f"expected one of {EXECUTIONS}, got {self.execute!r}", field="execute")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,6 +150,7 @@ def build_manifest(cfg: TrainConfig, model, layers, method, data, sparse_names: 
     return tr.Manifest(
         model=dims, batch_size=cfg.batch_size, dtype="fp32", method=hyper,
         layers=infos, seed=cfg.seed, steps=cfg.steps, versions=library_versions(), host=host_info(),
+        execution=cfg.execute,
         extra={"train_config": cfg.to_dict(), "corpus": data.corpus_info(), "model_name": cfg.model})
 
 
@@ -216,6 +224,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     else:
         writer.start()
 
+    execution = build_execution(cfg.execute, cfg.execute_profile, manifest, method, sparse_layers, out, start)
     probe = InputZeroProbe(sparse_layers)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
     last_good = start - 1
@@ -227,6 +236,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             for step in range(start, cfg.steps):
                 kind = method.step_kind(step)
                 probe.armed = kind.mask_update or step == 0
+                execution.begin_step(kind)
                 batch = data.train_batch(step, cfg.batch_size)
                 t0 = time.perf_counter()
                 loss = model(**batch).loss
@@ -247,6 +257,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 change = method.after_optimizer_step(step)
+                if change is not None:
+                    execution.mask_changed(step)  # sparse formats rebuilt (and timed) inside the step
                 wall = time.perf_counter() - t0
                 densities = method.densities()
                 writer.step(step, loss_value, lr, tokens_per_step, wall, kind, densities, change is not None)
@@ -286,6 +298,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         raise
     finally:
         probe.remove()
+        execution.close()
     summary = {"steps": cfg.steps, "trace_seconds": writer.trace_seconds}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return out

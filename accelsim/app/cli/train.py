@@ -46,6 +46,10 @@ def train_command(
     checkpoint_every: int = typer.Option(50, help="checkpoint and trace flush interval"),
     save_masks: str = typer.Option("auto", help="auto | none | N (store every N-th mask change)"),
     threads: Optional[int] = typer.Option(None, help="torch threads"),
+    execute: str = typer.Option("masked", help="masked (dense products on zeroed weights) | sparse (CPU sparse "
+                                "kernels, per-product path chosen by --execute-profile's cost model)"),
+    execute_profile: str = typer.Option("cpu-local", help="profile (name or YAML) whose path choice --execute "
+                                        "sparse follows: one calibrated on this machine"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the trace summary as JSON"),
@@ -62,7 +66,7 @@ def train_command(
     cfg = TrainConfig(
         model=model, ffn=ffn, out=out, steps=steps if steps is not None else (0 if resume else 300),
         batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, checkpoint_every=checkpoint_every,
-        save_masks=save_masks, threads=threads,
+        save_masks=save_masks, threads=threads, execute=execute, execute_profile=execute_profile,
         sparse_roles=tuple(r.strip() for r in sparse_roles.split(",") if r.strip()),
         data=DataConfig(text_files=text_files, dataset=dataset, tokenizer=tokenizer, vocab_size=vocab_size,
                         seq_len=seq_len),

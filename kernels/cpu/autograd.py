@@ -1,0 +1,202 @@
+"""A masked ``nn.Linear`` whose products run on the project's own CPU kernels, as a torch.autograd.Function.
+
+Triton-tutorial layout: the formats (:class:`SparseWeight`), the Function (:class:`SparseLinearFunction`),
+a thin wrapper (:func:`sparse_linear`); ``tests/test_sparse_execution.py`` checks all three products
+against dense torch with allclose.
+
+Each of the three products of the layer picks its own kernel family (:class:`Paths`), because the
+simulator's cost model does too (one op per phase, the fastest profile path wins):
+
+* ``dense``: torch/MKL on the masked weight (the weight gradient dense, masked afterwards by the method);
+* ``unstructured``: the C CSR kernel (``csr_c``) for Y = X Wᵀ and dX = dY W (the latter on the CSR of Wᵀ,
+  CSR+CSC storage), torch's SDDMM (``sampled_addmm``) for the masked dW;
+* ``block16`` / ``block32``: the C block kernels (``blocksparse_c``) for all three (a block is kept when any
+  of its weights is, so a block size other than the mask's unit is still exact).
+
+The structure (row pointers, block lists, gather indices) comes from the *mask*, never from the weight's
+zeros: a freshly grown weight is zero yet trains. It is rebuilt only when the mask changes; the values
+are gathered from the weight after every optimizer step (detected by the weight's version counter), a
+gather of nnz elements per format. The weight gradient is returned dense-shaped (zeros off the mask) so
+the optimizer and the sparsity method see what the masked path gives them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from accelsim.kernels.cpu.blocksparse import BlockLayout, block_layout, native_linear, native_sddmm
+from accelsim.kernels.cpu.csr import to_csr
+from accelsim.kernels.cpu.csr_c import CSRArrays, native_csr_matmul
+
+FAMILIES = ("dense", "unstructured", "block16", "block32")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Kernel family per product of one layer (each one of FAMILIES)."""
+
+    fwd: str = "dense"
+    dx: str = "dense"
+    dw: str = "dense"
+
+    def __post_init__(self):
+        for f in (self.fwd, self.dx, self.dw):
+            if f not in FAMILIES:
+                raise ValueError(f"unknown kernel family {f!r}; expected one of {FAMILIES}")
+
+    @property
+    def any_sparse(self) -> bool:
+        return (self.fwd, self.dx, self.dw) != ("dense",) * 3
+
+
+def _block(family: str) -> int:
+    return int(family[len("block"):])
+
+
+class _CSR:
+    """CSR of W (or of Wᵀ when ``transpose``) as the C kernel reads it, values gathered from W."""
+
+    def __init__(self, mask: torch.Tensor, transpose: bool):
+        cols_w = mask.shape[1]
+        m = mask.T if transpose else mask
+        r, c = m.nonzero(as_tuple=True)  # row-major: ascending columns within each row, as csr_c needs
+        self.index = (c * cols_w + r) if transpose else (r * cols_w + c)  # flat positions in W
+        row_ptr = torch.zeros(m.shape[0] + 1, dtype=torch.int32)
+        row_ptr[1:] = torch.cumsum(torch.bincount(r, minlength=m.shape[0]), 0)
+        self.rows, self.cols, self.row_ptr, self.col = m.shape[0], m.shape[1], row_ptr, c.to(torch.int32)
+
+    def arrays(self, W: torch.Tensor) -> CSRArrays:
+        return CSRArrays(self.rows, self.cols, self.row_ptr, self.col, W.reshape(-1).index_select(0, self.index))
+
+
+class _Blocks:
+    """Block list of W (or of Wᵀ) for the C kernels, with the gather index of the transposed blocks they read."""
+
+    def __init__(self, mask: torch.Tensor, b: int, transpose: bool):
+        cols_w = mask.shape[1]
+        m = mask.T.contiguous() if transpose else mask
+        empty = torch.empty(m.shape)  # block_layout takes the blocks' values too; ours are gathered per step
+        self.layout: BlockLayout = block_layout(empty, m, b)
+        rr, cc = self.layout.row.long()[:, None, None], self.layout.col.long()[:, None, None]
+        p = torch.arange(b)[None, :, None]
+        q = torch.arange(b)[None, None, :]
+        # BT[i, p, q] = block_i[q, p] of the matrix m; in W's coordinates (m = Wᵀ swaps row and column)
+        mrow, mcol = rr * b + q, cc * b + p
+        self.bt_index = ((mcol * cols_w + mrow) if transpose else (mrow * cols_w + mcol)).reshape(-1)
+        # G[i, p, q] = dW[rr b + p, cc b + q] (the SDDMM's output order; only used on W's own layout)
+        self.g_index = ((rr * b + p) * cols_w + cc * b + q).reshape(-1)
+
+    def bt(self, W: torch.Tensor) -> torch.Tensor:
+        lay = self.layout
+        return W.reshape(-1).index_select(0, self.bt_index).view(lay.nnzb, lay.b, lay.b)
+
+
+class SparseWeight:
+    """The formats one masked weight needs for its chosen ``paths``; ``refresh(W)`` before each use."""
+
+    def __init__(self, mask: torch.Tensor, paths: Paths):
+        self.mask = mask.detach().to(torch.bool).contiguous()
+        self.paths = paths
+        self.shape = tuple(mask.shape)
+        self._fwd = self._dx = self._dw = None
+        if paths.fwd == "unstructured":
+            self._fwd = _CSR(self.mask, transpose=False)
+        elif paths.fwd.startswith("block"):
+            self._fwd = _Blocks(self.mask, _block(paths.fwd), transpose=False)
+        if paths.dx == "unstructured":
+            self._dx = _CSR(self.mask, transpose=True)
+        elif paths.dx.startswith("block"):
+            self._dx = _Blocks(self.mask, _block(paths.dx), transpose=True)
+        if paths.dw == "unstructured":
+            self._mask_csr = to_csr(self.mask.to(torch.float32))
+            self._dw_index = self.mask.reshape(-1).nonzero().squeeze(1)  # CSR (row-major) order
+        elif paths.dw.startswith("block"):
+            self._dw = _Blocks(self.mask, _block(paths.dw), transpose=False)
+        self._version: tuple[int, int] | None = None
+        self._vals: dict[str, object] = {}
+
+    def refresh(self, W: torch.Tensor) -> None:
+        """Gather the current values of W into the sparse formats (only when W changed since the last call)."""
+        key = (id(W), W._version)
+        if key == self._version:
+            return
+        with torch.no_grad():
+            Wc = W.detach().contiguous()
+            self._vals = {}
+            for name, fmt in (("fwd", self._fwd), ("dx", self._dx)):
+                if isinstance(fmt, _CSR):
+                    self._vals[name] = fmt.arrays(Wc)
+                elif isinstance(fmt, _Blocks):
+                    self._vals[name] = fmt.bt(Wc)
+        self._version = key
+
+    # the three products; X: T x d_in, dY: T x d_out, both contiguous float32
+    def forward(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        if isinstance(self._fwd, _CSR):
+            return native_csr_matmul(X, self._vals["fwd"])
+        if isinstance(self._fwd, _Blocks):
+            return native_linear(X, self._fwd.layout, self._vals["fwd"])
+        return X @ W.T
+
+    def input_grad(self, dY: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        if isinstance(self._dx, _CSR):
+            return native_csr_matmul(dY, self._vals["dx"])
+        if isinstance(self._dx, _Blocks):
+            return native_linear(dY, self._dx.layout, self._vals["dx"])
+        return dY @ W
+
+    def weight_grad(self, dY: torch.Tensor, X: torch.Tensor, dense: bool) -> torch.Tensor:
+        """dW, dense-shaped. ``dense``: the full product (a method reads the gradient of pruned weights);
+        otherwise the masked gradient, exact on the mask and zero elsewhere (the dense family computes
+        the full product here too and leaves the masking to the method, as the masked path does)."""
+        if dense or self.paths.dw == "dense":
+            return dY.T @ X
+        out = torch.zeros(self.shape, dtype=X.dtype)
+        flat = out.view(-1)
+        if self._dw is not None:
+            G = native_sddmm(dY, X, self._dw.layout)
+            flat.index_copy_(0, self._dw.g_index, G.reshape(-1))
+        else:
+            vals = torch.sparse.sampled_addmm(self._mask_csr, dY.T.contiguous(), X, beta=0.0).values()
+            flat.index_copy_(0, self._dw_index, vals)
+        return out
+
+
+class SparseLinearFunction(torch.autograd.Function):
+    """Y = X Wᵀ + b with X: T x d_in (contiguous); the products run as ``fmt`` says.
+
+    ``dense_grad``: this step's weight gradient must be the full dense product (RigL on update steps,
+    sparse momentum, SR-STE); on other steps only its nonzeros are computed.
+    """
+
+    @staticmethod
+    def forward(ctx, X, W, b, fmt: SparseWeight, dense_grad: bool):
+        fmt.refresh(W)
+        Y = fmt.forward(X, W)
+        # the CSR kernel returns the transposed view of a contiguous Yᵀ; downstream dropout draws its mask in
+        # memory order, so a transposed layout would drop other elements than the masked path does
+        Y = Y.contiguous()
+        if b is not None:
+            Y.add_(b)
+        ctx.fmt, ctx.dense_grad, ctx.has_bias = fmt, dense_grad, b is not None
+        ctx.save_for_backward(X, W)
+        return Y
+
+    @staticmethod
+    def backward(ctx, dY):
+        X, W = ctx.saved_tensors
+        dY = dY.contiguous()
+        fmt = ctx.fmt
+        dX = fmt.input_grad(dY, W) if ctx.needs_input_grad[0] else None
+        dW = fmt.weight_grad(dY, X, ctx.dense_grad) if ctx.needs_input_grad[1] else None
+        db = dY.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dX, dW, db, None, None
+
+
+def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fmt: SparseWeight,
+                  dense_grad: bool = False) -> torch.Tensor:
+    """``F.linear`` for any leading dims of ``x``, with the products of ``fmt`` (weight already masked)."""
+    lead = x.shape[:-1]
+    y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight, bias, fmt, dense_grad)
+    return y.reshape(*lead, y.shape[-1])
