@@ -141,15 +141,33 @@ def calibrate(
 
 
 def validate(
-    measurements: Path = typer.Argument(..., help="measurements JSON from `accelsim kernels bench`"),
-    hw: str = typer.Option(..., "--hw", help="profile (usually the output of `accelsim calibrate`)"),
+    measurements: Path = typer.Argument(None, help="measurements JSON from `accelsim kernels bench` "
+                                        "(not with --published)"),
+    hw: str = typer.Option(None, "--hw", help="profile (usually the output of `accelsim calibrate`); with "
+                           "--published: comma-separated dataset profiles (default: all)"),
     out: Path = typer.Option(None, "--out", help="directory for validation.json/.csv/.png"),
     threads: int = typer.Option(None, "--threads", help="thread count of the records to use"),
+    published: bool = typer.Option(False, "--published", help="predict the published measurements "
+                                   "(benchmarks/published/points.csv) instead of a local sweep"),
 ) -> None:
     """Predict held-out measurements with a profile: per-kernel, per-pattern and overall error."""
     from accelsim.kernels.calibrate import validate as run
     from accelsim.kernels.report import print_validation
 
+    if published:
+        from accelsim.kernels.published_report import print_published
+
+        if measurements is not None:
+            raise UserError("--published predicts the bundled dataset; give no measurements file", field="--published")
+        from accelsim.kernels.published_validate import validate_published
+
+        report = validate_published(_split(hw, str, "hw"), out=out or Path("benchmarks/results/published"))
+        print_published(report)
+        for f in report.get("files", []):
+            print(f"wrote {f}")
+        return
+    if measurements is None or hw is None:
+        raise UserError("expected a measurements file and --hw (or --published)", field="validate")
     report = run(measurements, hw, out, threads=threads)
     print_validation(report)
     for f in report.get("files", []):

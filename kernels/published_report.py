@@ -1,0 +1,32 @@
+"""Console tables for ``accelsim validate --published`` (rich)."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(stats: dict) -> tuple[str, str, str]:
+    if not stats.get("n"):
+        return "0", "-", "-"
+    return str(stats["n"]), f"{stats['median_abs_log_err']:.3f}", f"{stats['within_1.35x']:.0%}"
+
+
+def print_published(report: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"published measurements: predicted vs published speedup (within {report['within_factor']}x)")
+    for col in ("profile", "family (pattern @ path)", "points", "median |log err|", "within", "no path"):
+        table.add_column(col)
+    for prof, rep in report["profiles"].items():
+        n, med, within = _fmt(rep)
+        table.add_row(f"[bold]{prof}[/]", "all", n, med, within, str(rep.get("no_path", 0)))
+        for fam, stats in rep["families"].items():
+            table.add_row("", fam, *_fmt(stats), str(stats.get("no_path", 0)))
+    console.print(table)
+    n, med, within = _fmt(report["overall"])
+    console.print(f"overall: {n} points, median |log err| {med}, within {report['within_factor']}x: {within}")
+    for prof, rep in report["profiles"].items():
+        worst = ", ".join(f"{w['id']} {w['predicted']:.2f} vs {w['published']:.2f}" for w in rep["worst"][:3])
+        console.print(f"{prof} worst: {worst}")
+        if rep["not_predicted"]:
+            console.print(f"{prof}: {len(rep['not_predicted'])} whole-model/step rows not predicted "
+                          f"({rep['not_predicted'][0]['why']})")

@@ -1,0 +1,190 @@
+"""Predict the published measurements (benchmarks/published/points.csv) with a hardware profile.
+
+Each row's sparse time is predicted on the path of the row's own family (``Point.path``, else any path of
+the row's pattern): a published slowdown must come out as a slowdown, which the simulator's "fastest path
+wins" rule would hide behind the dense fallback. A row whose family has no path on the profile is
+predicted at 1.0x (what the simulator would run: the dense path) and flagged ``no_path``.
+
+Errors are |log(predicted / published)| of the speedup (dense time / sparse time), summarised per profile
+and per family (pattern + path): the median, the share within 1.35x, and the worst rows. Whole-model and
+training-step rows (``op`` model_inference / train_step) need a workload the simulator does not build from
+a dataset row (a BERT QA inference, SAM, ViT), so they are listed as not predicted, never guessed.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from accelsim.errors import UserError
+from accelsim.hardware import HardwareProfile, kernel_time, load_profile
+from accelsim.kernels.published import BEST_TOKENS, Point, load_points
+
+#: a prediction within this factor of the published speedup counts as "within" (issue 16's bar)
+WITHIN = 1.35
+#: products each kernel op is made of: (kernel_time kind, forward m/k/n builder from the row)
+_PRODUCTS = {
+    "kernel_fwd": lambda t, i, o: [("matmul", t, i, o)],
+    "linear_fwdbwd": lambda t, i, o: [(k, t, i, o) for k in ("matmul", "matmul_dx", "matmul_dw")],
+    # MLP in -> out -> in: both layers' three products
+    "mlp_fwdbwd": lambda t, i, o: [(k, t, a, b) for a, b in ((i, o), (o, i))
+                                   for k in ("matmul", "matmul_dx", "matmul_dw")],
+}
+
+
+@dataclass
+class Prediction:
+    id: str
+    source: str
+    profile: str
+    family: str  # pattern[/block] @ path
+    published: float
+    predicted: float | None  # None: not predicted (whole model / step, or no such dtype on the profile)
+    log_err: float | None
+    no_path: bool  # the family has no path on the profile: predicted as the dense fallback (1.0x)
+    why: str = ""
+
+
+def synthetic_kind(p: Point) -> str | None:
+    if p.pattern == "block":
+        kind = f"block{p.block}"
+        from accelsim.hardware import SYNTHETIC_KINDS
+        return kind if kind in SYNTHETIC_KINDS else None
+    return p.pattern
+
+
+def _family_paths(profile: HardwareProfile, p: Point) -> list[str]:
+    """Paths that run the row's family: the row's own path when it names one (absent from the profile =
+    the family has no path there), else every path of the row's pattern."""
+    if p.path:
+        return [p.path] if p.path in profile.paths else []
+    return [name for name, spec in profile.paths.items() if spec.pattern == p.pattern]
+
+
+def _sparse_time(profile, kind, m, k, n, p: Point, pattern: str, paths: list[str]) -> tuple[float, bool]:
+    """Time of one product on the family's path; (time, ran_on_family_path). Phases a family path does not
+    run (a 2:4 path's dX/dW) fall back to the fastest path at that density, as the simulator would."""
+    for path in paths:
+        try:
+            return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, path=path), True
+        except UserError:
+            continue
+    return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype), False
+
+
+def _speedup_at(profile, p: Point, tokens: int, pattern: str, paths: list[str]) -> tuple[float, float, bool]:
+    dense = sparse = 0.0
+    on_family = False
+    for kind, m, k, n in _PRODUCTS[p.op](tokens, p.in_features, p.out_features):
+        dense += kernel_time(profile, kind, m, k, n, 1.0, "unstructured", p.dtype)
+        t, used = _sparse_time(profile, kind, m, k, n, p, pattern, paths)
+        sparse += t
+        on_family |= used
+    return dense, sparse, on_family
+
+
+def predict(profile: HardwareProfile | str, p: Point) -> Prediction:
+    """Predicted speedup of row ``p`` on ``profile`` (see the module docstring for the rules)."""
+    profile = load_profile(profile)
+    fam = f"{p.pattern}{'/b' + str(p.block) if p.block else ''} @ {p.path or '-'}"
+    base = dict(id=p.id, source=p.source, profile=profile.name, family=fam, published=p.speedup)
+    if not p.kernel:
+        return Prediction(**base, predicted=None, log_err=None, no_path=False,
+                          why=f"{p.op}: needs a whole-model workload")
+    if p.dtype not in profile.compute.peak_flops:
+        return Prediction(**base, predicted=None, log_err=None, no_path=False, why=f"profile has no {p.dtype} peak")
+    pattern = synthetic_kind(p)
+    paths = _family_paths(profile, p)
+    if pattern is None or not paths:
+        return Prediction(**base, predicted=1.0, log_err=math.log(1.0 / p.speedup), no_path=True,
+                          why="no path for this family: dense fallback")
+    grid = BEST_TOKENS if p.tokens == "best" else (p.tokens,)
+    runs = [(t, *_speedup_at(profile, p, t, pattern, paths)) for t in grid]
+    if not any(r[3] for r in runs):
+        return Prediction(**base, predicted=1.0, log_err=math.log(1.0 / p.speedup), no_path=True,
+                          why="family path cannot run this product: dense fallback")
+    # "best": the source maximised throughput (tokens / time) separately for sparse and dense
+    pred = max(t / s for t, _, s, _ in runs) / max(t / d for t, d, _, _ in runs)
+    return Prediction(**base, predicted=pred, log_err=math.log(pred / p.speedup), no_path=False)
+
+
+def error_stats(preds: list[Prediction]) -> dict:
+    errs = [abs(x.log_err) for x in preds if x.log_err is not None]
+    if not errs:
+        return {"n": 0}
+    errs.sort()
+    mid = len(errs) // 2
+    median = errs[mid] if len(errs) % 2 else 0.5 * (errs[mid - 1] + errs[mid])
+    return {"n": len(errs), "median_abs_log_err": round(median, 4),
+            "within_1.35x": round(sum(e <= math.log(WITHIN) for e in errs) / len(errs), 4),
+            "no_path": sum(x.no_path for x in preds)}
+
+
+def summarise(preds: list[Prediction], worst: int = 5) -> dict:
+    """Per profile and per family: error statistics and the worst rows."""
+    out: dict = {"overall": error_stats(preds), "profiles": {}}
+    for prof in sorted({x.profile for x in preds}):
+        mine = [x for x in preds if x.profile == prof]
+        fams = {f: error_stats([x for x in mine if x.family == f]) for f in sorted({x.family for x in mine})}
+        ranked = sorted((x for x in mine if x.log_err is not None), key=lambda x: -abs(x.log_err))[:worst]
+        out["profiles"][prof] = {
+            **error_stats(mine), "families": fams,
+            "worst": [{"id": x.id, "published": x.published, "predicted": round(x.predicted, 4), "family": x.family}
+                      for x in ranked],
+            "not_predicted": [{"id": x.id, "why": x.why} for x in mine if x.predicted is None],
+        }
+    return out
+
+
+def validate_published(hw: list[str] | None = None, points_path: str | Path | None = None,
+                       out: str | Path | None = None, profiles: dict[str, HardwareProfile] | None = None) -> dict:
+    """Predict every row whose ``profile`` is in ``hw`` (default: every profile the dataset names).
+    ``profiles`` maps a dataset profile name to the profile to use instead of the bundled one (a fitted
+    profile). Writes published_validation.json and .png under ``out`` when given."""
+    points = load_points(points_path)
+    names = sorted({p.profile for p in points if p.profile})
+    wanted = names if not hw else list(hw)
+    unknown = [h for h in wanted if h not in names]
+    if unknown:
+        raise UserError(f"no published rows for {', '.join(unknown)}; rows exist for {', '.join(names)}",
+                        field="--hw")
+    profiles = profiles or {}
+    preds = [predict(profiles.get(p.profile) or p.profile, p) for p in points if p.profile in wanted]
+    report = {"points": str(points_path or "benchmarks/published/points.csv"), "within_factor": WITHIN,
+              **summarise(preds), "predictions": [asdict(x) for x in preds]}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "published_validation.json").write_text(json.dumps(report, indent=1) + "\n")
+        plot_predictions(preds, out / "published_validation.png")
+        report["files"] = [str(out / "published_validation.json"), str(out / "published_validation.png")]
+    return report
+
+
+def plot_predictions(preds: list[Prediction], path: Path, title: str = "published vs predicted sparse speedup") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    lo, hi = 0.02, 20
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.fill_between([lo, hi], [lo / WITHIN, hi / WITHIN], [lo * WITHIN, hi * WITHIN], color="#ddd",
+                    label=f"within {WITHIN}x")
+    for prof in sorted({x.profile for x in preds}):
+        pts = [x for x in preds if x.profile == prof and x.predicted is not None]
+        ax.scatter([x.published for x in pts], [x.predicted for x in pts], s=14, label=f"{prof} ({len(pts)})",
+                   marker="x" if prof.startswith("ipu") else "o")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("published speedup over dense (same hardware, dtype)")
+    ax.set_ylabel("predicted (the row's own path family)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,49 @@
+"""accelsim validate --published: predictions forced onto the row's own path family."""
+import json
+import math
+
+from typer.testing import CliRunner
+
+from accelsim.app.cli import app
+from accelsim.kernels.published import Point
+from accelsim.kernels.published_validate import error_stats, predict
+
+
+def _point(**kw):
+    base = dict(id="t", source="s", hardware="A100", profile="gpu-a100", library="x", path="csr-spmm",
+                op="kernel_fwd", dtype="fp32", tokens=1024, in_features=4096, out_features=4096,
+                pattern="unstructured", density=0.25, speedup=0.4, read="table", where="w")
+    base.update(kw)
+    return Point(**base)
+
+
+def test_family_forced_prediction_can_be_a_slowdown():
+    # cuSPARSE CSR at 75 % sparsity is slower than dense fp32; the fastest-path rule would say 1.0x
+    pred = predict("gpu-a100", _point())
+    assert pred.predicted is not None and pred.predicted < 1.0 and not pred.no_path
+    assert math.isclose(pred.log_err, math.log(pred.predicted / 0.4))
+
+
+def test_missing_family_path_is_the_dense_fallback_and_flagged():
+    pred = predict("gpu-a100", _point(path="no-such-path"))
+    assert pred.no_path and pred.predicted == 1.0
+
+
+def test_whole_model_rows_are_not_guessed():
+    pred = predict("gpu-a100", _point(op="model_inference", tokens=None, in_features=None, out_features=None))
+    assert pred.predicted is None and "whole-model" in pred.why
+
+
+def test_best_over_tokens_and_stats():
+    pred = predict("gpu-a100", _point(tokens="best"))
+    assert 0 < pred.predicted < 1.0
+    stats = error_stats([pred, predict("gpu-a100", _point(speedup=pred.predicted))])
+    assert stats["n"] == 2 and 0 < stats["within_1.35x"] <= 1.0
+
+
+def test_cli_published_writes_report(tmp_path):
+    res = CliRunner().invoke(app, ["validate", "--published", "--hw", "gpu-h100", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "published_validation.json").read_text())
+    assert set(rep["profiles"]) == {"gpu-h100"} and rep["overall"]["n"] >= 4
+    assert (tmp_path / "published_validation.png").stat().st_size > 0
