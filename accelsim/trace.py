@@ -23,13 +23,19 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass as validated
 
+from accelsim import trace_rules as rules
 from accelsim.errors import UserError, expect
+from accelsim.trace_rules import (DTYPES, FFF_TRAIN_MODES, FFN_TYPES, BatchSize, Density, Flag,  # noqa: F401
+                                  MethodDict, ModelDict, Name, Seed, Shape, Steps)
+
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -118,11 +124,6 @@ TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUM
 #: Tables whose rows are per layer: sorted by (step, layer) when read.
 _PER_LAYER_TABLES = ("patterns", "fff")
 
-#: ``manifest.model["ffn"]["type"]`` values; a manifest without the key has the dense BERT FFN.
-FFN_TYPES = ("dense", "fff")
-#: How the trainer computed an FFF layer: on the visited path only, or all neurons then masked.
-FFF_TRAIN_MODES = ("gather", "masked")
-
 
 def arrow_schema(table: str) -> pa.Schema:
     cols = TABLES[table]
@@ -130,27 +131,32 @@ def arrow_schema(table: str) -> pa.Schema:
                       for name, (typ, unit, doc) in cols.items()])
 
 
-@dataclass
+#: Manifest and layer records are pydantic dataclasses: every field is validated when a manifest is read
+#: or built (types, ranges, documented limits in accelsim.trace_rules), and adding a field stays one line.
+_RECORD = ConfigDict(extra="ignore")
+
+
+@validated(config=_RECORD)
 class LayerInfo:
-    name: str
-    role: str
-    shape: list[int]  # [out_features, in_features], as torch.nn.Linear.weight
-    target_density: float
-    sparse: bool = True
+    name: Name
+    role: Literal[ROLES]
+    shape: Shape  # [out_features, in_features], as torch.nn.Linear.weight
+    target_density: Density
+    sparse: Flag = True
 
 
-@dataclass
+@validated(config=_RECORD)
 class Manifest:
     """Run description. ``model`` keys: layers, hidden, heads, intermediate, vocab, seq_len, params."""
 
-    model: dict[str, Any]
-    batch_size: int
-    dtype: str
-    method: dict[str, Any]
+    model: ModelDict
+    batch_size: BatchSize
+    dtype: Literal[DTYPES]
+    method: MethodDict
     layers: list[LayerInfo]
-    seed: int = 0
-    steps: int = 0
-    synthetic: bool = False
+    seed: Seed = 0
+    steps: Steps = 0
+    synthetic: Flag = False
     versions: dict[str, str] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -166,62 +172,16 @@ class Manifest:
     def from_dict(cls, data: Any, source: str | Path = "manifest.json") -> "Manifest":
         expect(isinstance(data, dict), "expected a JSON object", source=source)
         version = data.get("schema_version")
-        expect(version in SUPPORTED_VERSIONS,
+        expect(version in SUPPORTED_VERSIONS and not isinstance(version, bool),
                f"unknown trace schema version {version!r}; this accelsim reads {list(SUPPORTED_VERSIONS)}",
                source=source, field="schema_version")
-        model = data.get("model")
-        expect(isinstance(model, dict), "expected an object with the model dimensions", source=source, field="model")
-        for key in ("layers", "hidden", "heads", "intermediate", "vocab", "seq_len"):
-            expect(isinstance(model.get(key), int) and model[key] > 0,
-                   "expected a positive integer", source=source, field=f"model.{key}")
-        _check_ffn(model.get("ffn"), source)
-        for key in ("batch_size",):
-            expect(isinstance(data.get(key), int) and data[key] > 0, "expected a positive integer",
-                   source=source, field=key)
-        expect(isinstance(data.get("method"), dict) and isinstance(data["method"].get("name"), str),
-               "expected an object with a 'name'", source=source, field="method")
-        for key in ("seed", "steps"):
-            expect(isinstance(data.get(key, 0), int) and data.get(key, 0) >= 0, "expected a non-negative integer",
-                   source=source, field=key)
-        for key in ("versions", "host", "extra"):
-            expect(isinstance(data.get(key, {}), dict), "expected an object", source=source, field=key)
-        expect(isinstance(data.get("synthetic", False), bool), "expected true or false", source=source,
-               field="synthetic")
-        expect(isinstance(data.get("dtype"), str), "expected a dtype name such as 'fp32'", source=source, field="dtype")
-        raw_layers = data.get("layers")
-        expect(isinstance(raw_layers, list), "expected a list of layers", source=source, field="layers")
-        layers = []
-        for i, item in enumerate(raw_layers):
-            where = f"layers[{i}]"
-            expect(isinstance(item, dict), "expected an object", source=source, field=where)
-            expect(item.get("role") in ROLES, f"expected one of {ROLES}", source=source, field=f"{where}.role")
-            shape = item.get("shape")
-            expect(isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape),
-                   "expected [out_features, in_features]", source=source, field=f"{where}.shape")
-            td = item.get("target_density")
-            expect(isinstance(td, (int, float)) and 0 < td <= 1, "expected a number in (0, 1]",
-                   source=source, field=f"{where}.target_density")
-            layers.append(LayerInfo(name=str(item.get("name")), role=item["role"], shape=list(shape),
-                                    target_density=float(td), sparse=bool(item.get("sparse", True))))
-        known = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: v for k, v in data.items() if k in known and k != "layers"}
-        return cls(layers=layers, **kwargs)
-
-
-def _check_ffn(ffn: Any, source: str | Path) -> None:
-    """``model.ffn`` is optional (older traces: dense FFN); when present it must be well formed."""
-    if ffn is None:
-        return
-    expect(isinstance(ffn, dict) and ffn.get("type") in FFN_TYPES, f"expected an object with type in {FFN_TYPES}",
-           source=source, field="model.ffn")
-    if ffn["type"] != "fff":
-        return
-    for key, low in (("trees", 1), ("depth", 0)):
-        value = ffn.get(key)
-        expect(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-               f"expected an integer >= {low}", source=source, field=f"model.ffn.{key}")
-    expect(ffn.get("train_mode", "gather") in FFF_TRAIN_MODES, f"expected one of {FFF_TRAIN_MODES}",
-           source=source, field="model.ffn.train_mode")
+        try:
+            man = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except ValidationError as err:
+            raise rules.user_error(err, source) from None
+        names = [i.name for i in man.layers]
+        expect(len(set(names)) == len(names), "expected unique layer names", source=source, field="layers")
+        return man
 
 
 def manifest_path(run: Path) -> Path:
@@ -239,9 +199,13 @@ def read_manifest(run: Path) -> Manifest:
     expect(Path(run).is_dir(), "not a run directory", source=run)
     expect(path.is_file(), "missing manifest.json", source=run)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"not valid JSON ({err.msg} at line {err.lineno})", source=path) from None
+    except UnicodeDecodeError:
+        raise UserError("not valid JSON (expected UTF-8 text)", source=path) from None
+    except RecursionError:
+        raise UserError("not a loadable manifest (nested too deeply)", source=path) from None
     return Manifest.from_dict(data, source=path)
 
 
@@ -311,13 +275,17 @@ def read_table(run: Path, table: str) -> pa.Table:
             t = pq.read_table(p)
         except (pa.ArrowInvalid, OSError) as err:
             raise UserError(f"unreadable Parquet part ({err})", source=p) from None
-        missing = [c for c in schema.names if c not in t.column_names]
-        expect(not missing, f"missing columns {missing}", source=p)
-        tables.append(t.select(schema.names).cast(schema))
+        tables.append(rules.check_columns(t, schema, p))
     tbl = pa.concat_tables(tables)
-    if table in _PER_LAYER_TABLES:
-        return tbl.sort_by([("step", "ascending"), ("layer", "ascending")])
-    return tbl.sort_by("step")
+    tbl = tbl.sort_by([("step", "ascending"), ("layer", "ascending")] if table in _PER_LAYER_TABLES else "step")
+    _CHECKS[table](tbl, table_dir(run, table))
+    return tbl
+
+
+#: Row checks per table, run on every read (so simulate, report and trace check see the same refusals).
+_CHECKS = {"steps": lambda t, src: rules.check_steps(t, src, PHASES),
+           "patterns": lambda t, src: rules.check_patterns(t, src, HIST_BINS, BLOCK_SIZES),
+           "eval": rules.check_eval, "fff": rules.check_fff}
 
 
 def truncate_after(run: Path, table: str, step: int) -> None:
@@ -382,7 +350,26 @@ class Trace:
 
 
 def load_trace(run: str | Path) -> Trace:
+    """Open a run directory, validated: manifest, every table, and the tables against the manifest."""
     run = Path(run)
     manifest = read_manifest(run)
-    return Trace(run, manifest, read_table(run, "steps"), read_table(run, "patterns"), read_table(run, "eval"),
-                 read_table(run, "fff"))
+    t = Trace(run, manifest, read_table(run, "steps"), read_table(run, "patterns"), read_table(run, "eval"),
+              read_table(run, "fff"))
+    src = table_dir(run, "steps")
+    expect(t.steps.num_rows > 0, "no step rows", source=src)
+    pat = t.patterns
+    if pat.num_rows:
+        src = table_dir(run, "patterns")
+        unknown = set(pat["layer"].to_pylist()) - {i.name for i in manifest.layers}
+        expect(not unknown, f"layers {sorted(unknown)[:3]} are not in the manifest", source=src, field="layer")
+        first = pat["step"][0].as_py()
+        expect(first == 0, f"first pattern row is at step {first}, expected 0", source=src, field="step")
+        changed = t.steps.filter(t.steps["mask_changed"])["step"].to_pylist()
+        missing = sorted(set(changed) - set(pat["step"].to_pylist()))
+        expect(not missing, f"mask changes at steps {missing[:3]} have no pattern rows", source=src, field="step")
+        shapes = {i.name: tuple(i.shape) for i in manifest.layers}
+        bad = [n for n, r, c in zip(pat["layer"].to_pylist(), pat["rows"].to_pylist(), pat["cols"].to_pylist())
+               if shapes[n] != (r, c)]
+        expect(not bad, f"rows x cols of {bad[0]} differ from its manifest shape" if bad else "", source=src,
+               field="rows")
+    return t

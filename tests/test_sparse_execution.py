@@ -171,10 +171,10 @@ def test_path_choice_is_the_cost_models():
                            layers=[tr.LayerInfo("encoder.layer.0.intermediate.dense", "ffn_in", [3072, 768], 0.1, True)])
     gen = torch.Generator().manual_seed(0)
     name = manifest.layers[0].name
-    sparse = ex.choose_paths(load_profile("cpu-local"), manifest, {name: _mask("block32", 3072, 768, 0.1, gen)},
+    sparse = ex.choose_paths(load_profile("cpu-zen3"), manifest, {name: _mask("block32", 3072, 768, 0.1, gen)},
                              {name: 0.1})[name]
     assert sparse.fwd.startswith("block") and sparse.dx.startswith("block")
-    dense = ex.choose_paths(load_profile("cpu-local"), manifest, {name: torch.ones(3072, 768, dtype=torch.bool)},
+    dense = ex.choose_paths(load_profile("cpu-zen3"), manifest, {name: torch.ones(3072, 768, dtype=torch.bool)},
                             {name: 1.0})[name]
     assert dense == Paths()
 

@@ -59,7 +59,7 @@ class TrainConfig:
     # kernels, each product on the path the cost model of `execute_profile` picks (trainer.execution)
     execute: str = "masked"
     # the profile whose path choice sparse execution follows: calibrate it on the machine that trains
-    execute_profile: str = "cpu-local"
+    execute_profile: str = "cpu-zen3"
     data: DataConfig = field(default_factory=DataConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
 

@@ -48,7 +48,7 @@ def train_command(
     threads: Optional[int] = typer.Option(None, help="torch threads"),
     execute: str = typer.Option("masked", help="masked (dense products on zeroed weights) | sparse (CPU sparse "
                                 "kernels, per-product path chosen by --execute-profile's cost model)"),
-    execute_profile: str = typer.Option("cpu-local", help="profile (name or YAML) whose path choice --execute "
+    execute_profile: str = typer.Option("cpu-zen3", help="profile (name or YAML) whose path choice --execute "
                                         "sparse follows: one calibrated on this machine"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
