@@ -168,7 +168,7 @@ def _simulate_all(runs: list[Path], hardware: list[str], devices: int, target: f
                   only_missing: bool = False) -> tuple[list[str], int]:
     from accelsim.hardware import load_profile
     from accelsim.sim.api import simulate
-    from accelsim.trace import load_trace
+    from accelsim.trace_check import open_trace as load_trace  # validated, as simulate opens it
 
     source = _source_digest()
     profiles = [load_profile(h) for h in hardware]

@@ -15,6 +15,7 @@ import numpy as np
 
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
+from accelsim.trace_check import open_trace
 
 EXPERIMENT_FILE = "experiment.json"
 
@@ -104,7 +105,7 @@ def load_sims(run: str | Path) -> dict[str, SimData]:
 
 def load_run(path: str | Path) -> RunData:
     path = Path(path)
-    return RunData(path, tr.load_trace(path), load_sims(path))
+    return RunData(path, open_trace(path), load_sims(path))
 
 
 def expand_inputs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:

@@ -25,7 +25,8 @@ from accelsim.sim.device import CostFn, DeviceSpec
 from accelsim.sim.engine import OpSimulator, StepTiming, simulate_step
 from accelsim.sim.result import SimResult, time_to_target
 from accelsim.sim.schedule import EpochPlan, Quantization, dense_plan, plan_epochs, plan_per_step
-from accelsim.trace import PHASES, Manifest, Trace, load_trace
+from accelsim.trace import PHASES, Manifest, Trace
+from accelsim.trace_check import open_trace
 from accelsim.workload import dense_params, step_ops
 
 
@@ -42,7 +43,7 @@ def simulate_many(trace: Trace | str | Path, profiles: Iterable, devices: int = 
     from accelsim.hardware import load_profile
 
     loaded = [load_profile(p) for p in profiles]  # a bad name fails before any work is done
-    trace = trace if isinstance(trace, Trace) else load_trace(trace)
+    trace = trace if isinstance(trace, Trace) else open_trace(trace)
     plan = plan_epochs(trace, quant) if memoize else plan_per_step(trace, quant)
     return [simulate_device(trace, DeviceSpec.from_profile(p), ProfileCost(p), devices, target_loss,
                             plan=plan, memoize=memoize) for p in loaded]
