@@ -92,9 +92,16 @@ PATTERN_COLUMNS["nm_4_8_frac"] = (pa.float64(), "1", "fraction of row groups of 
 
 EVAL_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "step": (pa.int64(), "count", "step after which the evaluation ran"),
-    "eval_loss": (pa.float64(), "nats", "held-out MLM loss"),
-    "eval_accuracy": (pa.float64(), "1", "held-out masked-token accuracy"),
+    "eval_loss": (pa.float64(), "nats", "held-out loss: MLM (phase pretrain) or task cross-entropy (finetune)"),
+    "eval_accuracy": (pa.float64(), "1", "held-out accuracy: masked tokens (pretrain) or task examples (finetune)"),
+    "eval_f1": (pa.float64(), "1", "held-out F1 of the positive class (binary finetune tasks; NaN otherwise)"),
+    "eval_mcc": (pa.float64(), "1", "held-out Matthews correlation (finetune tasks; NaN otherwise)"),
 }
+
+#: Columns added after schema version 1 first shipped: parts written before them read as NaN.
+OPTIONAL_COLUMNS = {"eval": ("eval_f1", "eval_mcc")}
+#: ``manifest.phase``: what the run trained for; a finetune run names its pretrained run in ``parent``.
+RUN_PHASES = ("pretrain", "finetune")
 
 #: Fast feedforward (UltraSparseBERT) layers: one row per FFF layer per recorded training step.
 #: Load balance is summarised per tree level (lists of length depth + 1, root first) rather than stored
@@ -160,6 +167,9 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    phase: Literal[RUN_PHASES] = "pretrain"  # manifests without it are pretraining runs
+    parent: str | None = None  # run directory this run started from (relative to this run's directory)
+    task: dict[str, Any] = field(default_factory=dict)  # finetune: name, labels, metric, data source
     # how the sparse layers' products ran: "masked" (dense on zeroed weights; traces before the field) or
     # "sparse" (the CPU sparse kernels, accelsim.trainer.execution)
     execution: str = "masked"
@@ -275,6 +285,9 @@ def read_table(run: Path, table: str) -> pa.Table:
             t = pq.read_table(p)
         except (pa.ArrowInvalid, OSError) as err:
             raise UserError(f"unreadable Parquet part ({err})", source=p) from None
+        for c in OPTIONAL_COLUMNS.get(table, ()):
+            if c not in t.column_names:
+                t = t.append_column(c, pa.nulls(t.num_rows, schema.field(c).type).fill_null(float("nan")))
         tables.append(rules.check_columns(t, schema, p))
     tbl = pa.concat_tables(tables)
     tbl = tbl.sort_by([("step", "ascending"), ("layer", "ascending")] if table in _PER_LAYER_TABLES else "step")

@@ -21,10 +21,11 @@ computed only those (train_mode "gather") or all neurons before masking (train_m
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-from accelsim.trace import PHASES, Manifest
+from accelsim.trace import PHASES, LayerInfo, Manifest
 
 #: AdamW per updated parameter: two moment updates, bias corrections, sqrt, divide, decay, update.
 ADAM_FLOPS_PER_PARAM = 10.0
@@ -122,6 +123,15 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
         for nm, elems in (("softmax", B * heads * S * S), ("layernorm", 2 * T * H),
                           ("gelu", ffn_act), ("residual", 2 * T * H), ("dropout", B * heads * S * S + 2 * T * H)):
             ops.extend(_elementwise_pair(f"block{blk}.{nm}", nm, elems, block=blk))
+    head = md.get("head") or {"type": "mlm"}
+    if head["type"] == "classifier":
+        ops.extend(classifier_head_ops(B, H, int(head["labels"])))
+        if md.get("teacher"):
+            ops.extend(teacher_ops(manifest, md["teacher"]))
+        ops.append(_optimizer(manifest, densities, kind))
+        if kind.mask_update:
+            ops.extend(_mask_update_ops(manifest, densities))
+        return ops
     # MLM head: dense transform (H->H) + GELU + LayerNorm, then the decoder tied to the word embeddings.
     for nm, k_, n_ in (("mlm_transform", H, H), ("mlm_decoder", H, V)):
         ops.append(_mm(f"{nm}.fwd", "linear", "fwd", T, k_, n_, role=nm))
@@ -138,6 +148,51 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     ops.append(_optimizer(manifest, densities, kind))
     if kind.mask_update:
         ops.extend(_mask_update_ops(manifest, densities))
+    return ops
+
+
+def classifier_head_ops(B: int, H: int, labels: int) -> list[Op]:
+    """BertForSequenceClassification's head (fine-tuning, ``model.head.type == "classifier"``): the pooler
+    (H->H dense + tanh on the [CLS] token of each sequence), dropout, the H->labels classifier and the
+    cross-entropy over the labels. It sees B tokens, not B x S: tiny next to the encoder."""
+    ops = []
+    for nm, k_, n_ in (("pooler", H, H), ("classifier", H, labels)):
+        ops.append(_mm(f"{nm}.fwd", "linear", "fwd", B, k_, n_, role=nm))
+        ops.append(_mm(f"{nm}.dx", "linear", "bwd_input", B, n_, k_, role=nm))
+        ops.append(_mm(f"{nm}.dw", "linear", "bwd_weight", n_, B, k_, role=nm))
+    ops.extend(_elementwise_pair("pooler.tanh", "gelu", B * H))
+    ops.extend(_elementwise_pair("pooler.dropout", "dropout", B * H))
+    ops.append(Op("cls_loss.fwd", "elementwise", "fwd", role="loss", elements=B * labels))
+    ops.append(Op("cls_loss.bwd", "elementwise", "bwd_input", role="loss", elements=2 * B * labels))
+    return ops
+
+
+#: Teacher LayerInfo names: module names under this prefix, so block indices parse as for the student.
+TEACHER_PREFIX = "teacher.bert.encoder.layer"
+_TEACHER_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+
+
+def teacher_ops(manifest: Manifest, teacher: dict) -> list[Op]:
+    """Knowledge distillation (``model.teacher``): the dense teacher's forward pass over the same batch, in
+    eval mode (no dropout), then the distillation loss. Only forward products: the teacher is not trained.
+    ``teacher["kd"]``: "logits" (softened-softmax KL over the labels) or "hidden" (also an MSE between
+    every hidden state of student and teacher, SPD-style; needs equal hidden sizes)."""
+    md = manifest.model
+    H, inter = int(teacher["hidden"]), int(teacher["intermediate"])
+    shapes = {"q": [H, H], "k": [H, H], "v": [H, H], "attn_out": [H, H], "ffn_in": [inter, H], "ffn_out": [H, inter]}
+    layers = [LayerInfo(f"{TEACHER_PREFIX}.{b}.{r}", r, shapes[r], 1.0, False)
+              for b in range(int(teacher["layers"])) for r in _TEACHER_ROLES]
+    model = {**{k: md[k] for k in ("vocab", "seq_len", "head")}, "layers": int(teacher["layers"]), "hidden": H,
+             "heads": int(teacher["heads"]), "intermediate": inter}
+    tman = dataclasses.replace(manifest, model=model, layers=layers)
+    ops = [dataclasses.replace(op, name=f"teacher.{op.name}", layer="")
+           for op in step_ops(tman, {}, StepKind(sparse_compute=False))
+           if op.phase == "fwd" and op.role not in ("dropout", "loss")]
+    B, T, labels = manifest.batch_size, manifest.batch_size * md["seq_len"], int(md["head"]["labels"])
+    # softmax of teacher and student logits, the KL and its gradient
+    ops.extend(_elementwise_pair("kd_logits", "loss", 2 * B * labels))
+    if teacher.get("kd") == "hidden":
+        ops.extend(_elementwise_pair("kd_hidden", "loss", (int(md["layers"]) + 1) * T * int(md["hidden"])))
     return ops
 
 

@@ -133,8 +133,10 @@ class TraceWriter:
         self._mask_changes += 1
         self.trace_seconds += time.perf_counter() - t0
 
-    def eval(self, step: int, loss: float, accuracy: float) -> None:
-        self._eval.append({"step": step, "eval_loss": loss, "eval_accuracy": accuracy})
+    def eval(self, step: int, loss: float, accuracy: float, f1: float = float("nan"),
+             mcc: float = float("nan")) -> None:
+        self._eval.append({"step": step, "eval_loss": loss, "eval_accuracy": accuracy, "eval_f1": f1,
+                           "eval_mcc": mcc})
 
     def flush(self) -> None:
         t0 = time.perf_counter()

@@ -43,18 +43,24 @@ def simulate_command(
         devices: int = typer.Option(1, "--devices", min=1, help="data-parallel devices (the batch is split)"),
         target_loss: Optional[float] = typer.Option(None, "--target-loss",
                                                     help="report time until the smoothed loss reaches this"),
+        target_metric: Optional[str] = typer.Option(
+            None, "--target-metric", help="NAME=VALUE (accuracy, f1, mcc): time to reach it, the run's "
+                                          "pretraining (--from) and teacher runs included"),
         as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
         save: bool = typer.Option(True, "--save/--no-save", help="write sim/<hw>.json and the timeline"),
 ) -> None:
     """Simulate a training trace on hardware profiles; compare with the same run trained dense."""
+    from accelsim.app.cli.finetune import lineage_rows
     from accelsim.sim.api import simulate_many
 
     results = simulate_many(run, _profiles(hw), devices, target_loss)
     if save:
         for r in results:
             r.save(run)
+    lineage = lineage_rows(run, _profiles(hw), devices, target_metric)  # None for a run without links
     if as_json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps([{**r.to_dict(), **({"lineage": lin.to_dict()} if lineage else {})}
+                          for r, lin in zip(results, lineage or results)], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -81,6 +87,10 @@ def simulate_command(
     console = Console()
     console.width = max(console.width, 110)  # pipes and CI logs default to 80 columns, too narrow
     console.print(table)
+    if lineage:
+        from accelsim.app.cli.finetune import lineage_table
+
+        console.print(lineage_table(run, lineage))
 
 
 def synth_command(
