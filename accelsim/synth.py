@@ -173,7 +173,8 @@ def synth_trace(model: str = "bert-base", method: str = "rigl", sparsity: float 
     linears = bert_linears(dims)
     shapes = {name: shape for name, _, shape in linears}
     spec: dict = {"name": method, "total_steps": steps, "sparsity": sparsity, "update_every": update_every,
-                  "distribution": distribution, "drop_fraction": drop_fraction, "end_fraction": end_fraction}
+                  "distribution": distribution, "drop_fraction": drop_fraction, "end_fraction": end_fraction,
+                  "sim_rule": rule.to_manifest()}
     if rule.schedule == "prune":
         spec["gmp_start_fraction"] = gmp_start_fraction
     if not rule.sparse_compute:

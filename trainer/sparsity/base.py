@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from accelsim.errors import expect
+from accelsim.sim.methods import MethodRule
 from accelsim.workload import StepKind
 from accelsim.trainer.sparsity.config import SparsityConfig
 from accelsim.trainer.sparsity.distribution import allocate, layer_densities
@@ -68,6 +69,9 @@ class SparsityMethod:
     name: ClassVar[str] = ""
     #: config fields that describe this method in the trace manifest
     HPARAMS: ClassVar[tuple[str, ...]] = ("sparsity", "distribution", "init", "seed")
+    #: how the simulator costs this method (when it needs the dense gradient, its mask structure and
+    #: schedule); written into the manifest as method.sim_rule, so a new method needs no simulator entry
+    SIM_RULE: ClassVar[MethodRule] = MethodRule()
 
     def __init__(self, cfg: SparsityConfig, layers: list[tuple[str, nn.Module]], total_steps: int):
         self.cfg = cfg
@@ -177,9 +181,14 @@ class SparsityMethod:
     def densities(self) -> dict[str, float]:
         return {n: self._nnz[n] / self.masks[n].numel() for n in self.masks}
 
+    @classmethod
+    def sim_rule(cls) -> MethodRule:
+        return cls.SIM_RULE
+
     def hyperparameters(self) -> dict[str, Any]:
         hp: dict[str, Any] = {"name": self.name, "total_steps": self.total_steps}
         hp.update({f: getattr(self.cfg, f) for f in self.HPARAMS})
+        hp["sim_rule"] = self.sim_rule().to_manifest()
         return hp
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from accelsim.sim.methods import MethodRule
 from accelsim.workload import StepKind
 from accelsim.trainer.sparsity.base import MaskChange, SparsityMethod, register
 
@@ -12,6 +13,7 @@ class Dense(SparsityMethod):
     """All-ones masks; the per-step hooks do nothing, so the dense baseline pays nothing per step."""
 
     HPARAMS = ()
+    SIM_RULE = MethodRule(sparse_compute=False, schedule="none")
 
     def planned_densities(self) -> dict[str, float]:
         return {n: 1.0 for n in self.weights}
@@ -38,3 +40,5 @@ class Dense(SparsityMethod):
 @register("static")
 class Static(SparsityMethod):
     """Masks drawn once (random, or top-|W| at initialisation, per ``init``) and never updated."""
+
+    SIM_RULE = MethodRule(schedule="none")

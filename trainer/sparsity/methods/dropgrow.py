@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import torch
 
+import dataclasses
+
+from accelsim.sim.methods import MethodRule
 from accelsim.trainer.sparsity.base import SparsityMethod, register
 from accelsim.trainer.sparsity.masks import drop_smallest, grow_largest
 
@@ -20,6 +23,7 @@ _DROP_GROW_HPARAMS = ("sparsity", "distribution", "init", "seed", "update_every"
 
 class DropGrow(SparsityMethod):
     HPARAMS = _DROP_GROW_HPARAMS
+    SIM_RULE = MethodRule(schedule="regrow")  # SET (Mocanu et al. 2018): sparse gradients only
 
     def grow_scores(self, name: str) -> torch.Tensor:
         """Unit-grid scores for growth; higher grows first."""
@@ -64,6 +68,8 @@ class RigL(DropGrow):
     the base class masks the gradient for the optimizer.
     """
 
+    SIM_RULE = MethodRule(dense_grad="on_update")
+
     def prepare(self) -> None:
         self._grad_scores: dict[str, torch.Tensor] = {}
 
@@ -90,6 +96,10 @@ class _Block:
 
     def unit_size(self) -> int:
         return self.cfg.block_size
+
+    @classmethod
+    def sim_rule(cls) -> MethodRule:
+        return dataclasses.replace(super().sim_rule(), structure="block")
 
     def hyperparameters(self) -> dict:
         return {**super().hyperparameters(), "block_size": self.cfg.block_size,

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from accelsim.sim.methods import MethodRule
 from accelsim.trainer.sparsity.base import SparsityMethod, register
 from accelsim.trainer.sparsity.masks import drop_smallest
 from accelsim.trainer.sparsity.schedules import CubicSchedule
@@ -18,6 +19,7 @@ from accelsim.trainer.sparsity.schedules import CubicSchedule
 @register("gmp")
 class GMP(SparsityMethod):
     HPARAMS = ("sparsity", "distribution", "update_every", "gmp_start_fraction", "gmp_end_fraction")
+    SIM_RULE = MethodRule(schedule="prune")  # starts dense, prunes, never regrows
 
     def prepare(self) -> None:
         self.cubic = CubicSchedule.from_config(self.cfg, self.total_steps)

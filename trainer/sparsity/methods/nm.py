@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from accelsim.errors import expect
+from accelsim.sim.methods import MethodRule
 from accelsim.workload import StepKind
 from accelsim.trainer.sparsity.base import MaskChange, SparsityMethod, register
 from accelsim.trainer.sparsity.masks import NMSelector
@@ -27,6 +28,8 @@ from accelsim.trainer.sparsity.masks import NMSelector
 @register("nm")
 class NMSparsity(SparsityMethod):
     HPARAMS = ("n", "m", "srste_lambda", "nm_update_every")
+    # straight-through: every weight gets its gradient every step; masks recomputed all through training
+    SIM_RULE = MethodRule(dense_grad="always", structure="nm", schedule="recompute")
 
     def planned_densities(self) -> dict[str, float]:
         cfg = self.cfg

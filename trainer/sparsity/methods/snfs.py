@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from accelsim.sim.methods import MethodRule
 from accelsim.trainer.sparsity.base import SparsityMethod, register
 from accelsim.trainer.sparsity.masks import drop_smallest, grow_largest
 
@@ -53,6 +54,7 @@ def split_proportionally(total: int, weights: list[float], capacity: list[int]) 
 class SparseMomentum(SparsityMethod):
     HPARAMS = ("sparsity", "distribution", "init", "seed", "update_every", "drop_fraction", "end_fraction",
                "momentum")
+    SIM_RULE = MethodRule(dense_grad="always")  # dense momentum from the dense gradient on every step
 
     def prepare(self) -> None:
         self.momentum = {n: torch.zeros_like(w, memory_format=torch.contiguous_format)
