@@ -164,8 +164,6 @@ def check_patterns(t: pa.Table, source: Path, hist_bins: int, block_sizes: tuple
     if t.num_rows == 0:
         return
     expect(bool(np.all(_np(t, "step") >= 0)), "expected steps >= 0", source=source, field="step")
-    keys = list(zip(t["step"].to_pylist(), t["layer"].to_pylist()))
-    expect(len(set(keys)) == len(keys), "a layer has two rows at one step", source=source, field="layer")
     rows, cols, nnz = (_np(t, c).astype(np.int64) for c in ("rows", "cols", "nnz"))
     for name, v in (("rows", rows), ("cols", cols)):
         expect(bool(np.all((v > 0) & (v <= 1 << 20))), "expected a positive size up to 1048576",

@@ -27,6 +27,7 @@ from accelsim.trainer.execution import EXECUTIONS, build_execution
 from accelsim.trainer.fff import FFFRecorder, apply_fff, parse_ffn
 from accelsim.trainer.models import build_model, linear_layers, model_dims
 from accelsim.trainer.sparsity import SparsityConfig, build_method
+from accelsim.trainer import recovery
 from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
 
 CHECKPOINT = "checkpoint.pt"
@@ -75,6 +76,7 @@ class TrainConfig:
         expect(not bad, f"unknown roles {bad}; expected some of {DEFAULT_SPARSE_ROLES}", field="sparse_roles")
         parse_ffn(self.ffn)
         expect(self.execute in EXECUTIONS, f"expected one of {EXECUTIONS}, got {self.execute!r}", field="execute")
+        recovery.check_config(self)  # ranges: seed, threads, steps, --save-masks, --out, ...
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,28 +165,14 @@ def _save_checkpoint(path: Path, step: int, model, optimizer, scheduler, method)
     os.replace(tmp, path)
 
 
-def _resume_config(cfg: TrainConfig, out: Path) -> TrainConfig:
-    manifest = tr.read_manifest(out)
-    saved = manifest.extra.get("train_config")
-    expect(isinstance(saved, dict), "no trainer config to resume from", source=out / "manifest.json",
-           field="extra.train_config")
-    resumed = TrainConfig.from_dict(saved)
-    resumed.steps = max(cfg.steps, resumed.steps) if cfg.steps else resumed.steps
-    resumed.out = str(out)
-    return resumed
-
-
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-          on_step: Callable[[int, dict], None] | None = None) -> Path:
-    """Train and trace; returns the run directory. ``resume`` continues an interrupted run."""
+          on_step: Callable[[int, dict], None] | None = None, overrides: set[str] | None = None) -> Path:
+    """Train and trace; returns the run directory. ``resume`` continues an interrupted run (from step 0 if
+    it has no checkpoint yet); ``overrides`` names the config fields set for this resume (trainer.recovery)."""
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
-    if resume:
-        expect(ckpt_path.is_file(), "no checkpoint to resume from", source=out)
-        cfg = _resume_config(cfg, out)
-    else:
-        expect(not tr.manifest_path(out).exists(),
-               "already holds a trace; pass --resume to continue it or choose another --out", source=out)
+    plan = recovery.prepare(cfg, resume, overrides, TrainConfig)
+    cfg, resume = plan.cfg, plan.resume
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -207,21 +195,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
 
     start = 0
     if resume:
-        state = torch.load(ckpt_path, weights_only=True)
+        state = recovery.load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        recovery.restore_lr(optimizer, scheduler, cfg.lr)  # an --lr/--steps override takes effect
         method.load_state_dict(state["method"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_as_tuple(state["python_rng"]))
         start = int(state["step"]) + 1
         for table in ("steps", "patterns", "eval", "fff"):
             tr.truncate_after(out, table, start - 1)
-        writer.manifest.extra = tr.read_manifest(out).extra  # keep the original run's description
+        writer.manifest.extra = plan.extra(tr.read_manifest(out).extra)  # the original run's description
         writer.manifest.steps = cfg.steps
-        writer._mask_changes = len(list((out / "masks").glob("step-*.npz"))) if (out / "masks").is_dir() else 0
+        writer._mask_changes = recovery.mask_events(out)  # --save-masks N counts changes, not files
         writer.start()
     else:
+        writer.manifest.extra = plan.extra(writer.manifest.extra)
         writer.start()
 
     execution = build_execution(cfg.execute, cfg.execute_profile, manifest, method, sparse_layers, out, start)
@@ -242,10 +232,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 loss = model(**batch).loss
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"training diverged at step {step}: loss is {loss_value}; the trace and the last good "
-                        f"checkpoint (step {_ckpt_step(ckpt_path)}) are kept; lower --lr or resume from there",
-                        source=out)
+                    raise TrainingDiverged(recovery.diverged_message(step, loss_value, ckpt_path), source=out)
                 if step == 0:
                     writer.patterns(0, _masks(method, sparse_layers), input_zero=dict(probe.values))
                 loss.backward()
@@ -307,12 +294,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
 def _as_tuple(x):
     """random.setstate needs tuples; torch.save round-trips them, but be lenient with lists."""
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def _ckpt_step(path: Path) -> int | str:
-    if not path.is_file():
-        return "none"
-    return int(torch.load(path, weights_only=True)["step"])
 
 
 def _masks(method, layers) -> dict[str, torch.Tensor]:

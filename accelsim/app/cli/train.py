@@ -75,7 +75,8 @@ def train_command(
                                 init=init, n=n, m=m, block_size=block_size),
     )
     try:
-        run = train(cfg, resume=resume, progress=not quiet and not as_json)
+        run = train(cfg, resume=resume, progress=not quiet and not as_json,
+                    overrides=_given_fields() if resume else None)
     except KeyboardInterrupt:
         raise UserError(f"interrupted; the trace up to the last flushed step is valid; continue with "
                         f"`accelsim train --out {out} --resume`") from None
@@ -90,6 +91,33 @@ def train_command(
         for key, value in summary.rows():
             table.add_row(key, value)
         Console().print(table)
+
+
+_SPARSITY = ("method", "sparsity", "distribution", "update_every", "drop_fraction", "end_fraction", "init",
+             "block_size")
+_DATA = ("seq_len", "text_files", "dataset", "tokenizer", "vocab_size")
+_NOT_CONFIG = ("out", "resume", "quiet", "as_json", "nproc")
+
+
+def _given_fields() -> set[str]:
+    """Config fields the user typed on this command line: under --resume only these are compared with the
+    saved run (an option left at its default means "as before")."""
+    try:  # typer >= 0.29 runs on its own copy of click
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click.core import ParameterSource
+        from click.globals import get_current_context
+
+    ctx = get_current_context()
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    fields = set()
+    for name in given - set(_NOT_CONFIG):
+        if name == "nm":
+            fields |= {"sparsity.n", "sparsity.m"}
+        else:
+            fields.add(f"sparsity.{name}" if name in _SPARSITY else f"data.{name}" if name in _DATA else name)
+    return fields
 
 
 def register(app: typer.Typer) -> None:
