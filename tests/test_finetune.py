@@ -181,6 +181,16 @@ def test_finetune_traces_check_link_to_parents_and_sum_in_the_lineage(tmp_path):
     assert res.time_s == pytest.approx(sum(r.time_s for r in res.runs))
     first_eval = res.runs[0].time_s + res.runs[1].time_s  # accuracy >= 0 holds at the first evaluation (step 0)
     assert first_eval < res.time_to_target_s < res.time_s and res.step_at_target == 0
+    # the report sums the simulations stored in each run of the lineage
+    from accelsim.report.data import load_run
+    from accelsim.report.lineage import lineage_rows
+    from accelsim.sim.api import simulate_many
+
+    for r in (dense, teacher, student):
+        simulate_many(r, ["ideal"])[0].save(r)
+    head, body = lineage_rows([load_run(student), load_run(dense)], ["ideal"])
+    assert len(body) == 1 and body[0][2] == "dense + teacher + gmp-kd"  # the pretraining run has no row
+    assert float(body[0][-1].split()[0]) == pytest.approx(res.time_s, rel=1e-3)
     with pytest.raises(UserError, match="--target-metric"):
         parse_target_metric("loss=3")
     with pytest.raises(UserError, match="already holds a trace"):
