@@ -164,6 +164,11 @@ def synth_trace(model: str = "bert-base", method: str = "rigl", sparsity: float 
     expect(steps > 0 and update_every > 0 and batch_size > 0 and seq_len > 0,
            "steps, update_every, batch_size and seq_len must be positive", field="steps")
     expect(0.0 <= sparsity < 1.0, "expected a sparsity in [0, 1)", field="sparsity")
+    from accelsim.trace_rules import LIMITS  # the manifest's documented limits: refuse before allocating
+
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("seed", seed)):
+        expect(value <= LIMITS[name], f"expected at most {LIMITS[name]}, got {value}", field=name)
+    expect(seed >= 0, f"expected a non-negative seed, got {seed}", field="seed")
     expect(0.0 <= drop_fraction <= 1.0 and 0.0 < end_fraction <= 1.0,
            "expected drop_fraction in [0, 1] and end_fraction in (0, 1]", field="drop_fraction")
     _prepare_out(out, overwrite)

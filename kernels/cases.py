@@ -53,6 +53,11 @@ def pattern_supports(pattern: str, density: float) -> str | None:
     return None
 
 
+#: Largest product dimension and operand a case may ask for (BERT-large's FFN is 4096; 1 GiB per operand).
+MAX_DIM = 1 << 16
+MAX_ELEMENTS = 1 << 28
+
+
 @dataclass(frozen=True)
 class Case:
     """A product to measure; shapes are those of the linear layer it belongs to."""
@@ -67,6 +72,15 @@ class Case:
     seed: int = 0  # fixes mask and operands so every path sees the same problem
 
     def __post_init__(self):
+        for name in ("tokens", "d_in", "d_out"):  # a negative or huge size is a user error, not an allocation
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_DIM:
+                raise UserError(f"expected an integer in [1, {MAX_DIM}], got {v!r}", field=name)
+        if max(self.tokens * self.d_in, self.d_in * self.d_out, self.tokens * self.d_out) > MAX_ELEMENTS:
+            raise UserError(f"operands of {self.tokens}x{self.d_in}x{self.d_out} exceed {MAX_ELEMENTS} elements "
+                            "(1 GiB in fp32)", field="tokens")
+        if not 0.0 < self.density <= 1.0:
+            raise UserError(f"expected a density in (0, 1], got {self.density}", field="density")
         if self.op not in OPS:
             raise UserError(f"unknown op '{self.op}' (expected one of {', '.join(OPS)})", field="op")
         if self.dtype not in DTYPES:

@@ -18,6 +18,11 @@ TRUTH = {"paths.dense-gemm.peak_fraction": 0.55, "paths.csr-spmm.peak_fraction":
          "paths.csr-spmm.d_half": 0.04, "paths.csr-spmm.overhead": 2e-4,
          "paths.bsr.peak_fraction": 0.7, "paths.bsr.d_half": 0.02, "paths.bsr.overhead": 5e-5}
 SIMPLE = str(Path(__file__).parent / "data" / "cpu-simple.yaml")  # one profile path per kernel family
+
+
+def _doc(records: list[dict]) -> dict:
+    """A measurements document around hand-made records (kernels.records validates the whole file)."""
+    return {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": records}
 FAMILY_PATH = {"dense_torch": "dense-gemm", "csr_torch": "csr-spmm", "blocksparse_c": "bsr"}
 FAMILIES = {"dense_torch": "dense", "csr_torch": "unstructured", "blocksparse_c": "block"}
 
@@ -67,9 +72,10 @@ def test_sparse_times_are_paired_with_the_dense_baseline_beside_them():
                 "pattern": "unstructured", "density": density, "density_actual": density, "path": "csr_torch",
                 "times": {"dense_torch": float(np.median(dense)), "csr_torch": float(np.median(sparse))},
                 "times_rounds": {"dense_torch": dense, "csr_torch": sparse},
-                "families": {"dense_torch": "dense", "csr_torch": "unstructured"}}
+                "families": {"dense_torch": "dense", "csr_torch": "unstructured"},
+                "m": 128, "k": 64, "n": 256, "median_s": float(np.median(sparse)), "dense_s": float(np.median(dense))}
 
-    doc = {"records": [rec(0.5, [1.0, 2.0], [0.5, 1.0]), rec(0.2, [1.0, 1.0], [0.2, 0.2])]}
+    doc = _doc([rec(0.5, [1.0, 2.0], [0.5, 1.0]), rec(0.2, [1.0, 1.0], [0.2, 0.2])])
     points, _ = measurement_points(doc, load_profile(SIMPLE))
     by_density = {p.density: p for p in points}
     dense_median = float(np.median([1.5, 1.0]))  # per shape, over the records' dense medians
@@ -194,6 +200,7 @@ def test_fit_recovers_a_scatter_penalty_from_csr_on_random_and_block_masks(tmp_p
                     recs.append({"op": op, "tokens": t, "d_in": h, "d_out": 4 * h, "m": t, "k": h, "n": 4 * h,
                                  "pattern": pat, "density": d, "density_actual": d, "dtype": "float32",
                                  "device": "cpu", "threads": 2, "path": "csr_torch", "median_s": times["csr_torch"],
+                                 "dense_s": times["csr_torch"] / d,  # not timed here: no dense point is made
                                  "times": times, "families": {"csr_torch": "unstructured"}})
     doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic", "logical_cores": 2, "isa_flags": [],
                                          "torch": "x", "date": "2026-01-01T00:00:00+00:00"}, "records": recs}
@@ -244,12 +251,18 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
 def test_round_noise_compares_the_two_halves_of_each_cases_rounds():
     from accelsim.kernels.validation import round_noise
 
-    doc = {"records": [
-        {"op": "matmul", "times_rounds": {"csr_torch": [1.0, 1.0, 1.2, 1.2], "dense_torch": [2.0, 2.0]}},
-        {"op": "matmul", "times_rounds": {"csr_torch": [1.0, 3.0, 2.0, 2.0]}},  # medians 2 and 2: no spread
-        {"op": "matmul_dx", "times_rounds": {"csr_torch": [1.0]}},  # one round: nothing to compare
-        {"op": "matmul_dx", "times": {"csr_torch": 1.0}},  # an unmerged file has no rounds
-    ]}
+    def rec(op, **timing):
+        base = {"op": op, "tokens": 8, "d_in": 16, "d_out": 64, "m": 8, "k": 16, "n": 64, "pattern": "unstructured",
+                "density": 0.5, "density_actual": 0.5, "dtype": "float32", "threads": 1, "path": "csr_torch",
+                "median_s": 1.0, "dense_s": 2.0, "times": {"csr_torch": 1.0}}
+        return dict(base, **timing)
+
+    doc = _doc([
+        rec("matmul", times_rounds={"csr_torch": [1.0, 1.0, 1.2, 1.2], "dense_torch": [2.0, 2.0]}),
+        rec("matmul", times_rounds={"csr_torch": [1.0, 3.0, 2.0, 2.0]}),  # medians 2 and 2: no spread
+        rec("matmul_dx", times_rounds={"csr_torch": [1.0]}),  # one round: nothing to compare
+        rec("matmul_dx"),  # an unmerged file has no rounds
+    ])
     out = round_noise(doc)
     assert out["matmul csr_torch"]["n"] == 2
     assert out["matmul csr_torch"]["mean"] == pytest.approx(abs(1 / 1.2 - 1) / 2)

@@ -18,6 +18,7 @@ import yaml
 from accelsim.errors import UserError
 from accelsim.hardware.params import PATH_PARAMS, fittable
 from accelsim.hardware.schema import DTYPE_BYTES, FORMAT_VERSION, parse_profile
+from accelsim.hardware import strict_yaml
 from accelsim.hardware.units import format_quantity
 
 
@@ -176,7 +177,7 @@ def _load_bundled(name: str) -> HardwareProfile:
 
 def load_profile_text(text: str, source: str = "<string>") -> HardwareProfile:
     try:
-        data = yaml.safe_load(text)
+        data = strict_yaml.load(text, source)  # safe_load, refusing duplicated keys
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

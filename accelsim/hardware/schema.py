@@ -17,6 +17,9 @@ from accelsim.hardware.units import parse_quantity
 from accelsim.trace import BLOCK_SIZES
 
 FORMAT_VERSION = 1
+#: Magnitudes a quantity may have, in SI units (FLOP/s, B/s, B, s, J, W): beyond them a product of rates and
+#: sizes overflows or underflows to inf/nan (a peak of 1e-300 FLOP/s printed 'nan s'); real devices sit far inside.
+QUANTITY_RANGE = (1e-20, 1e24)
 KINDS = ("cpu", "gpu", "fpga", "ipu", "wafer", "ideal")
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 ROLES = ("cache", "sram", "main", "external")
@@ -79,6 +82,9 @@ class Reader:
         result = parse_quantity(value, dimension, source=self.source, field=where)
         if result < 0 or (positive and result == 0):
             raise self.fail(where, f"expected a {'positive' if positive else 'non-negative'} quantity, got {value!r}")
+        if result != 0 and not QUANTITY_RANGE[0] <= result <= QUANTITY_RANGE[1]:
+            raise self.fail(where, f"expected a magnitude in [{QUANTITY_RANGE[0]:g}, {QUANTITY_RANGE[1]:g}] "
+                            f"(SI units), got {value!r}")
         self.leaves.append(where)
         return result
 

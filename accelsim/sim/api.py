@@ -45,8 +45,13 @@ def simulate_many(trace: Trace | str | Path, profiles: Iterable, devices: int = 
     loaded = [load_profile(p) for p in profiles]  # a bad name fails before any work is done
     trace = trace if isinstance(trace, Trace) else open_trace(trace)
     plan = plan_epochs(trace, quant) if memoize else plan_per_step(trace, quant)
-    return [simulate_device(trace, DeviceSpec.from_profile(p), ProfileCost(p), devices, target_loss,
-                            plan=plan, memoize=memoize) for p in loaded]
+    results = [simulate_device(trace, DeviceSpec.from_profile(p), ProfileCost(p), devices, target_loss,
+                               plan=plan, memoize=memoize) for p in loaded]
+    for p, r in zip(loaded, results):  # never print a confident "nan s"
+        expect(math.isfinite(r.time_s) and math.isfinite(r.energy_j) and r.time_s >= 0,
+               f"simulation gave a non-finite result (time {r.time_s}, energy {r.energy_j}); check the "
+               f"profile's rates and sizes", source=p.name)
+    return results
 
 
 class ProfileCost:

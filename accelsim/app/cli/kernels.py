@@ -60,6 +60,13 @@ def bench(
         fff=() if fff is not None and fff.strip().lower() == "none" else _split(fff, str, "fff"),
         device=device).items() if v is not None}
     cfg = BenchConfig.quick(**overrides) if quick else BenchConfig(**overrides)
+    if cfg.paths:  # a misspelt path would silently time nothing but the dense baseline
+        from accelsim.kernels.registry import all_paths
+
+        known = {p.name for p in all_paths(cfg.device)}
+        unknown = sorted(set(cfg.paths) - known)
+        if unknown:
+            raise UserError(f"unknown kernel paths {unknown}; expected some of {sorted(known)}", field="--paths")
     with progress_printer() as progress:
         doc = run_bench(cfg, out=out, progress=progress)
     print_table(doc)
