@@ -1,4 +1,4 @@
-"""Calibrate hwconfigs/cpu-local.yaml to this machine and measure the cost model's held-out error (issue #4).
+"""Calibrate hwconfigs/cpu-zen3.yaml (bundled as cpu-local until 2026-12-06) to this machine and measure the cost model's held-out error (issue #4).
 
 Three steps, each the same code path as its CLI command:
 
@@ -15,14 +15,14 @@ Three steps, each the same code path as its CLI command:
     python benchmarks/bench_calibration.py [--runs 3]      # all three steps
     python benchmarks/bench_calibration.py --skip-sweep    # refit and revalidate the committed sweep
     python benchmarks/bench_calibration.py --runs 1 --sweep-out X.json --profile-out Y.yaml --validation-out D/
-                                                           # another machine, leaving cpu-local as it is
+                                                           # another machine, leaving cpu-zen3 as it is
     python benchmarks/bench_calibration.py --skip-sweep --sweep-out X.json --base B.yaml --profile-out Y.yaml \
         --validation-out D/                                # refit another machine's sweep from its own base
     python benchmarks/bench_calibration.py --runs 1 --rounds 4 --sweep-only --sweep-out X.json \
         --paths dense_torch,csr_c,sddmm_torch,blocksparse_c,nm_gather,nm_decompress_dense,fff_walk,fff_gather
                                                            # 4 rounds of the paths that win (~32 min, Zen 3)
 
-Writes benchmarks/results/kernels-sweep.json (+ .csv), hwconfigs/cpu-local.yaml and
+Writes benchmarks/results/kernels-sweep.json (+ .csv), hwconfigs/cpu-zen3.yaml and
 benchmarks/results/validation/ (validation.json, .csv, .png, validation-fastest.png) unless told otherwise;
 the committed results are kept per machine (benchmarks/results/zen3/, zen5/), see README.
 """
@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SWEEP = RESULTS / "kernels-sweep.json"
-PROFILE = ROOT / "hwconfigs" / "cpu-local.yaml"
+PROFILE = ROOT / "hwconfigs" / "cpu-zen3.yaml"
 VALIDATION = RESULTS / "validation"
 
 SWEEP_CONFIG = dict(

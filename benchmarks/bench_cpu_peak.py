@@ -1,8 +1,8 @@
-"""The dev machine's real core clock and fp32 FMA peak, for hwconfigs/cpu-local.yaml (compute.clock, peak).
+"""The dev machine's real core clock and fp32 FMA peak, for a CPU profile's compute.clock and peak (kernels/probe.py).
 
 /proc/cpuinfo shows the KVM guest's TSC rate (2.596 GHz), not the clock the cores run at, and `perf stat`
 has no cycle counter in this guest. So the clock is timed directly: a chain of dependent integer adds
-(one cycle each, see cpu_peak.c) runs for a known number of cycles. The FMA probes then give FLOP per
+(one cycle each, see kernels/cpu_peak.c) runs for a known number of cycles. The FMA probes then give FLOP per
 cycle for 512-bit (the C block kernels; skipped on a CPU without AVX-512) and 256-bit (MKL's code path
 on AMD) vectors. Every probe runs on 1 thread and on all threads at once (the all-core clock is the one a
 2-thread kernel sees); the best of
@@ -13,39 +13,12 @@ on AMD) vectors. Every probe runs on 1 thread and on all threads at once (the al
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 from pathlib import Path
 
-import torch  # noqa: F401  (load torch's libgomp first, as every kernel of the project does)
-
 from accelsim.kernels.machine import machine_info, wait_until_quiet
-from accelsim.kernels.native import build
-
-SOURCE = Path(__file__).with_name("cpu_peak.c")
-CHAIN_ADDS = 100  # dependent adds per repetition in cp_chain
-FMA_FLOP = {"fma512": 12 * 16 * 2, "fma256": 12 * 8 * 2}  # FLOP per repetition
-
-
-def probe(tries: int, reps: int, threads: int) -> dict:
-    lib, reason = build(SOURCE, "cpu-peak", "the clock probe")
-    if lib is None:
-        raise SystemExit(reason)
-    for name in ("cp_chain", *(f"cp_{kind}" for kind in FMA_FLOP)):
-        fn = getattr(lib, name)
-        fn.restype, fn.argtypes = ctypes.c_double, [ctypes.c_int64, ctypes.c_int]
-    chain = min(lib.cp_chain(reps, threads) for _ in range(tries))
-    hz = CHAIN_ADDS * reps / chain
-    out = {"threads": threads, "clock_hz": hz}
-    for kind, flop in FMA_FLOP.items():
-        if kind == "fma512" and "avx512f" not in machine_info("cpu")["isa_flags"]:
-            out[f"{kind}_flop_per_cycle"] = out[f"{kind}_gflops_all_threads"] = None  # zmm: illegal instruction
-            continue
-        t = min(getattr(lib, f"cp_{kind}")(reps, threads) for _ in range(tries))
-        out[f"{kind}_flop_per_cycle"] = flop * reps / t / hz
-        out[f"{kind}_gflops_all_threads"] = flop * reps * threads / t / 1e9
-    return out
+from accelsim.kernels.probe import probe_peak
 
 
 def main() -> None:
@@ -59,7 +32,7 @@ def main() -> None:
     results = []
     for threads in sorted({1, cores}):
         busy = wait_until_quiet(args.quiet_below, 120.0)
-        r = probe(args.tries, args.reps, threads)
+        r = probe_peak(args.tries, args.reps, threads)
         r["busy_before"] = busy
         results.append(r)
         fma512 = (f"512-bit FMA {r['fma512_flop_per_cycle']:.1f} FLOP/cycle/core "

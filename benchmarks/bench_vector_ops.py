@@ -15,30 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from accelsim.hardware import op_cost
 from accelsim.workload import Op
 from accelsim.kernels.machine import machine_info
-from accelsim.kernels.timing import measure
-
-
-def cases(B: int, S: int, H: int, heads: int, V: int) -> dict[str, tuple[str, tuple, object]]:
-    """name -> (workload role, input shape, function of the input); the loss case's role is its op name."""
-    T = B * S
-    labels = torch.randint(0, V, (T,))
-    return {
-        "softmax": ("softmax", (B, heads, S, S), lambda x: torch.softmax(x, -1)),
-        "layernorm": ("layernorm", (T, H), lambda x: F.layer_norm(x, (H,))),
-        "gelu": ("gelu", (T, 4 * H), F.gelu),
-        "residual": ("residual", (T, H), lambda x: x + x),
-        "dropout (attention)": ("dropout", (B, heads, S, S), lambda x: F.dropout(x, 0.1, training=True)),
-        "dropout (hidden)": ("dropout", (T, H), lambda x: F.dropout(x, 0.1, training=True)),
-        "mlm loss": ("loss", (T, V), lambda x: F.cross_entropy(x, labels)),
-    }
+from accelsim.kernels.vector_ops import cases, element_time, time_op
 
 
 def predicted(hw: str, role: str, elements: int) -> tuple[float, float]:
@@ -46,17 +31,6 @@ def predicted(hw: str, role: str, elements: int) -> tuple[float, float]:
     fwd = Op(f"x.{role}.fwd", "elementwise", "fwd", role=role, elements=elements)
     bwd = Op(f"x.{role}.bwd", "elementwise", "bwd_input", role=role, elements=2 * elements)
     return op_cost(hw, fwd).time_s, op_cost(hw, bwd).time_s
-
-
-def element_time(rows: dict) -> dict[str, dict[str, float]]:
-    """{role: {"fwd", "bwd": seconds per workload-op element}} over each role's cases (time / elements)."""
-    acc: dict[str, list[float]] = {}
-    for r in rows.values():
-        a = acc.setdefault(r["role"], [0.0, 0.0, 0.0])
-        a[0] += r["fwd_s"]
-        a[1] += r["bwd_s"]
-        a[2] += r["elements"]
-    return {role: {"fwd": f / n, "bwd": b / (2 * n)} for role, (f, b, n) in acc.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,20 +50,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} threads; ns per element, profile {a.hw}")
     print(f"{'op':<20} {'elements':>10} {'fwd':>7} {'bwd':>7} {'pred fwd':>9} {'pred bwd':>9}")
     for name, (role, shape, fn) in cases(a.batch, a.seq, a.hidden, a.heads, a.vocab).items():
-        x = torch.randn(shape, requires_grad=True)
-        gy = torch.randn_like(fn(x))
-
-        def fwd():
-            with torch.no_grad():
-                return fn(x)
-
-        def both():
-            x.grad = None
-            fn(x).backward(gy)
-
-        t, _ = measure({"fwd": fwd, "both": both}, repeats=a.repeats)
-        n = x.numel()
-        m_fwd, m_bwd = t["fwd"], max(t["both"] - t["fwd"], 0.0)
+        m_fwd, m_bwd = time_op(shape, fn, a.repeats)
+        n = math.prod(shape)
         p_fwd, p_bwd = predicted(a.hw, role, n)
         rows[name] = {"role": role, "shape": list(shape), "elements": n, "fwd_s": m_fwd, "bwd_s": m_bwd,
                       "predicted_fwd_s": p_fwd, "predicted_bwd_s": p_bwd}

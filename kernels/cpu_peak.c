@@ -1,4 +1,4 @@
-/* Clock and FMA-throughput probes for benchmarks/bench_cpu_peak.py (x86-64, GCC inline asm).
+/* Clock and FMA-throughput probes for kernels/probe.py (accelsim hw calibrate-local, benchmarks/bench_cpu_peak.py) (x86-64, GCC inline asm).
  *
  * cp_chain:  `reps` x 100 dependent 64-bit adds. An integer add has a latency of one cycle on every
  *            x86 core of the last 15 years (Agner Fog's instruction tables; AMD Zen 5 software

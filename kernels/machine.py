@@ -110,6 +110,31 @@ def machine_mismatch(recorded: dict | None, current: dict | None = None) -> str 
     return "; ".join(diffs) or None
 
 
+def _cpu_name(m: dict) -> str:
+    fm = (m.get("cpu_family_model") or "").split("/")
+    fam = f"family {fm[0]} model {fm[1]}" if len(fm) == 2 else "family/model not recorded"
+    return f"{m.get('cpu_model') or 'unknown CPU'} ({fam}, {m.get('logical_cores') or '?'} cores)"
+
+
+def cpu_profile_note(profile, current: dict | None = None) -> tuple[str, bool] | None:
+    """(one line saying which CPU a CPU profile describes, whether that is NOT this machine), or None for
+    other kinds. Only a fitted profile records its machine (``fitted.machine``); one without is a datasheet
+    figure set, described by its own description and never "this machine"."""
+    if profile.kind != "cpu":
+        return None
+    recorded = (profile.fitted or {}).get("machine")
+    if not recorded:
+        return f"{profile.name} describes {profile.description} (not measured on this machine)", False
+    current = current or machine_info()
+    # the CPU generation decides the times; ISA flag lists grew between versions of ISA_FLAGS, so they are not
+    # compared here (machine_mismatch, for pooling measurements, does compare them)
+    keys = ("cpu_family_model", "logical_cores")
+    if not any(recorded.get(k) != current.get(k) for k in keys):  # unrecorded family/model: cannot say it is
+        return f"{profile.name} was calibrated on this machine ({_cpu_name(recorded)})", False
+    return (f"{profile.name} describes {_cpu_name(recorded)}, not this machine's {_cpu_name(current)}: its times "
+            f"are that CPU's; `accelsim hw calibrate-local` fits a profile of yours in ~10 min"), True
+
+
 def _cpu_times() -> tuple[int, int] | None:
     try:
         with open("/proc/stat") as fh:

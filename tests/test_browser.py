@@ -186,7 +186,7 @@ def report(tmp_path_factory):
             for m, s in (("dense", 0.0), ("rigl", 0.9))]
     target = resolve_target_loss("auto", runs)  # reached by both, so every figure is drawn
     for run in runs:
-        for r in simulate_many(run, ["ideal", "cpu-local"], target_loss=target):
+        for r in simulate_many(run, ["ideal", "cpu-zen3"], target_loss=target):
             r.save(run)
     return build_report(runs, root / "report")["html"]
 

@@ -225,7 +225,7 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
     assert "fitted on" in out and "overall MAPE" in out
     prof = load_profile(fit)
     f = prof.fitted
-    assert prof.name == "cpu-quick" and f["threads"] == 1 and f["base_profile"] == "cpu-local"
+    assert prof.name == "cpu-quick" and f["threads"] == 1 and f["base_profile"] == "cpu-zen3"
     assert f["measurements_sha256"] == __import__("hashlib").sha256(meas.read_bytes()).hexdigest()
     assert f["train_mape"] <= f["train_mape_initial"] + 1e-9  # the fit never makes the training error worse
     report = json.loads((vdir / "validation.json").read_text())

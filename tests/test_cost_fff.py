@@ -20,7 +20,7 @@ from accelsim.workload import fff_layer_ops
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 #: each calibrated CPU profile and benchmarks/bench_fff.py run on the machine it describes
-FFF_BENCH = {"cpu-local": RESULTS / "zen3" / "fff.json", str(RESULTS / "zen5" / "cpu-zen5.yaml"): RESULTS / "zen5" / "fff.json"}
+FFF_BENCH = {"cpu-zen3": RESULTS / "zen3" / "fff.json", str(RESULTS / "zen5" / "cpu-zen5.yaml"): RESULTS / "zen5" / "fff.json"}
 PROFILES = {name: load_profile(name) for name in list_profiles()}
 
 
@@ -186,7 +186,7 @@ def test_conditional_keys_are_validated():
 # ------------------------------------------------------------------------------------ kernel_time
 
 def test_kernel_time_fff_kinds_are_the_layer_ops():
-    prof = PROFILES["cpu-local"]
+    prof = PROFILES["cpu-zen3"]
     layer = ops(1, 7, 512, 128)
     fwd = op_cost(prof, layer["in.fwd"], warm=True).time_s + op_cost(prof, layer["out.fwd"], warm=True).time_s
     gelu = kernel_time(prof, "fff", 512, 128, 255, trees=1, depth=7) - fwd

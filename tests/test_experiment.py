@@ -17,7 +17,7 @@ from accelsim.sim.result import smoothed_loss
 from accelsim.trace_check import check_trace
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_HW = ["ideal", "cpu-local"]
+TINY_HW = ["ideal", "cpu-zen3"]
 
 
 def tiny_experiment(**kw) -> Experiment:
@@ -174,7 +174,7 @@ def test_cli_run_json_on_a_finished_experiment(finished, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert {r["status"] for r in doc["runs"]} == {"reused"}
     assert len(doc["summary"]) == 2 * len(TINY_HW)
-    sim = json.loads((out / "runs" / "bert-tiny-rigl-50" / "sim" / "cpu-local.json").read_text())
-    row = next(r for r in doc["summary"] if r["run"] == "bert-tiny-rigl-50" and r["hardware"] == "cpu-local")
+    sim = json.loads((out / "runs" / "bert-tiny-rigl-50" / "sim" / "cpu-zen3.json").read_text())
+    row = next(r for r in doc["summary"] if r["run"] == "bert-tiny-rigl-50" and r["hardware"] == "cpu-zen3")
     assert row["time_s"] == sim["time_s"] and row["speedup"] == sim["speedup"]
     assert np.isclose(row["edp_js"], sim["time_s"] * sim["energy_j"])

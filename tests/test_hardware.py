@@ -24,7 +24,7 @@ from accelsim.hardware import (
 from accelsim.hardware.describe import field_rows, summary
 from accelsim.hardware.units import format_quantity
 
-BUNDLED = ["cpu-local", "cpu-xeon-8380", "fpga-u280", "gpu-a100", "gpu-h100", "ideal", "ipu-gc200", "wafer-wse2"]
+BUNDLED = ["cpu-xeon-8380", "cpu-zen3", "fpga-u280", "gpu-a100", "gpu-h100", "ideal", "ipu-gc200", "wafer-wse2"]
 SIMPLE = str(Path(__file__).parent / "data" / "cpu-simple.yaml")  # a hand-written profile with one CSR path
 
 
@@ -95,7 +95,7 @@ def test_profile_paths_and_sources_are_specific():
     assert a100.memory[-1].bandwidth_Bps == 2039e9 and a100.memory[-1].role == "main"
     assert a100.paths["2:4-sparse-tc"].phases == ("fwd",)
     assert "tutorial" in a100.sources["paths.2:4-sparse-tc.peak_fraction"]
-    local = load_profile("cpu-local")
+    local = load_profile("cpu-zen3")
     assert "accelsim calibrate" in local.sources["paths.csr-spmm-fwd.peak_fraction"]
     assert "vector-ops.json" in local.sources["paths.vector.element_time"]
     assert set(local.paths["vector"].element_time_s) == {"softmax", "layernorm", "gelu", "residual", "dropout", "loss"}
@@ -303,7 +303,9 @@ def test_cli_list_show_check(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text(profile_to_yaml(load_profile("fpga-u280")))
     main(["hw", "check", str(good)])
-    assert capsys.readouterr().out.strip() == "ok"
+    assert capsys.readouterr().out.strip().startswith("ok: ")
+    main(["hw", "check", "gpu-a100"])  # a bundled name, as --hw takes everywhere
+    assert capsys.readouterr().out.strip() == "ok: gpu-a100 (hwconfigs/gpu-a100.yaml)"
     bad = tmp_path / "bad.yaml"
     bad.write_text(profile_to_yaml(load_profile("fpga-u280")).replace("460 GB/s", "460"))
     with pytest.raises(SystemExit) as exit_info:

@@ -17,7 +17,7 @@ from accelsim.hardware import load_profile
 from accelsim.report import build_report, load_validation
 from accelsim.sim.api import simulate_many
 
-HW = ["ideal", "cpu-local", "gpu-a100"]
+HW = ["ideal", "cpu-zen3", "gpu-a100"]
 TARGET = 5.95  # reached by both tiny runs (their losses start near ln(400) ~ 6.0)
 
 
@@ -75,7 +75,7 @@ def test_summary_table_matches_the_simulator_json(report, runs):
     files, _ = report
     rows = _md_summary(files["md"].read_text())
     assert len(rows) == len(HW) * len(runs)
-    bundled_order = ["cpu-local", "gpu-a100", "ideal"]
+    bundled_order = ["cpu-zen3", "gpu-a100", "ideal"]
     assert [r["hardware"] for r in rows] == [h for h in bundled_order for _ in runs]  # hardware-major
     for row in rows:
         sim = _sim(next(p for p in runs if p.name == row["run"]), row["hardware"])
@@ -107,10 +107,10 @@ def test_report_has_every_section_and_flags_every_assumption(report):
     for hw in HW:
         for field, _ in load_profile(hw).assumptions.items():
             assert f"| ⚠ {field} |" in md, (hw, field)
-    # no validation.json given or found: the fitted cpu-local profile's own held-out error is shown
-    fitted = load_profile("cpu-local").fitted["heldout"]
+    # no validation.json given or found: the fitted cpu-zen3 profile's own held-out error is shown
+    fitted = load_profile("cpu-zen3").fitted["heldout"]
     section = md.split("## Cost-model validation", 1)[1].split("\n## ", 1)[0]
-    assert f"| cpu-local | {fitted['n']} | {100 * fitted['mape']:.1f} |" in section
+    assert f"| cpu-zen3 | {fitted['n']} | {100 * fitted['mape']:.1f} |" in section
     assert "recorded in the profile by `accelsim calibrate`" in section and "| conditional |" in section
     html = files["html"].read_text()
     assert html.count("<table") >= 6 and 'class=warn' in html
@@ -203,9 +203,9 @@ def test_report_of_a_run_without_simulations_says_so(tmp_path):
 
 
 def test_compare_formats_agree_with_the_json(runs, capsys):
-    main(["compare", str(runs[0]), str(runs[1]), "--hw", "cpu-local,ideal", "--format", "json"])
+    main(["compare", str(runs[0]), str(runs[1]), "--hw", "cpu-zen3,ideal", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["hardware"], r["run"]) for r in rows] == [("cpu-local", "dense"), ("cpu-local", "rigl"),
+    assert [(r["hardware"], r["run"]) for r in rows] == [("cpu-zen3", "dense"), ("cpu-zen3", "rigl"),
                                                          ("ideal", "dense"), ("ideal", "rigl")]
     for r in rows:
         sim = _sim(next(p for p in runs if p.name == r["run"]), r["hardware"])
@@ -245,13 +245,13 @@ def _check_plots(files: list[str], stems=("speedup-vs-sparsity", "energy-vs-spar
 
 
 def test_plot_speedup_from_runs(runs, tmp_path, capsys):
-    main(["plot", "speedup", str(runs[0]), str(runs[1]), "--hw", "ideal,cpu-local", "--out", str(tmp_path), "--json"])
+    main(["plot", "speedup", str(runs[0]), str(runs[1]), "--hw", "ideal,cpu-zen3", "--out", str(tmp_path), "--json"])
     _check_plots(json.loads(capsys.readouterr().out))
 
 
 def test_plot_speedup_synthetic_sweep(tmp_path, capsys):
     main(["plot", "speedup", "--synthetic", "bert-tiny", "--sparsities", "0.5,0.9", "--steps", "200", "--hw",
-          "ideal,cpu-local", "--out", str(tmp_path), "--json"])
+          "ideal,cpu-zen3", "--out", str(tmp_path), "--json"])
     _check_plots(json.loads(capsys.readouterr().out))
     # on the ideal profile, time is proportional to executed FLOPs: speedup must rise with sparsity
     s = [json.loads((tmp_path / "traces" / f"bert-tiny-rigl-s{x}" / "sim" / "ideal.json").read_text())["speedup"]

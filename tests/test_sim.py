@@ -332,10 +332,10 @@ def test_multi_device_profile_and_ring_formula(rigl_run):
 def test_cli_simulate(rigl_run, capsys):
     from accelsim.app.cli import main
 
-    main(["simulate", str(rigl_run), "--hw", "ideal,cpu-local", "--target-loss", "9.9", "--json"])
+    main(["simulate", str(rigl_run), "--hw", "ideal,cpu-zen3", "--target-loss", "9.9", "--json"])
     data = json.loads(capsys.readouterr().out)
-    assert [d["hardware"] for d in data] == ["ideal", "cpu-local"]
-    assert (rigl_run / "sim" / "ideal.json").is_file() and (rigl_run / "sim" / "cpu-local-timeline.parquet").is_file()
+    assert [d["hardware"] for d in data] == ["ideal", "cpu-zen3"]
+    assert (rigl_run / "sim" / "ideal.json").is_file() and (rigl_run / "sim" / "cpu-zen3-timeline.parquet").is_file()
     main(["simulate", str(rigl_run), "--hw", "ideal", "--no-save"])
     out = capsys.readouterr().out
     assert "ideal" in out and "speedup" in out

@@ -141,6 +141,12 @@ def _package_dir():
     return resources.files("accelsim.hwconfigs")
 
 
+#: old bundled names that still load (experiments and scripts written before a rename): old -> current
+#: ``cpu-local`` read as "my CPU" to newcomers, but it was one Zen 3 guest's calibration; a profile of the
+#: machine at hand comes from ``accelsim hw calibrate-local``
+ALIASES = {"cpu-local": "cpu-zen3"}
+
+
 def list_profiles() -> list[str]:
     """Names of the bundled profiles."""
     return sorted(p.name[:-5] for p in _package_dir().iterdir() if p.name.endswith(".yaml"))
@@ -153,6 +159,8 @@ def load_profile(name_or_path: str | Path | HardwareProfile) -> HardwareProfile:
     if not isinstance(name_or_path, (str, Path)):
         raise UserError(f"expected a profile name or a path, got {type(name_or_path).__name__}")
     text_name = str(name_or_path)
+    if isinstance(name_or_path, str) and text_name in ALIASES:
+        text_name = ALIASES[text_name]
     if isinstance(name_or_path, str) and text_name in list_profiles():
         return _load_bundled(text_name)
     path = Path(name_or_path)
@@ -170,7 +178,7 @@ def load_profile(name_or_path: str | Path | HardwareProfile) -> HardwareProfile:
 
 @lru_cache(maxsize=None)
 def _load_bundled(name: str) -> HardwareProfile:
-    # cached: calibration loops call kernel_time("cpu-local", ...) thousands of times; profiles are immutable
+    # cached: calibration loops call kernel_time("cpu-zen3", ...) thousands of times; profiles are immutable
     res = _package_dir() / f"{name}.yaml"
     return load_profile_text(res.read_text(encoding="utf-8"), source=f"hwconfigs/{name}.yaml")
 

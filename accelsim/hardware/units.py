@@ -85,6 +85,11 @@ def format_quantity(value: float, dimension: str) -> str:
     unit = CANONICAL[dimension]
     if value == 0:
         return f"0 {unit}"
+    if dimension == "bytes":  # capacities are binary (a "40 MiB" L2 reads back as 40 MiB, not 41.94304 MB)
+        for prefix in ("Pi", "Ti", "Gi", "Mi", "Ki"):
+            scaled = value / _BINARY[prefix]
+            if abs(scaled) >= 1.0 and float(scaled * 1000).is_integer():
+                return f"{scaled:.12g} {prefix}{unit}"
     if dimension not in _SUBUNIT and abs(value) < 1.0:
         return f"{value:.12g} {unit}"
     for prefix in ("E", "P", "T", "G", "M", "k", "", "m", "u", "n", "p", "f"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -27,7 +28,7 @@ def list_command() -> None:
 
 
 @hw_app.command("show")
-def show_command(name: str = typer.Argument(..., help="bundled profile name or path to a YAML file")) -> None:
+def show_command(hw: str = typer.Argument(..., metavar="HW", help="profile name or YAML file")) -> None:
     """Every field of a profile with its source; assumptions are flagged."""
     from rich.console import Console
     from rich.table import Table
@@ -35,7 +36,7 @@ def show_command(name: str = typer.Argument(..., help="bundled profile name or p
     from accelsim.hardware import load_profile
     from accelsim.hardware.describe import field_rows
 
-    profile = load_profile(name)
+    profile = load_profile(hw)
     table = Table(title=f"{profile.name}: {profile.description}")
     table.add_column("field", no_wrap=True)
     table.add_column("value")
@@ -51,17 +52,44 @@ def show_command(name: str = typer.Argument(..., help="bundled profile name or p
     console.print(table)
     if profile.fitted:
         console.print(f"[cyan]fitted[/]: {profile.fitted}")
+    from accelsim.kernels.machine import cpu_profile_note
+
+    note = cpu_profile_note(profile)
+    if note:
+        console.print(f"[yellow]warning[/]: {note[0]}" if note[1] else note[0], soft_wrap=True)
     n_asm = sum(r.assumption for r in field_rows(profile))
     console.print(f"{n_asm} field(s) rest on assumptions; source file: {profile.source_file}")
 
 
 @hw_app.command("check")
-def check_command(file: Path = typer.Argument(..., help="hardware profile YAML to validate")) -> None:
+def check_command(hw: str = typer.Argument(..., metavar="HW", help="profile name or YAML file to validate")) -> None:
     """Validate a profile: prints 'ok' or one error line naming the field (exit status 2)."""
     from accelsim.hardware import load_profile
 
-    load_profile(file)
-    print("ok")
+    profile = load_profile(hw)
+    print(f"ok: {profile.name} ({profile.source_file})")
+
+
+@hw_app.command("calibrate-local")
+def calibrate_local_command(
+        out: Path = typer.Option(Path("runs/calibrate-local"), "--out",
+                                 help="directory for the profile and its measurements"),
+        name: Optional[str] = typer.Option(None, "--name", help="profile name [default: cpu-f<family>m<model> "
+                                                                "of this CPU]"),
+        quick: bool = typer.Option(False, "--quick", help="seconds, not minutes: a smoke test (too few points "
+                                                          "for a trustworthy error)"),
+) -> None:
+    """Fit a profile of this machine's CPU in ~10 minutes: clock, FMA peak, cache/memory bandwidths, vector
+    ops and a short kernel sweep; prints the held-out error on the sweep's own held-out cases."""
+    from accelsim.kernels.local import LocalConfig, calibrate_local
+
+    s = calibrate_local(out, name=name, config=LocalConfig.quick() if quick else LocalConfig())
+    held = s["heldout"] or {}
+    print(f"wrote {s['profile']} in {s['wall_s'] / 60:.1f} min: clock {s['clock_GHz']:.2f} GHz, fp32 peak "
+          f"{s['peak_fp32_GFLOPs']:.0f} GFLOP/s, copy L2/L3/DRAM "
+          + "/".join(f"{v:.0f}" for v in s["bandwidth_GBps"].values()) + " GB/s")
+    print(f"held-out error on its own sweep: {100 * s['heldout_mape']:.1f} % MAPE over {held.get('n', 0)} cases "
+          f"(train {100 * s['train_mape']:.1f} %); use it with --hw {s['profile']}")
 
 
 def register(app: typer.Typer) -> None:

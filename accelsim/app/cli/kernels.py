@@ -133,7 +133,7 @@ def paths(device: str = typer.Option("cpu", "--device")) -> None:
 
 def calibrate(
     measurements: Path = typer.Argument(..., help="measurements JSON from `accelsim kernels bench`"),
-    hw: str = typer.Option("cpu-local", "--hw", help="profile to refit (bundled name or YAML path)"),
+    hw: str = typer.Option("cpu-zen3", "--hw", help="profile to refit (bundled name or YAML path)"),
     out: Path = typer.Option(..., "--out", help="fitted profile YAML to write"),
     threads: int = typer.Option(None, "--threads", help="use records at this thread count (default: the "
                                 "profile's compute units)"),

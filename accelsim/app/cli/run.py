@@ -23,6 +23,9 @@ def run_command(
     exp = load_experiment(experiment) if experiment is not None else default_experiment()
     stem = experiment.stem if experiment is not None else "experiment"
     out = out or Path("runs") / (f"{stem}-quick" if quick else stem)
+    from accelsim.app.cli._notes import warn_foreign_cpus
+
+    warn_foreign_cpus(exp.hardware_names())  # before the training: a wrong profile is cheaper to see early
     result = run_experiment(exp, out, quick=quick, progress=not (quiet or as_json))
     summary = json.loads(result.report["json"].read_text())["summary"] if "json" in result.report else []
     if as_json:

@@ -1,0 +1,293 @@
+"""``accelsim hw calibrate-local``: a fitted CPU profile of *this* machine in minutes.
+
+Four measurements, then one fit, each the code of a longer workflow cut down to what a profile needs:
+
+1. clock and fp32 FMA peak (kernels.probe, as benchmarks/bench_cpu_peak.py);
+2. copy bandwidth of L2, L3 and DRAM (kernels.probe, as benchmarks/bench_memory.py);
+3. per-element times of the step's non-product ops (kernels.vector_ops, as benchmarks/bench_vector_ops.py);
+4. a short kernel sweep (kernels.bench) of the paths that win their family on CPUs, at all cores;
+
+then the efficiency parameters of every path are fitted to the sweep's training split and scored on its
+held-out split (kernels.calibrate.fit_profile: one case in five, by hash, never seen by the fit), the
+same fit `accelsim calibrate` runs on the full 2 x 3-round sweep of benchmarks/bench_calibration.py
+(~1.5-2 h). The template is the bundled Zen 3 calibration (its path structure and starting values):
+every machine figure is replaced by this machine's measurement, and fields that were not measured here
+say so in their source.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from accelsim.errors import expect
+from accelsim.hardware import load_profile
+from accelsim.hardware.profile import load_profile_text, profile_to_dict, profile_to_yaml
+from accelsim.kernels.machine import busy_fraction, machine_info
+
+#: the bundled calibration whose path structure and starting efficiencies the fit starts from
+TEMPLATE = "cpu-zen3"
+#: kernel paths that can win their family on a CPU (bench_calibration.py: MKL/torch BSR won 0 of 168 cases)
+PATHS = ("dense_torch", "csr_c", "sddmm_torch", "blocksparse_c", "nm_gather", "nm_decompress_dense", "fff_walk")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalConfig:
+    """What calibrate-local measures; the default fits in ~6-8 minutes on a 2-core machine."""
+
+    # BERT-shaped products: token counts and hidden sizes between bert-tiny batches and bert-base; two of
+    # each so the held-out split (whole cases) still spans small and large products
+    tokens: tuple[int, ...] = (256, 1024)
+    hidden: tuple[int, ...] = (256, 768)
+    layers: tuple[str, ...] = ("ffn_in", "attn")
+    # three densities per sparse pattern: the efficiency curve's two ends and its knee
+    densities: tuple[float, ...] = (0.5, 0.1, 0.02)
+    patterns: tuple[str, ...] = ("unstructured", "2:4", "block16", "block32")
+    ops: tuple[str, ...] = ("matmul", "matmul_dx", "matmul_dw")
+    fff: tuple[str, ...] = ("1x7", "1x11")
+    repeats: int = 5  # interleaved samples per path per case (median)
+    # whole sweeps; a sparse time is paired with the dense baseline of its own round (kernels.calibrate.
+    # paired_time), which cancels most of a shared machine's slow spells even with one round
+    rounds: int = 1
+    # the whole command's wall-time target: the sweep runs one (tokens, hidden) block at a time and starts
+    # another only if it should end, at the last block's pace, with fit_reserve_s left for fit + validation
+    budget_s: float = 540.0
+    fit_reserve_s: float = 60.0
+    # before each case wait up to quiet_wait_s for others to use less than quiet_below of the CPUs, and
+    # measure a disturbed case once more (kernels.bench). Off by default: on a machine that is never quiet
+    # (the shared dev machine at ~80 % load from others) the waits alone cost ~3 s x 500 cases
+    quiet_below: float = 0.0
+    quiet_wait_s: float = 3.0
+    peak_tries: int = 40  # best-of runs of each clock/FMA probe (~5 ms each)
+    memory_tries: int = 200  # best-of copies for the L2-sized array (fewer for larger ones)
+    vector_repeats: int = 5
+    vector_shape: tuple[int, int, int, int, int] = (32, 128, 128, 2, 8192)  # batch, seq, hidden, heads, vocab
+
+    @classmethod
+    def quick(cls) -> "LocalConfig":
+        """Seconds, not minutes: tests and a first look (too few points for a trustworthy error)."""
+        return cls(tokens=(128,), hidden=(64, 128), layers=("ffn_in",), densities=(0.5, 0.1),
+                   patterns=("unstructured", "block16"), ops=("matmul", "matmul_dx"), fff=("1x5",), repeats=3,
+                   rounds=1, quiet_below=0.0,
+                   peak_tries=5, memory_tries=20, vector_repeats=3, vector_shape=(4, 64, 64, 2, 512))
+
+
+def default_name(machine: dict) -> str:
+    fm = (machine.get("cpu_family_model") or "").split("/")
+    return f"cpu-f{fm[0]}m{fm[1]}" if len(fm) == 2 else "cpu-this"
+
+
+def _describe(machine: dict, cores: int) -> str:
+    fm = (machine.get("cpu_family_model") or "?/?").split("/")
+    isa = "AVX-512" if "avx512f" in machine["isa_flags"] else "AVX2" if "avx2" in machine["isa_flags"] else "no AVX2"
+    return (f"{cores}-core {machine['cpu_model']} (family {fm[0]} model {fm[-1]}, {isa}), measured by "
+            f"`accelsim hw calibrate-local` on {machine['date'][:10]}; fp32 via MKL")
+
+
+_ZEN3_WORDING = (r"AVX2 code path on this CPU; ", r", GCC vector code built for AVX2 here", r" with AVX2",
+                 r"; fitted to the fastest measured: .*$")
+
+
+def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, vector: dict, cores: int,
+                 name: str, files: dict[str, str]):
+    """The template with this machine's clock, peak, caches, bandwidths and vector times (not yet fitted)."""
+    from accelsim.kernels.probe import l2_per_core, l3_size, memory_bytes
+
+    d = profile_to_dict(load_profile(template))
+    d.pop("fitted", None)
+    d["name"], d["description"] = name, _describe(machine, cores)
+    allc = max(peak, key=lambda r: r["threads"])
+    gflops = max(v for k, v in allc.items() if k.endswith("_gflops_all_threads") and v)
+    bf16 = "avx512_bf16" in machine["isa_flags"]
+    # the all-core chain is the clock a 2-thread kernel sees, but on a shared machine a preempted thread makes
+    # it read low (0.96 GHz measured under load); the faster of the probes is the clock the core can run at
+    clock = max(r["clock_hz"] for r in peak)
+    d["compute"].update(units=cores, clock=f"{clock / 1e9:.4g} GHz",
+                        peak={"fp32": f"{gflops:.4g} GFLOP/s", "bf16": f"{gflops * (2 if bf16 else 1):.4g} GFLOP/s"},
+                        vector={"fp32": f"{gflops / 2:.4g} GFLOP/s"})
+    sizes = {"l2": l2_per_core() * cores, "l3": l3_size(), "dram": memory_bytes()}
+    for level in d["memory"]:
+        if level["name"] in memory:
+            level["bandwidth"] = f"{memory[level['name']]['copy_GBps']:.4g} GB/s"
+        if sizes.get(level["name"]):
+            level["capacity"] = f"{sizes[level['name']]} B"
+    # a backward time is (forward + backward) - forward: under load it can come out <= 0; the template's stays
+    kept = d["paths"]["vector"].setdefault("element_time", {})
+    for role, t in vector.items():
+        kept.setdefault(role, {}).update({k: f"{v * 1e9:.4g} ns" for k, v in t.items() if v > 0})
+    for path in d["paths"].values():
+        for pat in _ZEN3_WORDING:
+            path["description"] = re.sub(pat, "", path["description"])
+    src = d["sources"]
+    here = f"measured on this machine by `accelsim hw calibrate-local` ({machine['date'][:10]})"
+    fma = "512-bit" if allc.get("fma512_gflops_all_threads") == gflops else "256-bit"
+    src.update({
+        "compute.units": f"os.cpu_count() on this machine: {cores}",
+        "compute.clock": f"{files['peak']}: dependent integer adds (one per cycle), the faster of 1 thread and all "
+                         f"{cores} cores, {here}",
+        "compute.peak.fp32": f"{files['peak']}: independent {fma} FMA chains on all {cores} cores at once, best "
+                             f"of the probe's runs: {gflops:.0f} GFLOP/s, {here}",
+        "memory.l2.capacity": "sysfs cache index2 (per-core L2) x cores on this machine",
+        "memory.l3.capacity": "sysfs cache index3 on this machine",
+        "memory.dram.capacity": "MemTotal of /proc/meminfo on this machine",
+        "paths.vector.element_time": f"{files['vector']}: torch ops at bert-tiny batch shapes, forward and "
+                                     f"autograd backward, interleaved medians, {here}",
+    })
+    for level in ("l2", "l3", "dram"):
+        if level in memory:
+            src[f"memory.{level}.bandwidth"] = (f"{files['memory']}: numpy copy of {memory[level]['bytes'] >> 10} KiB, "
+                                                f"read+write bytes, best of {memory[level]['tries']}, {here}")
+    for key, text in list(src.items()):  # the template's own fits: starting values here, refitted where possible
+        if text.startswith("fitted by `accelsim calibrate`"):
+            src[key] = f"starting value from the bundled {template} calibration (a Zen 3), refitted when this " \
+                       "machine's sweep has points for it (see fitted:)"
+    asm = [a for a in d["assumptions"] if "compute.peak.bf16" not in a]
+    if not bf16:
+        asm.append({"compute.peak.bf16": "no avx512_bf16 on this CPU: bf16 runs converted to fp32, at the fp32 rate"})
+    else:
+        src["compute.peak.bf16"] = "lscpu flag avx512_bf16 (VDPBF16PS: two bf16 products per fp32 lane)"
+    d["assumptions"] = asm
+    import yaml
+
+    return load_profile_text(yaml.safe_dump(d, sort_keys=False, width=120), source=f"<{name} base>")
+
+
+def _timed(stage: str, fn, log: dict, say):
+    t0 = time.perf_counter()
+    busy0 = _cpu_now()
+    out = fn()
+    log[stage] = {"wall_s": time.perf_counter() - t0, "others_busy": _others_busy(busy0)}
+    say(f"{stage}: {log[stage]['wall_s']:.0f} s")
+    return out
+
+
+def _cpu_now():
+    from accelsim.kernels.machine import _cpu_times
+
+    return _cpu_times(), os.times()
+
+
+def _others_busy(start) -> float | None:
+    """Share of all CPUs used by other processes since ``start``: the noise the stage was measured under."""
+    from accelsim.kernels.machine import _cpu_times
+
+    (a, t_a), b, t_b = start, _cpu_times(), os.times()
+    if a is None or b is None or b[0] == a[0]:
+        return None
+    total, idle = b[0] - a[0], b[1] - a[1]
+    tick = os.sysconf("SC_CLK_TCK")
+    mine = (t_b.user + t_b.system + t_b.children_user + t_b.children_system
+            - t_a.user - t_a.system - t_a.children_user - t_a.children_system) * tick
+    return max(0.0, min(1.0, (total - idle - mine) / total))
+
+
+def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConfig = LocalConfig(),
+                    template: str = TEMPLATE, say: Callable[[str], None] = print) -> dict:
+    """Measure, fit and write ``out_dir/<name>.yaml`` plus every measurement; returns the summary."""
+    from accelsim.kernels.bench import load_measurements
+    from accelsim.kernels.calibrate import file_sha256, fit_profile
+    from accelsim.kernels.probe import copy_bandwidth, level_tries, memory_levels, probe_peak
+    from accelsim.kernels.validation import validate
+    from accelsim.kernels.vector_ops import element_time, measure_ops
+
+    import torch
+
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    machine = machine_info("cpu")
+    cores = os.cpu_count() or 1
+    name = name or default_name(machine)
+    expect(re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name) is not None,
+           f"expected letters, digits, '.', '_', '+' or '-', got '{name}'", field="--name")
+    torch.set_num_threads(cores)
+    files = {k: str(out_dir / f) for k, f in (("peak", "cpu-peak.json"), ("memory", "memory.json"),
+                                             ("vector", "vector-ops.json"), ("sweep", "kernels-sweep.json"))}
+    log: dict = {}
+    say(f"calibrating {name} on {machine['cpu_model']} (family/model {machine['cpu_family_model']}, "
+        f"{cores} cores); others use {busy_fraction(0.5):.0%} of the CPUs now")
+
+    peak = _timed("peak", lambda: [probe_peak(config.peak_tries, 200_000, t) for t in sorted({1, cores})], log, say)
+    _dump(files["peak"], machine, peak=peak)
+
+    def mem():
+        return {lv: {"bytes": n, "tries": level_tries(config.memory_tries, n),
+                     "copy_GBps": copy_bandwidth(n, level_tries(config.memory_tries, n)) / 1e9}
+                for lv, n in memory_levels().items()}
+
+    memory = _timed("memory", mem, log, say)
+    _dump(files["memory"], machine, results=memory)
+    b, s, h, heads, v = config.vector_shape
+    rows = _timed("vector", lambda: measure_ops(b, s, h, heads, v, repeats=config.vector_repeats), log, say)
+    vector = element_time(rows)
+    _dump(files["vector"], machine, ops=rows, element_time=vector, threads=cores)
+
+    _timed("sweep", lambda: _sweep(config, cores, Path(files["sweep"]), t_start, say), log, say)
+    doc = load_measurements(files["sweep"])  # as written (plain JSON types), validated
+    base = base_profile(template, machine, peak, memory, vector, cores, name, files)
+    cal = _timed("fit", lambda: fit_profile(doc, base, threads=cores, source=files["sweep"],
+                                            sha256=file_sha256(files["sweep"]), name=name), log, say)
+    profile_path = out_dir / f"{name}.yaml"
+    profile_path.write_text(f"# Written by `accelsim hw calibrate-local` on {machine['date']}; see the fitted: block "
+                            f"and the measurements next to this file.\n" + profile_to_yaml(cal.profile))
+    load_profile(profile_path)  # the written profile must load back (schema + provenance)
+    report = _timed("validate", lambda: validate(files["sweep"], str(profile_path), out_dir / "validation",
+                                                 threads=cores), log, say)
+    summary = {
+        "profile": str(profile_path), "machine": machine, "cores": cores, "config": dataclasses.asdict(config),
+        "wall_s": time.perf_counter() - t_start, "stages": log,
+        "clock_GHz": cal.profile.compute.clock_hz / 1e9, "peak_fp32_GFLOPs": cal.profile.compute.peak_flops.get("fp32", 0) / 1e9,
+        "bandwidth_GBps": {k: v["copy_GBps"] for k, v in memory.items()},
+        "sweep_records": len(doc["records"]), "n_train": len(cal.train), "n_heldout": len(cal.heldout),
+        "train_mape": cal.fitted["train_mape"], "heldout_mape": cal.fitted["heldout_mape"],
+        "heldout_mape_raw": cal.fitted["heldout_mape_raw"], "heldout": cal.fitted["heldout"],
+        "validation_files": [str(f) for f in report.get("files", [])],
+    }
+    Path(out_dir / "calibrate-local.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _blocks(tokens: tuple[int, ...], hidden: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(tokens, hidden) blocks, the most different first: smallest, largest, then the rest, so that a sweep cut
+    short by the budget still spans the product sizes."""
+    grid = [(t, h) for t in tokens for h in hidden]
+    order = [grid[0], grid[-1]] if len(grid) > 1 else grid[:1]
+    return order + [g for g in grid if g not in order]
+
+
+def _sweep(config: LocalConfig, cores: int, out: Path, t_start: float, say) -> dict:
+    """The kernel sweep, block by block within the budget; one measurements file (kernels.bench format)."""
+    from accelsim.kernels.bench import BenchConfig, run_bench, write_measurements
+
+    docs, last = [], 0.0
+    blocks = _blocks(config.tokens, config.hidden)
+    for i, (t, h) in enumerate(blocks):
+        left = config.budget_s - config.fit_reserve_s - (time.perf_counter() - t_start)
+        if docs and left < last:
+            say(f"  sweep: budget reached after {i} of {len(blocks)} (tokens, hidden) blocks")
+            break
+        t0 = time.perf_counter()
+        bench = BenchConfig(tokens=(t,), hidden=(h,), layers=config.layers, densities=config.densities,
+                            patterns=config.patterns, ops=config.ops, fff=config.fff, threads=(cores,),
+                            repeats=config.repeats, rounds=config.rounds, paths=PATHS,
+                            quiet_below=config.quiet_below, quiet_max_wait_s=config.quiet_wait_s,
+                            quiet_retries=1 if config.quiet_below else 0)
+        docs.append(run_bench(bench))
+        last = time.perf_counter() - t0
+        say(f"  sweep block {i + 1}/{len(blocks)} (tokens {t}, hidden {h}): {len(docs[-1]['records'])} cases in "
+            f"{last:.0f} s")
+    doc = dict(docs[0], records=[r for d in docs for r in d["records"]],
+               skipped=[r for d in docs for r in d["skipped"]])
+    doc["config"] = dict(doc["config"], tokens=sorted({t for t, _ in blocks[:len(docs)]}),
+                         hidden=sorted({h for _, h in blocks[:len(docs)]}),
+                         blocks=[list(b) for b in blocks[:len(docs)]])
+    write_measurements(doc, out)
+    return doc
+
+
+def _dump(path: str, machine: dict, **data) -> None:
+    Path(path).write_text(json.dumps({"machine": machine, **data}, indent=1))
