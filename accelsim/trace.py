@@ -36,7 +36,6 @@ from accelsim.errors import UserError, expect
 from accelsim.trace_rules import (DTYPES, FFF_TRAIN_MODES, FFN_TYPES, BatchSize, Density, Flag,  # noqa: F401
                                   MethodDict, ModelDict, Name, Seed, Shape, Steps)
 
-
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
@@ -127,9 +126,24 @@ FFF_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
                           "forward matmul FLOPs of the dense FF of equal width: 4 x tokens x hidden x neurons"),
 }
 
-TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUMNS, "fff": FFF_COLUMNS}
+#: Data-parallel runs (world_size > 1): one row per rank per step, so measured per-rank step and
+#: all-reduce times can be set against the simulator's; single-process traces have no such table.
+RANK_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    "step": (pa.int64(), "count", "optimizer step index, 0-based"),
+    "rank": (pa.int64(), "count", "torch.distributed rank of the process"),
+    "loss": (pa.float64(), "nats", "this rank's share of the step's loss (the steps table's loss is their sum)"),
+    "wall_s": (pa.float64(), "s", "measured wall time of this step on this rank"),
+    "allreduce_s": (pa.float64(), "s",
+                    "first gradient bucket's all-reduce launch to the last one's completion (overlaps backward)"),
+    "mask_digest": (pa.string(), "hex", "hash of this rank's masks after a mask change ('' on other steps)"),
+    "masks_adopted": (pa.int64(), "count", "layers whose new mask this rank took from rank 0 at this change"),
+}
+
+TABLES = {"steps": STEP_COLUMNS, "patterns": PATTERN_COLUMNS, "eval": EVAL_COLUMNS, "fff": FFF_COLUMNS,
+          "ranks": RANK_COLUMNS}
 #: Tables whose rows are per layer: sorted by (step, layer) when read.
 _PER_LAYER_TABLES = ("patterns", "fff")
+
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -173,6 +187,7 @@ class Manifest:
     # how the sparse layers' products ran: "masked" (dense on zeroed weights; traces before the field) or
     # "sparse" (the CPU sparse kernels, accelsim.trainer.execution)
     execution: str = "masked"
+    world_size: BatchSize = 1  # data-parallel processes that trained it; batch_size is then the global batch
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -182,7 +197,7 @@ class Manifest:
     def from_dict(cls, data: Any, source: str | Path = "manifest.json") -> "Manifest":
         expect(isinstance(data, dict), "expected a JSON object", source=source)
         version = data.get("schema_version")
-        expect(version in SUPPORTED_VERSIONS and not isinstance(version, bool),
+        expect(type(version) is int and version in SUPPORTED_VERSIONS,  # 1.0 and true are not version 1
                f"unknown trace schema version {version!r}; this accelsim reads {list(SUPPORTED_VERSIONS)}",
                source=source, field="schema_version")
         try:
@@ -298,7 +313,8 @@ def read_table(run: Path, table: str) -> pa.Table:
 #: Row checks per table, run on every read (so simulate, report and trace check see the same refusals).
 _CHECKS = {"steps": lambda t, src: rules.check_steps(t, src, PHASES),
            "patterns": lambda t, src: rules.check_patterns(t, src, HIST_BINS, BLOCK_SIZES),
-           "eval": rules.check_eval, "fff": rules.check_fff}
+           "eval": rules.check_eval, "fff": rules.check_fff,
+           "ranks": lambda t, src: None}  # measurements only; nothing the simulator relies on
 
 
 def truncate_after(run: Path, table: str, step: int) -> None:
@@ -360,6 +376,7 @@ class Trace:
     patterns: pa.Table
     eval: pa.Table
     fff: pa.Table | None = None  # FFF load statistics; empty for traces without FFF layers
+    ranks: pa.Table | None = None  # per-rank rows of data-parallel runs; empty for single-process traces
 
 
 def load_trace(run: str | Path) -> Trace:
@@ -367,7 +384,7 @@ def load_trace(run: str | Path) -> Trace:
     run = Path(run)
     manifest = read_manifest(run)
     t = Trace(run, manifest, read_table(run, "steps"), read_table(run, "patterns"), read_table(run, "eval"),
-              read_table(run, "fff"))
+              read_table(run, "fff"), read_table(run, "ranks"))
     src = table_dir(run, "steps")
     expect(t.steps.num_rows > 0, "no step rows", source=src)
     pat = t.patterns

@@ -31,8 +31,8 @@ CHECKPOINT = "checkpoint.pt"
 #: Settings a resumed run may change: they act on steps not yet taken, so the rows already written stay true.
 RESUMABLE = ("lr", "steps", "checkpoint_every")
 #: What a run directory holds that a restart from step 0 replaces (the manifest is rewritten too).
-_RUN_PARTS = ("steps.parquet", "patterns.parquet", "eval.parquet", "fff.parquet", "ranks.parquet", "masks",
-              "execution.json", "train_summary.json", CHECKPOINT)
+_RUN_PARTS = ("steps.parquet", "patterns.parquet", "eval.parquet", "fff.parquet", "ranks.parquet", "rank-state",
+              "masks", "execution.json", "train_summary.json", CHECKPOINT)
 
 
 @dataclasses.dataclass
@@ -85,7 +85,7 @@ def clean_leftovers(out: Path) -> list[Path]:
         if d.is_dir():
             for p in d.iterdir():
                 if p.name.startswith(".") and ".tmp" in p.name and p.is_file():
-                    p.unlink()
+                    p.unlink(missing_ok=True)  # every rank of a torchrun group cleans at once
                     removed.append(p)
     return removed
 
@@ -133,8 +133,11 @@ def prepare(cfg, resume: bool, overrides: set[str] | None, config_cls) -> Plan:
         expect(not tr.manifest_path(out).exists(),
                "already holds a trace; pass --resume to continue it or choose another --out", source=out)
         return Plan(cfg, False)
-    expect(tr.manifest_path(out).is_file(), "no trace to resume (no manifest.json); start it without --resume",
-           source=out)
+    if not tr.manifest_path(out).is_file():
+        # killed before it wrote anything: nothing to resume, so this is the run's start (same options)
+        if not cfg.steps:
+            cfg.steps = next(f.default for f in dataclasses.fields(config_cls) if f.name == "steps")
+        return Plan(cfg, False)
     saved = saved_config(config_cls, out)
     asked, have = _flat(cfg), _flat(saved)
     asked.pop("out"), have.pop("out")  # the same directory however it is spelled

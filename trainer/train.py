@@ -23,6 +23,7 @@ import torch
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
 from accelsim.trainer.data import DataConfig, build_data
+from accelsim.trainer.distributed import Distributed
 from accelsim.trainer.execution import EXECUTIONS, build_execution
 from accelsim.trainer.fff import FFFRecorder, apply_fff, parse_ffn
 from accelsim.trainer.models import build_model, linear_layers, model_dims
@@ -178,11 +179,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+    ddp = Distributed(cfg.seed, cfg.threads)  # under torchrun: this rank's place; otherwise every call a no-op
+    ddp.check(cfg.batch_size)
 
     data = build_data(cfg.data, seed=cfg.seed)
     model = build_model(cfg.model, vocab_size=len(data.tokenizer), seq_len=cfg.data.seq_len,
                         dropout=cfg.dropout, seed=cfg.seed)
-    fff = FFFRecorder(out, apply_fff(model, cfg.ffn, seed=cfg.seed))
+    fff = ddp.main_only(FFFRecorder(out, apply_fff(model, cfg.ffn, seed=cfg.seed)))
     model.train()
     layers = linear_layers(model)
     sparse_layers = [(n, m) for n, m, role in layers if role in cfg.sparse_roles]
@@ -190,8 +193,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     method = build_method(cfg.sparsity, sparse_layers, cfg.steps)
     method.attach(optimizer)
+    forward = ddp.wrap(model, method)
     manifest = build_manifest(cfg, model, layers, method, data, {n for n, _ in sparse_layers})
-    writer = TraceWriter(out, manifest, cfg.save_masks)
+    ddp.describe(manifest)
+    writer = ddp.main_only(TraceWriter(out, manifest, cfg.save_masks))
 
     start = 0
     if resume:
@@ -204,8 +209,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_as_tuple(state["python_rng"]))
         start = int(state["step"]) + 1
-        for table in ("steps", "patterns", "eval", "fff"):
-            tr.truncate_after(out, table, start - 1)
+        ddp.restore(out, start - 1, tr.read_manifest(out).world_size)
+        for table in ("steps", "patterns", "eval", "fff", "ranks"):
+            if ddp.is_main:
+                tr.truncate_after(out, table, start - 1)
         writer.manifest.extra = plan.extra(tr.read_manifest(out).extra)  # the original run's description
         writer.manifest.steps = cfg.steps
         writer._mask_changes = recovery.mask_events(out)  # --save-masks N counts changes, not files
@@ -227,9 +234,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 kind = method.step_kind(step)
                 probe.armed = kind.mask_update or step == 0
                 execution.begin_step(kind)
-                batch = data.train_batch(step, cfg.batch_size)
+                batch = ddp.batch(data, step, cfg.batch_size)
                 t0 = time.perf_counter()
-                loss = model(**batch).loss
+                loss = ddp.scale_loss(forward(**batch).loss)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise TrainingDiverged(recovery.diverged_message(step, loss_value, ckpt_path), source=out)
@@ -244,9 +251,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 change = method.after_optimizer_step(step)
+                ddp.sync_masks(method, change)
                 if change is not None:
                     execution.mask_changed(step)  # sparse formats rebuilt (and timed) inside the step
                 wall = time.perf_counter() - t0
+                loss_value, wall = ddp.gather_step(step, loss_value, wall)
                 densities = method.densities()
                 writer.step(step, loss_value, lr, tokens_per_step, wall, kind, densities, change is not None)
                 fff.record(step)
@@ -264,7 +273,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                     writer.flush()
                     fff.flush()
-                    _save_checkpoint(ckpt_path, step, model, optimizer, scheduler, method)
+                    if ddp.is_main:
+                        _save_checkpoint(ckpt_path, step, model, optimizer, scheduler, method)
+                    ddp.checkpoint(out, step)
                 if task is not None:
                     prog.update(task, completed=step + 1, loss=loss_value, density=metrics["density"],
                                 tps=metrics["tps"])
@@ -275,7 +286,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         for w in (writer, fff):
             w.discard_after(last_good)
             w.flush()
-        if last_good >= start:
+        ddp.discard()
+        if last_good >= start and ddp.checkpoints_on_interrupt:
             _save_checkpoint(ckpt_path, last_good, model, optimizer, scheduler, method)
         raise
     except TrainingDiverged:
@@ -286,8 +298,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     finally:
         probe.remove()
         execution.close()
+        ddp.close()
     summary = {"steps": cfg.steps, "trace_seconds": writer.trace_seconds}
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if ddp.is_main:
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return out
 
 

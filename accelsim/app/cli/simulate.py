@@ -40,7 +40,8 @@ def human_joules(j: float) -> str:
 def simulate_command(
         run: Path = typer.Argument(..., help="run directory (real or synthetic trace)"),
         hw: str = typer.Option(..., "--hw", help="profile name or YAML path, a comma-separated list, or 'all'"),
-        devices: int = typer.Option(1, "--devices", min=1, help="data-parallel devices (the batch is split)"),
+        devices: Optional[int] = typer.Option(None, "--devices", min=1, help="data-parallel devices (the batch is "
+                                              "split) [default: the trace's world_size, 1 for one process]"),
         target_loss: Optional[float] = typer.Option(None, "--target-loss",
                                                     help="report time until the smoothed loss reaches this"),
         target_metric: Optional[str] = typer.Option(
@@ -53,6 +54,10 @@ def simulate_command(
     from accelsim.app.cli.finetune import lineage_rows
     from accelsim.sim.api import simulate_many
 
+    if devices is None:  # a data-parallel trace is simulated on as many devices as it was trained on
+        from accelsim.trace import read_manifest
+
+        devices = read_manifest(Path(run)).world_size
     results = simulate_many(run, _profiles(hw), devices, target_loss)
     if save:
         for r in results:

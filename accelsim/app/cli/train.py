@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -50,6 +52,8 @@ def train_command(
                                 "kernels, per-product path chosen by --execute-profile's cost model)"),
     execute_profile: str = typer.Option("cpu-zen3", help="profile (name or YAML) whose path choice --execute "
                                         "sparse follows: one calibrated on this machine"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine (torchrun's "
+                              "elastic agent, DDP); --batch-size is the global batch"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the trace summary as JSON"),
@@ -75,11 +79,17 @@ def train_command(
                                 init=init, n=n, m=m, block_size=block_size),
     )
     try:
-        run = train(cfg, resume=resume, progress=not quiet and not as_json,
-                    overrides=_given_fields() if resume else None)
+        if nproc > 1:
+            _launch(cfg, nproc, resume)
+            run = Path(out)
+        else:
+            run = train(cfg, resume=resume, progress=not quiet and not as_json,
+                        overrides=_given_fields() if resume else None)
     except KeyboardInterrupt:
         raise UserError(f"interrupted; the trace up to the last flushed step is valid; continue with "
                         f"`accelsim train --out {out} --resume`") from None
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 alone reports the trace it wrote
+        return
     summary = check_trace(run)
     if as_json:
         print(json.dumps(asdict(summary), indent=2))
@@ -91,6 +101,21 @@ def train_command(
         for key, value in summary.rows():
             table.add_row(key, value)
         Console().print(table)
+
+
+def _launch(cfg, nproc: int, resume: bool) -> None:
+    """Check what can be checked before starting processes, so a user mistake is one line, not N."""
+    from accelsim import trace as tr
+    from accelsim.errors import expect
+    from accelsim.trainer.distributed import launch
+
+    if not resume:
+        cfg.validate()
+        expect(not tr.manifest_path(Path(cfg.out)).exists(),
+               "already holds a trace; pass --resume to continue it or choose another --out", source=cfg.out)
+        expect(cfg.batch_size % nproc == 0, f"expected a batch size divisible by --nproc {nproc}, got "
+               f"{cfg.batch_size}", field="--batch-size")
+    launch(cfg, nproc, resume)
 
 
 _SPARSITY = ("method", "sparsity", "distribution", "update_every", "drop_fraction", "end_fraction", "init",
