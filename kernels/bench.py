@@ -7,13 +7,13 @@
 One record per (shape, op, pattern, density, threads): every correct path is timed interleaved with
 the dense torch baseline (:func:`kernels.registry.pick_fastest`); the record names the winner and
 derives GFLOP/s, speedup vs dense and the fraction of the ideal 1/density speedup from medians.
-``load_measurements(path)`` reads such a file back, validating it (UserError on any defect).
+``load_measurements(path)`` reads such a file back into the typed records of :mod:`kernels.records`
+(the format, its version and its validation live there).
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import statistics
 import time
@@ -26,12 +26,14 @@ import torch
 from accelsim.errors import UserError, expect
 from accelsim.kernels.cases import OPS, PATTERNS, Case, nm_of, pattern_supports
 from accelsim.kernels.fff_bench import FFFCase, iter_fff_cases, make_fff_record, pick_fastest_fff
-from accelsim.kernels.fff_bench import OP as FFF_OP
 from accelsim.kernels.fff_bench import parse_shape as parse_fff_shape
 from accelsim.kernels.machine import _cpu_times, machine_info, wait_until_quiet
+from accelsim.kernels.records import DENSE_PATH, SCHEMA, Measurements, read_measurements, record_ratios
 from accelsim.kernels.registry import Choice, paths_for, pick_fastest
 
-SCHEMA = "accelsim.kernel-measurements/1"
+__all__ = ["DENSE_PATH", "SCHEMA", "BenchConfig", "load_measurements", "record_from_rounds", "record_ratios",
+           "run_bench", "write_measurements"]
+
 DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 #: d_in, d_out of a layer kind as a function of the hidden size (BERT: FFN is 4x hidden).
 LAYERS: dict[str, Callable[[int], tuple[int, int]]] = {
@@ -194,17 +196,14 @@ def run_bench(config: BenchConfig | None = None, *, out: str | Path | None = Non
                     progress(done, total, make_record(layer, rounds[i][-1][0]) | rounds[i][-1][1])
     finally:
         torch.set_num_threads(saved_threads)
-    records = [_record(layer, rounds[i]) for i, (_, layer, _) in enumerate(todo)]
+    records = [record_from_rounds(layer, rounds[i]) for i, (_, layer, _) in enumerate(todo)]
     doc = {"schema": SCHEMA, "machine": machine_info(cfg.device), "config": asdict(cfg),
            "records": records, "skipped": skipped}
     doc["machine"]["threads_measured"] = list(threads)
+    Measurements.from_dict(doc, "kernels bench")  # what is written must read back
     if out is not None:
         write_measurements(doc, out)
     return doc
-
-
-#: the baseline every case times beside its sparse paths (pick_fastest always includes it)
-DENSE_PATH = "dense_torch"
 
 
 def round_ratios(rounds: list[tuple[Choice, dict]]) -> dict[str, list[float]]:
@@ -221,22 +220,8 @@ def round_ratios(rounds: list[tuple[Choice, dict]]) -> dict[str, list[float]]:
     return out
 
 
-def record_ratios(rec: dict) -> dict[str, list[float]]:
-    """A record's per-round ratios to the dense baseline: ``ratios_rounds`` where the bench stored them;
-    for files written before, from ``times_rounds`` for every path whose list is as long as the dense
-    baseline's: the dense path is timed in every round and a path at most once per round, so equal length
-    means the path was timed in every round, in the same order (merging keeps file order)."""
-    if "ratios_rounds" in rec:
-        return rec["ratios_rounds"]
-    rounds = rec.get("times_rounds") or {p: [t] for p, t in rec["times"].items()}
-    dense = rounds.get(DENSE_PATH)
-    if not dense:
-        return {}
-    return {p: [t / d for t, d in zip(ts, dense)] for p, ts in rounds.items()
-            if p != DENSE_PATH and len(ts) == len(dense)}
-
-
-def _record(layer: str, rounds: list[tuple[Choice, dict]], ratios: dict[str, list[float]] | None = None) -> dict:
+def record_from_rounds(layer: str, rounds: list[tuple[Choice, dict]],
+                       ratios: dict[str, list[float]] | None = None) -> dict:
     """One record from a case's rounds: each path's median over the rounds that timed it, and every round's
     time over the dense baseline's beside it (``ratios``: already paired, from merged files)."""
     first = rounds[0][0]
@@ -317,65 +302,12 @@ def write_measurements(doc: dict, out: str | Path) -> tuple[Path, Path]:
     return out, csv_path
 
 
-# ---- reading measurements back ----------------------------------------------------------------
-
-_REQUIRED = {"op": str, "tokens": int, "d_in": int, "d_out": int, "m": int, "k": int, "n": int,
-             "pattern": str, "density": (int, float),
-             "density_actual": (int, float), "dtype": str, "threads": int, "path": str,
-             "median_s": (int, float), "dense_s": (int, float), "times": dict}
-
-
-def _check_record(i: int, rec, src: str) -> None:
-    where = f"records[{i}]"
-    expect(isinstance(rec, dict), "expected an object", source=src, field=where)
-    for key, typ in _REQUIRED.items():
-        expect(key in rec, "missing (every record needs " + ", ".join(_REQUIRED) + ")",
-               source=src, field=f"{where}.{key}")
-        ok = isinstance(rec[key], typ) and not isinstance(rec[key], bool)
-        expect(ok, f"expected {getattr(typ, '__name__', 'a number')}, got {rec[key]!r}",
-               source=src, field=f"{where}.{key}")
-    expect(rec["op"] in (*OPS, FFF_OP), f"unknown op '{rec['op']}' (expected {', '.join((*OPS, FFF_OP))})",
-           source=src, field=f"{where}.op")
-    if rec["op"] == FFF_OP:
-        for key in ("trees", "depth"):
-            ok = isinstance(rec.get(key), int) and not isinstance(rec.get(key), bool) and rec[key] >= (key == "trees")
-            expect(ok, "expected a non-negative integer (FFF records carry the tree shape)", source=src,
-                   field=f"{where}.{key}")
-    for key in ("tokens", "d_in", "d_out", "m", "k", "n", "threads"):
-        expect(rec[key] > 0, "must be positive", source=src, field=f"{where}.{key}")
-    for key in ("density", "density_actual"):
-        expect(0.0 < rec[key] <= 1.0, f"must be in (0, 1], got {rec[key]}", source=src, field=f"{where}.{key}")
-    for key in ("median_s", "dense_s"):
-        expect(math.isfinite(rec[key]) and rec[key] > 0, f"must be a positive time in seconds, got {rec[key]}",
-               source=src, field=f"{where}.{key}")
-    expect(rec["path"] in rec["times"], f"winning path '{rec['path']}' has no entry in times",
-           source=src, field=f"{where}.path")
-    ratios = rec.get("ratios_rounds", {})
-    ok = isinstance(ratios, dict) and all(
-        isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                                    and x > 0 for x in v) for v in ratios.values())
-    expect(ok, "expected {path: [positive ratios to the dense baseline, one per round]}", source=src,
-           field=f"{where}.ratios_rounds")
-
+# ---- reading measurements back: the typed records of kernels.records ------------------------------
 
 def load_measurements(path: str | Path) -> dict:
-    """Read and validate a measurements JSON written by :func:`run_bench`."""
-    p = Path(path)
-    expect(p.is_file(), "no such measurements file", source=p)
-    try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"not valid JSON ({err})", source=p) from None
-    expect(isinstance(doc, dict), "expected a JSON object with schema, machine and records", source=p)
-    expect(doc.get("schema") == SCHEMA, f"expected '{SCHEMA}', got {doc.get('schema')!r}", source=p, field="schema")
-    expect(isinstance(doc.get("machine"), dict), "expected an object describing the machine", source=p,
-           field="machine")
-    recs = doc.get("records")
-    expect(isinstance(recs, list) and len(recs) > 0, "expected a non-empty list of measurements", source=p,
-           field="records")
-    for i, rec in enumerate(recs):
-        _check_record(i, rec, str(p))
-    return doc
+    """Read and validate a measurements JSON written by :func:`run_bench`: the plain JSON document, for
+    callers that serialise or edit it. Typed access: :func:`kernels.records.read_measurements`."""
+    return read_measurements(path).to_dict()
 
 
 def config_from_dict(d: dict) -> BenchConfig:

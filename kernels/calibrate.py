@@ -1,25 +1,16 @@
 """Fit a hardware profile's efficiency parameters to kernel measurements (validation: kernels.validation).
 
 Every prediction goes through :func:`accelsim.hardware.kernel_time`, the same cost model the
-simulator uses. A measurement record becomes up to one *point* per profile path: the dense baseline
-(``dense_torch`` -> the profile's ``dense`` path, one point per shape: the median over records) and,
-for a sparse case, the fastest timed kernel of each family the profile models (CSR kernels -> its
-``unstructured`` path, block kernels -> its ``block`` path, N:M kernels -> its ``2:4`` path), with
-that profile path forced. A profile may split a family into per-phase paths (forward CSR SpMM,
-transposed SpMM, SDDMM are different kernels); the first path whose ``phases`` admit the op is used.
-A sparse kernel's time is paired with the dense baseline timed beside it in each round
-(:func:`paired_time`), which cancels most of the shared machine's drift; the plain medians are kept
-(``Point.raw_s``) and the validation reports the error against them too.
-Cases are split deterministically (a hash of the case, not file order) into train and held-out sets;
-``calibrate`` fits on train only, ``validate`` scores the held-out points.
+simulator uses. The measurement records (:mod:`kernels.records`) become points, one per modelled
+kernel family and the dense baseline per shape, paired with the dense baseline timed beside them and
+split deterministically into train and held-out sets (:mod:`kernels.points`, shared with
+``kernels.validation``); ``calibrate`` fits on train only, ``validate`` scores the held-out points.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import re
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +24,23 @@ from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from accelsim.kernels.bench import DENSE_PATH, load_measurements, record_ratios
-from accelsim.kernels.fff_bench import OP as FFF_OP
+from accelsim.kernels.points import (  # noqa: F401  (re-exported: callers import them from here)
+    DTYPE_NAMES,
+    HOLDOUT_EVERY,
+    PHASES,
+    Point,
+    dense_medians,
+    file_sha256,
+    group_mape,
+    is_heldout,
+    measurement_points,
+    paired_time,
+    predict_time,
+    record_heldout,
+)
+from accelsim.kernels.records import Measurements, read_measurements
 from accelsim.kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
 
-DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-HOLDOUT_EVERY = 5  # one case in five is held out
 POINTS_PER_PARAM = 3  # the parameters fitted per path (accelsim.hardware.params.fitted_for) are trimmed to this
 #: measurement noise on a shared machine is heavy-tailed: soft_l1 keeps a few stalled medians from
 #: dominating the fit; residuals below f_scale (in log time, ~10 %) are still treated quadratically
@@ -46,146 +48,6 @@ LOSS, F_SCALE = "soft_l1", 0.1
 #: the search space of each parameter (log or linear, plausible range, start, "absent" end) is its row in
 #: accelsim.hardware.params.PATH_PARAMS
 N_STARTS = 8
-
-
-@dataclass(frozen=True)
-class Point:
-    kind: str  # matmul | matmul_dx | matmul_dw
-    tokens: int
-    d_in: int
-    d_out: int
-    density: float
-    pattern: str  # measurement pattern; "dense" for dense-baseline points
-    dtype: str  # profile dtype name
-    threads: int
-    hw_path: str  # profile path forced in kernel_time
-    kernel: str  # measured kernel (fastest of its family)
-    measured_s: float  # paired with the dense baseline (see measurement_points), else the plain median
-    heldout: bool
-    winner: bool = False  # the bench picked this kernel for its case (dense points: never)
-    trees: int = 0  # FFF points (kind "fff"): the layer's tree shape; d_out = its neurons
-    depth: int = 0
-    raw_s: float = 0.0  # the kernel's plain median over its rounds (validation reports the error on it too)
-
-    def predict(self, profile: HardwareProfile) -> float:
-        return predict_time(profile, self.kind, self.tokens, self.d_in, self.d_out, self.density, self.pattern,
-                            self.dtype, path=self.hw_path, trees=self.trees, depth=self.depth)
-
-
-def predict_time(profile: HardwareProfile, kind: str, tokens: int, d_in: int, d_out: int, density: float,
-                 pattern: str, dtype: str, *, path: str | None = None, trees: int = 0, depth: int = 0) -> float:
-    """kernel_time for a measurement: a sparse-matmul case, its dense baseline (pattern "dense"), an FFF
-    layer's conditional forward (kind "fff") or the dense FF of equal width it is compared with."""
-    if kind == FFF_OP:
-        if pattern == "dense":
-            return kernel_time(profile, "ff", tokens, d_in, d_out, dtype=dtype, path=path)
-        return kernel_time(profile, "fff", tokens, d_in, d_out, dtype=dtype, path=path, trees=trees, depth=depth)
-    pattern = "unstructured" if pattern == "dense" else pattern
-    return kernel_time(profile, kind, tokens, d_in, d_out, density, pattern, dtype, path=path)
-
-
-def is_heldout(*key) -> bool:
-    digest = hashlib.sha256("|".join(map(str, key)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") % HOLDOUT_EVERY == 0
-
-
-def record_heldout(rec: dict) -> bool:
-    dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
-    return is_heldout(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], dtype, rec["pattern"], rec["density"])
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-PHASES = {"matmul": "fwd", "matmul_dx": "bwd_input", "matmul_dw": "bwd_weight", FFF_OP: "fwd"}
-
-
-def _hw_path(profile: HardwareProfile, family: str, kind: str, dtype: str, pattern: str = "") -> str | None:
-    """The profile path modelling ``family`` for this op: the first path of that pattern kind whose
-    phases and dtypes admit it (a profile may split a kernel family into per-phase paths) and, for a
-    block pattern, whose block sizes include the pattern's (b=16 and b=32 kernels tile differently)."""
-    usable = [name for name, spec in profile.paths.items()
-              if spec.pattern == family and PHASES[kind] in spec.phases and (not spec.dtypes or dtype in spec.dtypes)]
-    b = int(pattern[5:]) if pattern.startswith("block") and pattern[5:].isdigit() else None
-    sized = [name for name in usable if b in profile.paths[name].block_sizes]
-    return (sized or usable or [None])[0]
-
-
-def _shape(rec: dict) -> tuple:
-    return (rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], DTYPE_NAMES.get(rec["dtype"], rec["dtype"]),
-            (rec.get("trees", 0), rec.get("depth", 0)))
-
-
-def dense_medians(doc: dict, threads: int) -> dict[tuple, float]:
-    """The dense baseline's median time per shape, over every record of that shape (each case of a shape
-    times it again, beside its own sparse paths)."""
-    times: dict[tuple, list[float]] = defaultdict(list)
-    for rec in doc["records"]:
-        if rec["threads"] == threads and DENSE_PATH in rec["times"]:
-            times[_shape(rec)].append(rec["times"][DENSE_PATH])
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def paired_time(ratios: list[float] | None, dense: float | None) -> float | None:
-    """A sparse kernel's time paired with the dense baseline: the median over rounds of its ``ratios`` to
-    the dense time measured beside it (:func:`kernels.bench.record_ratios`), times the shape's dense median
-    ``dense``. A control variate: the
-    shared machine's slow spells (10-40 % for seconds to minutes) hit both kernels of a round and cancel
-    in the ratio (validation.json: ``round_noise`` of the plain times against ``round_noise_paired`` of the
-    ratios; docs/kernels.md). None where no round was paired."""
-    return statistics.median(ratios) * dense if ratios and dense else None
-
-
-def measurement_points(doc: dict, profile: HardwareProfile, threads: int | None = None, *, paired: bool = True
-                       ) -> tuple[list[Point], dict[str, int]]:
-    """Points the profile can model, and counts of what was left out and why. ``paired``: a sparse
-    kernel's time is :func:`paired_time` where its rounds were paired, else its plain median."""
-    threads = threads or profile.compute.count
-    skipped: dict[str, int] = defaultdict(int)
-    dense = dense_medians(doc, threads)
-    points: list[Point] = []
-    for rec in doc["records"]:
-        if rec["threads"] != threads:
-            skipped[f"threads != {threads}"] += 1
-            continue
-        dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
-        tree = (rec.get("trees", 0), rec.get("depth", 0))
-        families = rec.get("families") or _registry_families(rec.get("device", "cpu"))
-        ratios = record_ratios(rec) if paired else {}
-        best: dict[str, tuple[str, float, float]] = {}
-        for kernel, raw in rec["times"].items():
-            fam = families.get(kernel)
-            if fam in (None, "dense"):
-                continue
-            t = paired_time(ratios.get(kernel), dense.get(_shape(rec))) or raw
-            if fam not in best or t < best[fam][1]:
-                best[fam] = (kernel, t, raw)
-        for fam, (kernel, t, raw) in best.items():
-            hw_path = _hw_path(profile, fam, rec["op"], dtype, rec["pattern"])
-            if hw_path is None:
-                skipped[f"no '{fam}' path for {rec['op']} in the profile"] += 1
-            elif rec["density_actual"] >= 1.0:
-                skipped["sparse kernel at density 1 (the model runs dense)"] += 1
-            else:
-                points.append(Point(rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
-                                    rec["pattern"], dtype, threads, hw_path, kernel, t, record_heldout(rec),
-                                    winner=kernel == rec["path"], trees=tree[0], depth=tree[1], raw_s=raw))
-    for (op, tokens, d_in, d_out, dtype, tree), t in dense.items():
-        hw_path = _hw_path(profile, "dense", op, dtype)
-        if hw_path is None:
-            skipped[f"no 'dense' path for {op} in the profile"] += 1
-            continue
-        points.append(Point(op, tokens, d_in, d_out, 1.0, "dense", dtype, threads, hw_path, DENSE_PATH,
-                            t, is_heldout(op, tokens, d_in, d_out, dtype, "dense"),
-                            trees=tree[0], depth=tree[1], raw_s=t))
-    return points, dict(skipped)
-
-
-def _registry_families(device: str) -> dict[str, str]:
-    """Kernel -> family for files written before records carried their own ``families``."""
-    from accelsim.kernels.registry import all_paths
-    return {p.name: p.family for p in all_paths(device)}
 
 
 def _soft_l1(residuals: np.ndarray) -> float:
@@ -316,10 +178,11 @@ def _portable(source: str) -> str:
         return str(source)
 
 
-def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | None = None,
+def fit_profile(doc: Measurements | dict, hw: str | Path | HardwareProfile, *, threads: int | None = None,
                 source: str = "<measurements>", sha256: str = "", name: str | None = None) -> Calibration:
     from scipy.optimize import least_squares
 
+    doc = Measurements.coerce(doc, source)
     base = load_profile(hw)
     points, skipped = measurement_points(doc, base, threads)
     train = [p for p in points if not p.heldout]
@@ -352,7 +215,7 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
                            "starts": len(fits), "best_start": best, "absent_terms_snapped": snapped}
     after = predict(values, train)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    mach = doc["machine"]
+    mach = doc.machine
     note = f"fitted by `accelsim calibrate` to {Path(source).name} (sha256 {sha256[:12]}), {len(train)} points, {now}"
     profile = with_params(base, values)
     sources = dict(profile.sources)
@@ -394,8 +257,6 @@ def fit_profile(doc: dict, hw: str | Path | HardwareProfile, *, threads: int | N
 def _heldout_summary(points: list[Point], predicted: np.ndarray) -> dict | None:
     """Held-out error overall and per pattern class, as `accelsim validate` reports it (kept in the profile
     so that run reports can show it without the measurement file)."""
-    from accelsim.kernels.validation import group_mape
-
     if not points:
         return None
     rows = [{"pattern": p.pattern, "ape": abs(pr / p.measured_s - 1.0), "ratio": pr / p.measured_s}
@@ -441,7 +302,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 def calibrate(measurements: str | Path, hw: str | Path, out: str | Path, *, threads: int | None = None) -> Calibration:
     """Fit ``hw`` to a measurements file and write the fitted profile YAML to ``out``. The profile is
     named after the file (``runs/cpu-local-fitted.yaml`` -> ``cpu-local-fitted``)."""
-    doc = load_measurements(measurements)
+    doc = read_measurements(measurements)
     out = Path(out)
     name = out.stem if _NAME.match(out.stem) else None
     cal = fit_profile(doc, hw, threads=threads, source=str(measurements), sha256=file_sha256(measurements), name=name)

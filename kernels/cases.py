@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from accelsim.errors import UserError
+from accelsim.kernels.records import MATMUL_OPS
 
-OPS = ("matmul", "matmul_dx", "matmul_dw")
+OPS = MATMUL_OPS  # the product kinds a record may hold (kernels.records)
 PATTERNS = ("unstructured", "2:4", "block16", "block32")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -22,9 +22,10 @@ import torch
 
 from accelsim.errors import UserError
 from accelsim.kernels import fff_cpu
+from accelsim.kernels.records import FFF_OP
 from accelsim.kernels.registry import Choice, admit, set_threads, time_runners
 
-OP = "fff"
+OP = FFF_OP  # the op name of FFF records (kernels.records)
 PATTERN = "conditional"
 _SHAPE = re.compile(r"^(\d+)x(\d+)$")
 #: max abs deviation from the zeroed dense computation (fp32, different summation orders)

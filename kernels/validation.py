@@ -4,14 +4,14 @@ Three views of the same measurements, each as MAPE overall, per pattern, per op 
 
 * ``kernels`` (the headline numbers, top-level keys): every modelled kernel family of every case, its
   fastest measured kernel against the profile path of that family, forced in ``kernel_time``
-  (:func:`kernels.calibrate.measurement_points`);
+  (:func:`kernels.points.measurement_points`);
 * ``winner``: only the kernel the bench picked for the case (its ``path``), predicted with that
   kernel's profile path: the model of the code that would really run;
 * ``fastest``: the case's measured best time against ``op_cost`` choosing the path itself, exactly as
   the simulator does; a wrong choice between paths shows up here.
 
 Measured sparse times are paired with the dense baseline timed beside them in each round
-(:func:`kernels.calibrate.paired_time`, a control variate for the shared machine's drift); the same
+(:func:`kernels.points.paired_time`, a control variate for the shared machine's drift); the same
 predictions scored against the plain medians are reported beside them (``raw``).
 
 For the file a profile was fitted to, the held-out cases are scored (and the training cases reported
@@ -28,17 +28,19 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import load_profile
-from accelsim.kernels.bench import DENSE_PATH, load_measurements, record_ratios
+from accelsim.kernels.machine import machine_mismatch
+from accelsim.kernels.points import (
+    dense_medians,
+    file_sha256,
+    group_mape,
+    measurement_points,
+    paired_time,
+    predict_time,
+    record_heldout,
+)
+from accelsim.kernels.records import DENSE_PATH, Measurements, read_measurements
 
 PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
-
-
-def group_mape(rows: list[dict], key) -> dict[str, dict]:
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[key(r)].append(r)
-    return {k: {"n": len(v), "mape": float(np.mean([r["ape"] for r in v])),
-                "median_ratio": float(np.median([r["ratio"] for r in v]))} for k, v in sorted(groups.items())}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -49,18 +51,18 @@ def summary(rows: list[dict]) -> dict:
             "by_op": group_mape(rows, lambda r: r["kind"])}
 
 
-def round_noise(doc: dict, paired: bool = False) -> dict[str, dict]:
+def round_noise(doc: Measurements | dict, paired: bool = False) -> dict[str, dict]:
     """How far a case's timing moves between rounds: per kernel and op, |median of the first half of the
     rounds / median of the second half - 1| over the cases (files with >= 2 rounds per case). A model
     cannot predict a median closer than about half this spread, so it bounds the reachable MAPE.
     ``paired``: the same for each sparse kernel's per-round ratio to the dense baseline timed beside it
-    (what paired times are made of, kernels.calibrate.paired_time)."""
+    (what paired times are made of, kernels.points.paired_time)."""
     spread: dict[str, list[float]] = defaultdict(list)
-    for rec in doc["records"]:
-        for kernel, ts in (record_ratios(rec) if paired else rec.get("times_rounds") or {}).items():
+    for rec in Measurements.coerce(doc).records:
+        for kernel, ts in (rec.ratios() if paired else rec.times_rounds).items():
             if len(ts) >= 2:
                 h = len(ts) // 2
-                spread[f"{rec['op']} {kernel}"].append(abs(float(np.median(ts[:h]) / np.median(ts[h:])) - 1.0))
+                spread[f"{rec.op} {kernel}"].append(abs(float(np.median(ts[:h]) / np.median(ts[h:])) - 1.0))
     every = [v for vs in spread.values() for v in vs]
     out = {k: {"n": len(v), "mean": float(np.mean(v)), "median": float(np.median(v))} for k, v in sorted(spread.items())}
     if every:
@@ -73,27 +75,23 @@ def _row(base: dict, predicted: float, measured: float) -> dict:
                 ape=abs(predicted / measured - 1.0))
 
 
-def _fastest_rows(doc: dict, profile, threads: int, heldout_of, paired: bool = True) -> list[dict]:
+def _fastest_rows(doc: Measurements, profile, threads: int, heldout_of, paired: bool = True) -> list[dict]:
     """Per record: the measured best time (paired with the dense baseline, as the kernel points are) vs
     the simulator's own choice of path (no path forced)."""
-    from accelsim.kernels.calibrate import DTYPE_NAMES, _shape, dense_medians, paired_time, predict_time
-
     dense = dense_medians(doc, threads)
     rows = []
-    for rec in doc["records"]:
-        if rec["threads"] != threads or rec["density_actual"] >= 1.0:
+    for rec in doc.records:
+        if rec.threads != threads or rec.density_actual >= 1.0:
             continue
-        dtype = DTYPE_NAMES.get(rec["dtype"], rec["dtype"])
-        pattern = rec["pattern"]
-        pred = predict_time(profile, rec["op"], rec["tokens"], rec["d_in"], rec["d_out"], rec["density_actual"],
-                            pattern, dtype, trees=rec.get("trees", 0), depth=rec.get("depth", 0))
-        d = dense.get(_shape(rec))
-        ratios = record_ratios(rec)
-        best = min([d] + [paired_time(ratios.get(k), d) or t for k, t in rec["times"].items() if k != DENSE_PATH]
-                   if d and paired else [rec["median_s"]])
-        rows.append(_row({"kind": rec["op"], "tokens": rec["tokens"], "d_in": rec["d_in"], "d_out": rec["d_out"],
-                          "density": rec["density_actual"], "pattern": pattern, "kernel": rec["path"],
-                          "heldout": heldout_of(rec), "raw_s": rec["median_s"]}, pred, best))
+        pred = predict_time(profile, rec.op, rec.tokens, rec.d_in, rec.d_out, rec.density_actual, rec.pattern,
+                            rec.profile_dtype, trees=rec.trees, depth=rec.depth)
+        d = dense.get(rec.shape_key)
+        ratios = rec.ratios()
+        best = min([d] + [paired_time(ratios.get(k), d) or t for k, t in rec.times.items() if k != DENSE_PATH]
+                   if d and paired else [rec.median_s])
+        rows.append(_row({"kind": rec.op, "tokens": rec.tokens, "d_in": rec.d_in, "d_out": rec.d_out,
+                          "density": rec.density_actual, "pattern": rec.pattern, "kernel": rec.path,
+                          "heldout": heldout_of(rec), "raw_s": rec.median_s}, pred, best))
     return rows
 
 
@@ -108,10 +106,7 @@ def raw_mape(rows: list[dict]) -> dict:
 def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | None = None,
              *, threads: int | None = None) -> dict:
     """Predict the measurements with profile ``hw``; MAPE per kernel / pattern / op and overall."""
-    from accelsim.kernels.calibrate import file_sha256, measurement_points, record_heldout
-    from accelsim.kernels.machine import machine_mismatch
-
-    doc = load_measurements(measurements)
+    doc = read_measurements(measurements)
     profile = load_profile(hw)
     fitted = profile.fitted or {}
     threads = threads or fitted.get("threads") or profile.compute.count
@@ -132,12 +127,12 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
               "timing": "sparse kernels paired with the dense baseline timed beside them" if paired else
               "plain medians (the profile was fitted before paired times)",
               # a profile fitted on one machine says little about another's timings
-              "machine_mismatch": machine_mismatch(fitted.get("machine"), doc.get("machine")),
+              "machine_mismatch": machine_mismatch(fitted.get("machine"), doc.machine),
               "overall_mape": group_mape(scored, lambda r: "all")["all"],
               "mape_by_pattern": group_mape(scored, lambda r: r["pattern"]),
               "mape_by_op": group_mape(scored, lambda r: r["kind"]),
               "mape_by_kernel": group_mape(scored, lambda r: f"{r['kind']} {r['hw_path']} ({r['kernel']})"),
-              # measured times are paired with the dense baseline (kernels.calibrate.paired_time); against
+              # measured times are paired with the dense baseline (kernels.points.paired_time); against
               # the plain medians the same predictions score:
               "raw": raw_mape(scored),
               "winner": summary(winners), "fastest": summary(fastest),
