@@ -1,13 +1,16 @@
 """Write docs/results.md, the measured results per machine, from the files under benchmarks/results/.
 
     python benchmarks/make_results_doc.py            # rewrite docs/results.md
-    python benchmarks/make_results_doc.py --check    # exit 1 if docs/results.md differs (tests/test_results_doc.py)
+    python benchmarks/make_results_doc.py --check    # exit 1 if docs/results.md differs
 
 Why generated: the README used to quote these numbers by hand and they drifted from the files; now the
 only way a figure reaches the document is through a renderer reading the committed result file.
 
-One folder under benchmarks/results/ is one machine (files directly under benchmarks/results/ form a
-section of their own, each naming its machine). Each result kind has a renderer registered with
+One folder under benchmarks/results/ is one section, normally one machine (files directly under
+benchmarks/results/ form a section of their own, each naming its machine). Only files git tracks are read
+(``git add`` a new result file, then regenerate), so a colleague's uncommitted results in a shared working
+tree never leak into the committed document; outside a git checkout every file is read. tests/test_results_doc.py
+runs ``--check``. Each result kind has a renderer registered with
 ``@renders(glob, title)``: a function from (path, parsed JSON) to Markdown lines. A new kind of result
 file needs one such function; a file no renderer matches is still listed, so nothing is dropped silently.
 Output is deterministic (no "generated at" stamp) so the check compares content only.
@@ -123,8 +126,10 @@ def kernels_ffn(path: Path, d: dict) -> list[str]:
 def kernel_sweep(path: Path, d: dict) -> list[str]:
     c, m = d["config"], d["machine"]
     parts = m.get("merged_from") or []
-    pooled = (f", pooled from {len(parts)} sweeps of " + " + ".join(f"{p['rounds']} rounds" for p in parts)) if parts else ""
-    return [f"{len(d['records'])} BERT-shaped cases: tokens {c['tokens']}, hidden {c['hidden']}, ops {', '.join(c['ops'])}, "
+    pooled = (f", pooled from {len(parts)} sweeps of " + " + ".join(f"{p['rounds']} rounds" for p in parts)
+              if parts else "")
+    return [f"{len(d['records'])} BERT-shaped cases: tokens {c['tokens']}, hidden {c['hidden']}, "
+            f"ops {', '.join(c['ops'])}, "
             f"patterns {', '.join(c['patterns'])}, densities {min(c['densities'])}–{max(c['densities'])}, FFF trees "
             f"{', '.join(c['fff']) or 'none'}; {c['threads']} threads{pooled}. Paths timed: {', '.join(c['paths'])}. "
             "The bundled CPU profile fitted to it and its held-out error: next section."]
@@ -222,7 +227,9 @@ def _machine(docs: dict[Path, dict]) -> tuple[str, list[str]]:
     desc, dates = None, []
     for d in docs.values():
         m = d.get("machine") if isinstance(d, dict) else None
-        if not m:
+        if isinstance(m, str):  # a free-text machine, the date beside it
+            m = {"description": m, "date": d.get("date", "")}
+        if not isinstance(m, dict):
             continue
         dates.append(str(m.get("date", ""))[:10])
         if desc is None and m.get("cpu_model"):
@@ -231,6 +238,7 @@ def _machine(docs: dict[Path, dict]) -> tuple[str, list[str]]:
             wide = "AVX-512" if any(f.startswith("avx512") for f in isa) else "AVX2, no AVX-512" if "avx2" in isa else ""
             desc = (f"{m['cpu_model']}{fam}, {m.get('logical_cores', '?')} logical cores"
                     f"{', ' + wide if wide else ''}; torch {m.get('torch', '?')}; {m.get('platform', '')}")
+        desc = desc or m.get("description")
     return desc or "machine recorded in each file", sorted(d for d in dates if d)
 
 
@@ -261,15 +269,31 @@ def _latest(files: list[Path]) -> str:
     dates = []
     for f in files:
         if f.suffix == ".json":
-            m = json.loads(f.read_text()).get("machine")
-            if isinstance(m, dict) and m.get("date"):
-                dates.append(str(m["date"]))
+            d = json.loads(f.read_text())
+            m = d.get("machine") if isinstance(d, dict) else None
+            date = m.get("date") if isinstance(m, dict) else d.get("date") if isinstance(d, dict) else None
+            if date:
+                dates.append(str(date))
     return max(dates, default="")
 
 
+def _tracked(results: Path) -> set[Path] | None:
+    """Files under ``results`` that git tracks; None outside a git checkout (then every file counts)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=results, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {(results / name).resolve() for name in out.stdout.decode().split("\0") if name}
+
+
 def build(results: Path = RESULTS) -> str:
-    machines = {p: sorted(q for q in p.rglob("*") if q.is_file()) for p in sorted(results.iterdir()) if p.is_dir()}
-    loose = sorted(q for q in results.iterdir() if q.is_file())
+    tracked = _tracked(results)
+    keep = (lambda q: q.is_file() and q.resolve() in tracked) if tracked is not None else (lambda q: q.is_file())
+    machines = {p: sorted(q for q in p.rglob("*") if keep(q)) for p in sorted(results.iterdir()) if p.is_dir()}
+    machines = {p: files for p, files in machines.items() if files}
+    loose = sorted(q for q in results.iterdir() if keep(q))
     out = ["# Measured results", "",
            "<!-- generated by benchmarks/make_results_doc.py from benchmarks/results/; edit the script, not this "
            "file (tests/test_results_doc.py fails when they differ) -->", "",
@@ -279,7 +303,7 @@ def build(results: Path = RESULTS) -> str:
            "datasheets and published figures (`accelsim hw show NAME`). Newest machine first.", ""]
     # newest machine first: the one the bundled CPU profile describes is the one people ask about
     for folder, files in sorted(machines.items(), key=lambda kv: _latest(kv[1]), reverse=True):
-        out += _section(folder, f"Machine `{folder.name}`", files)
+        out += _section(folder, f"`{folder.name}`", files)
     if loose:
         out += _section(results, "Not tied to one machine folder", loose)
     return "\n".join(out).rstrip() + "\n"

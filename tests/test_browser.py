@@ -120,7 +120,7 @@ class Page:
 
     def open(self, path: Path) -> None:
         self.events.clear()
-        self.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        self.call("Emulation.setDeviceMetricsOverride", width=1280, height=800, deviceScaleFactor=1, mobile=False)
         self.call("Page.navigate", url=path.resolve().as_uri())
         self.wait_for("Page.loadEventFired")
 
@@ -200,6 +200,10 @@ def test_the_checks_catch_errors_and_broken_images(page, tmp_path):
     assert sizes == [[0, 0]]
     errors = page.errors()
     assert any("boom" in e for e in errors) and any(e.startswith("exception") for e in errors)
+    wide = tmp_path / "wide.html"
+    wide.write_text('<!DOCTYPE html><html><body><div style="width:2000px">x</div></body></html>')
+    page.open(wide)  # the overflow measure used on the report sees a page wider than the window
+    assert page.js("document.documentElement.scrollWidth") > page.js("document.documentElement.clientWidth")
 
 
 def test_report_renders_with_images_and_no_console_errors(page, report):
@@ -209,7 +213,7 @@ def test_report_renders_with_images_and_no_console_errors(page, report):
     assert len(sizes) == html.count("<img ") >= 10
     assert all(w > 200 and h > 100 for w, h in sizes), sizes
     headings = page.js("[...document.querySelectorAll('h2')].map(h => h.textContent)")
-    assert headings[0] == "Summary" and "Hardware profiles and their assumptions" in headings
+    assert headings[0] == "Verdict" and "Hardware profiles and their assumptions" in headings
     assert page.js("document.querySelectorAll('table').length") >= 6
     assert page.js("document.title").startswith("accelsim report")
     time.sleep(0.5)  # let late console messages arrive before judging
@@ -227,3 +231,29 @@ def test_report_renders_with_images_and_no_console_errors(page, report):
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     (artifacts / "report-screenshot.png").write_bytes(png)
+
+
+def test_the_first_screen_shows_the_verdict_without_horizontal_overflow(page, report):
+    page.open(report)
+    page.js("window.scrollTo(0, 0)")
+    # the verdict's lines sit wholly inside the first 1280x800 screen and name a winner and a speedup limit
+    box = page.js("(() => { const r = document.querySelector('ul.verdict').getBoundingClientRect();"
+                  " return [r.top, r.bottom, r.width]; })()")
+    assert 0 < box[0] < box[1] <= 800 and box[2] > 600, box
+    text = page.js("document.querySelector('ul.verdict').innerText")
+    assert "fastest on" in text and "lowest energy on" in text and "Amdahl limit" in text and "fp32" in text
+    # nothing wider than the window: long cells wrap, wide tables scroll inside themselves
+    widths = page.js("[document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+                     " document.body.scrollWidth]")
+    assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
+    # the assumption tables are collapsed until asked for
+    assert page.js("[...document.querySelectorAll('details')].every(d => !d.open)")
+    assert page.js("document.querySelectorAll('details').length") >= 1
+    shot = page.call("Page.captureScreenshot", format="png", clip={"x": 0, "y": 0, "width": 1280, "height": 800,
+                                                                   "scale": 1})
+    img = Image.open(io.BytesIO(base64.b64decode(shot["data"])))
+    assert img.size == (1280, 800)
+    assert len(np.unique(np.asarray(img.convert("L").resize((64, 64))))) > 10
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    img.save(artifacts / "report-top.png")

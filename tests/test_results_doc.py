@@ -43,7 +43,7 @@ def test_figures_come_from_the_files(tmp_path):
     (tmp_path / "box" / "trainer.json").write_text(json.dumps(trainer))
     (tmp_path / "box" / "notes.json").write_text(json.dumps({"machine": machine, "x": 1}))
     text = mod.build(tmp_path)
-    assert "## Machine `box`" in text and "Test CPU" in text and "2030-01-02" in text
+    assert "## `box`" in text and "Test CPU" in text and "2030-01-02" in text
     assert "| median step, dense | 250 ms |" in text and "1.2× dense" in text and "0.40 %" in text
     # a file no renderer knows is listed, not dropped
     assert "`notes.json`" in text.split("Other files")[1]

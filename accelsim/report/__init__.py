@@ -1,8 +1,10 @@
 """Reports on runs and their simulations: HTML/Markdown documents, comparison tables and curves.
 
 ``build_report(runs, out)`` is what ``accelsim report`` and ``accelsim run`` call; ``compare_rows`` feeds
-``accelsim compare``; ``write_curves`` draws ``accelsim plot speedup``. Nothing here simulates: results
-are read back from ``<run>/sim/<hw>.json`` so a report always shows what the simulator stored.
+``accelsim compare``; ``write_curves`` draws ``accelsim plot speedup``. Results are read back from
+``<run>/sim/<hw>.json`` so a report always shows what the simulator stored; the one thing a report simulates
+itself is its BERT-base projection of trained runs (``projection.py``), stored the same way under
+``<report>/projection/``.
 """
 from __future__ import annotations
 

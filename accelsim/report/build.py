@@ -11,15 +11,21 @@ from accelsim.report import figures as F
 from accelsim.report.curves import energy_figure, loss_time_figure, speedup_figure
 from accelsim.report.data import (RunData, expand_inputs, experiment_of, find_validations, hardware_order, load_run,
                                   read_experiment, stored_target)
+from accelsim.report.lineage import lineage_section
 from accelsim.report.render import Image, Para, Pre, Section, Table, render_html, render_markdown
-from accelsim.report.tables import (breakdown_table, flops_table, g4, hw_rows, run_table, summary_table)
+from accelsim.report.summary import assumptions_section, projection_section, summary_section, verdict_section
+from accelsim.report.tables import breakdown_table, flops_table, g4, hw_rows, run_table
 from accelsim.report.validation import Validation, load_validation, profile_validations
+from accelsim.report.verdict import hardware_by_time, profile_info
 
 
 def build_report(inputs: list[str | Path], out: str | Path, *, hardware: list[str] | None = None,
                  target_loss: float | None = None, validation: list[str | Path] | None = None,
-                 title: str | None = None) -> dict[str, Path]:
-    """Write ``out/report.html`` (self-contained), ``out/report.md`` (+ ``out/figures/``) and ``out/report.json``."""
+                 title: str | None = None, project: bool = True) -> dict[str, Path]:
+    """Write ``out/report.html`` (self-contained), ``out/report.md`` (+ ``out/figures/``) and ``out/report.json``.
+
+    ``project``: also replay every trained run as BERT-base (accelsim.report.projection), simulated on the
+    same hardware and stored under ``out/projection/``."""
     paths, experiments = expand_inputs(list(inputs))
     runs = [load_run(p) for p in paths]
     hw = hardware_order(runs, hardware)
@@ -31,64 +37,46 @@ def build_report(inputs: list[str | Path], out: str | Path, *, hardware: list[st
     vals = [load_validation(p) for p in find_validations(paths, exp_dirs, [Path(v) for v in validation or []])] \
         or profile_validations(sorted({re.sub(r"-x\d+$", "", h) for h in hw}))
     rows = hw_rows(runs, hw, target)
+    info = profile_info(runs, hw)
     title = title or "accelsim report: " + (", ".join(str(d.get("experiment", {}).get("name", "experiment"))
                                                       for d in exp_docs) or ", ".join(r.name for r in runs))
-    sections = [
-        _summary(rows, runs, hw, target),
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    proj_runs, skipped, proj_rows, proj_info = [], [], [], {}
+    if project and rows:
+        from accelsim.report.projection import project_runs
+
+        proj_runs, skipped = project_runs(runs, hw, out / "projection")
+        proj_hw = hardware_order(proj_runs) if proj_runs else []
+        proj_rows, proj_info = hw_rows(proj_runs, proj_hw, None), profile_info(proj_runs, proj_hw)
+    profiles = _profiles(runs, hw)
+    real, bounds = hardware_by_time(rows, hw, info, runs)
+    ordered = real + bounds if rows else hw  # fastest real hardware first, bounds last, in every figure
+    sections = [s for s in (
+        verdict_section(rows, runs, hw, info, proj_rows, proj_runs, proj_info),
+        summary_section(rows, runs, hw, info, target),
+        projection_section(proj_rows, proj_runs, rows, proj_info, skipped),
         _runs(runs, exp_docs),
         _training(runs),
         _flops(runs),
-        _hardware(rows, runs, hw),
-        _breakdown(runs, hw),
-        _target(rows, runs, hw, target),
+        _hardware(rows, runs, ordered),
+        _breakdown(runs, ordered),
+        _target(rows, runs, ordered, target),
+        lineage_section(runs, ordered),
         _validation(vals, hw),
-        _assumptions(runs, hw),
-    ]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    assumptions = {name: dict(a) for name, a in _profile_assumptions(runs, hw).items() if a is not None}
+        assumptions_section(profiles, info),
+    ) if s is not None]
+    verdict = next(b for b in sections[0].blocks if hasattr(b, "lines")) if rows else None
+    assumptions = {name: dict(p.assumptions) for name, p in profiles.items() if p is not None}
     data = {"title": title, "target_loss": target, "hardware": hw, "runs": [str(p) for p in paths],
-            "summary": [r.to_dict() for r in rows], "validation": [v.to_dict() for v in vals],
-            "assumptions": assumptions}
+            "verdict": [list(x) for x in verdict.lines] if verdict else [],
+            "summary": [r.to_dict() for r in rows], "projection": [r.to_dict() for r in proj_rows],
+            "validation": [v.to_dict() for v in vals], "assumptions": assumptions}
     files = {"html": out / "report.html", "md": out / "report.md", "json": out / "report.json"}
     files["html"].write_text(render_html(title, sections, data), encoding="utf-8")
     files["md"].write_text(render_markdown(title, sections, out / "figures"), encoding="utf-8")
     files["json"].write_text(json.dumps(data, indent=2), encoding="utf-8")
     return files
-
-
-def _summary(rows, runs: list[RunData], hw: list[str], target) -> Section:
-    blocks: list = []
-    if not rows:
-        blocks.append(Para("No stored simulations: run `accelsim simulate RUN --hw all` (or `accelsim run`) first.",
-                           warn=True))
-        return Section("Summary", blocks, "summary")
-    head, body = summary_table(rows)
-    blocks.append(Table(head, body))
-    blocks.append(Para(
-        "time and energy: simulated net training time and energy of the whole run. speedup vs dense: the same "
-        "steps run dense on the same hardware / this run (> 1 is faster); energy vs dense: this run's energy / "
-        "that of the same steps run dense (< 1 saves energy); EDP: energy x time. "
-        + (f"time to target: simulated seconds until the smoothed training loss first reaches {target:g}; vs "
-           f"dense run: the dense run's time to that loss / this run's." if target is not None else
-           "No target loss was set, so no time-to-target is reported.")))
-    bounds = [f"{r.name} needs {ratio:.1%} of the dense FLOPs (at most {1 / ratio:.2f}x faster where time "
-              f"follows FLOPs)" for r in runs if not r.is_dense for ratio in [_flop_ratio(r)] if ratio]
-    if bounds:
-        blocks.append(Para("Amdahl bound: " + "; ".join(bounds) + ". Dense parts (embeddings, attention products, "
-                           "the MLM head) cap what any hardware can gain from sparse weights."))
-    return Section("Summary", blocks, "summary")
-
-
-def _flop_ratio(run: RunData) -> float | None:
-    import numpy as np
-
-    from accelsim.trace import PHASES
-
-    s = run.trace.steps
-    need = sum(float(np.sum(s[f"flops_{p}"].to_numpy())) for p in PHASES)
-    dense = sum(float(np.sum(s[f"flops_{p}_dense"].to_numpy())) for p in PHASES)
-    return need / dense if dense and need else None
 
 
 def _runs(runs: list[RunData], exp_docs: list[dict]) -> Section:
@@ -123,17 +111,18 @@ def _flops(runs: list[RunData]) -> Section:
 
 def _hardware(rows, runs: list[RunData], hw: list[str]) -> Section:
     if not rows:
-        return Section("Hardware: time and energy", [Para("No stored simulations.", warn=True)], "hardware")
+        return Section("Speedup and energy relative to dense", [Para("No stored simulations.", warn=True)],
+                       "hardware")
     names = [r.name for r in runs]
     blocks: list = [Image.of("hardware", F.hardware_figure(rows, hw, names),
                              "speedup and energy of each run relative to the same steps run dense, per hardware")]
     for name, fig, cap in (("speedup-vs-sparsity", speedup_figure(runs, hw),
-                            "speedup vs sparsity per hardware; dashed: the ideal 1/density"),
+                            "speedup vs sparsity per hardware; dashed: 1/density, the FLOP-ratio limit"),
                            ("energy-vs-sparsity", energy_figure(runs, hw),
                             "energy relative to dense vs sparsity per hardware; dashed: density")):
         if fig is not None:
             blocks.append(Image.of(name, fig, cap))
-    return Section("Hardware: time and energy", blocks, "hardware")
+    return Section("Speedup and energy relative to dense", blocks, "hardware")
 
 
 def _breakdown(runs: list[RunData], hw: list[str]) -> Section:
@@ -186,37 +175,16 @@ def _validation(vals: list[Validation], hw: list[str]) -> Section:
     return Section("Cost-model validation", blocks, "validation")
 
 
-def _profile_assumptions(runs: list[RunData], hw: list[str]) -> dict[str, dict[str, str] | None]:
+def _profiles(runs: list[RunData], hw: list[str]) -> dict[str, object | None]:
+    """Each simulated hardware's profile (None when it is not bundled and cannot be found by name)."""
     from accelsim.errors import UserError
     from accelsim.hardware import load_profile
 
-    out: dict[str, dict[str, str] | None] = {}
+    out: dict[str, object | None] = {}
     for h in hw:
         name = next((r.sims[h].hardware for r in runs if h in r.sims), re.sub(r"-x\d+$", "", h))
         try:
-            out[h] = dict(load_profile(name).assumptions)
+            out[h] = load_profile(name)
         except UserError:
             out[h] = None
     return out
-
-
-def _assumptions(runs: list[RunData], hw: list[str]) -> Section:
-    from accelsim.hardware import load_profile
-
-    blocks: list = [Para("Every hardware figure carries a source (datasheet, paper, measurement) or is an "
-                         "assumption; the assumptions below are where the estimates are weakest.")]
-    for h, asm in _profile_assumptions(runs, hw).items():
-        if asm is None:
-            blocks.append(Para(f"{h}: profile not found among the bundled ones; its assumptions are unknown.",
-                               warn=True))
-            continue
-        prof = load_profile(next((r.sims[h].hardware for r in runs if h in r.sims), h))
-        fitted = " Efficiency parameters fitted to measurements (accelsim calibrate)." if prof.fitted else ""
-        blocks.append(Para(f"{h} ({prof.kind}): {prof.description}. {len(prof.sources)} sourced entries, "
-                           f"{len(asm)} assumptions.{fitted}", warn=bool(asm)))
-        if asm:
-            body = [[k, v or "(no reason given)"] for k, v in asm.items()]
-            blocks.append(Table(["field (ASSUMPTION)", "reason"], body, f"{h}: assumptions",
-                                warn_rows=set(range(len(body)))))
-    return Section("Hardware profiles and their assumptions", blocks, "assumptions")
-

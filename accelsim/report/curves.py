@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from accelsim.errors import expect
 from accelsim.report.data import RunData
 from accelsim.report.plotting import new_figure, run_colors, save_figure
+from accelsim.report.units import time_axis
 
 
 def _method_groups(runs: list[RunData]) -> dict[str, list[RunData]]:
@@ -34,7 +35,8 @@ def _vs_sparsity(runs: list[RunData], hardware: list[str], key: str, ideal, ylab
         members = sorted(members, key=lambda r: r.sparsity)
         s_max = max(r.sparsity for r in members)
         xs = np.linspace(0.0, s_max, 200)
-        ax.plot(xs, ideal(1.0 - xs), "k--", lw=1.2, label="ideal (1/density)" if key == "speedup" else "ideal (density)")
+        ax.plot(xs, ideal(1.0 - xs), "k--", lw=1.2,
+                label="1/density (FLOP-ratio limit)" if key == "speedup" else "density (FLOP-ratio limit)")
         for hw in hardware:
             # the dense run itself (speedup and energy ratio 1 by definition) anchors each curve at 0
             pts = [(0.0, d.sims[hw].doc.get(key)) for d in runs if d.is_dense and hw in d.sims][:1]
@@ -79,7 +81,8 @@ def loss_time_figure(runs: list[RunData], hardware: list[str], target: float | N
             ax.plot(t[:n], loss[:n], color=colors[r.name], lw=1.5, label=r.name)
         if target is not None:
             ax.axhline(target, color="black", ls=":", lw=1.0, label=f"target {target:g}")
-        ax.set(xlabel="simulated training time (s)", ylabel="smoothed training loss", title=hw)
+        ax.set(xlabel="simulated training time", ylabel="smoothed training loss", title=hw)
+        time_axis(ax.xaxis)
         ax.legend(fontsize=7)
     return fig
 

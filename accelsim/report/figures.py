@@ -9,6 +9,7 @@ from accelsim import trace as tr
 from accelsim.report.data import RunData
 from accelsim.report.plotting import new_figure, run_colors, short_layer
 from accelsim.report.tables import HwRow
+from accelsim.report.units import time_axis
 
 
 def loss_figure(runs: list[RunData]) -> Figure | None:
@@ -61,13 +62,18 @@ def density_figure(runs: list[RunData]) -> Figure | None:
     if not mats:
         return None
     fig, axes = new_figure(len(mats), ncols=2, panel=(6.0, 0.9 + 0.22 * max(len(m[0]) for _, m in mats)))
+    # the colour scale spans the densities present (ERK at 90 % gives 0.05-0.2): on 0-1 every layer looks alike
+    lo = min(float(np.nanmin(m[2])) for _, m in mats)
+    hi = max(float(np.nanmax(m[2])) for _, m in mats)
+    pad = max(0.005, 0.02 * (hi - lo)) if hi - lo < 1e-3 else 0.0
     mesh = None
     for ax, (r, (layers, edges, m)) in zip(axes, mats):
-        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), m, vmin=0.0, vmax=1.0, cmap="viridis", shading="flat")
+        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), m, vmin=lo - pad, vmax=hi + pad, cmap="viridis",
+                             shading="flat")
         ax.set_yticks(np.arange(len(layers)) + 0.5, [short_layer(n) for n in layers], fontsize=7)
         ax.invert_yaxis()
         ax.set(xlabel="step (a column holds from one mask change to the next)", title=f"{r.name}: density per layer")
-    fig.colorbar(mesh, ax=axes, label="density (nnz / size)", shrink=0.9)
+    fig.colorbar(mesh, ax=axes, label=f"density (nnz / size), scale {lo:.3g}-{hi:.3g}", shrink=0.9)
     return fig
 
 
@@ -123,7 +129,8 @@ def target_figure(rows: list[HwRow], hardware: list[str], runs: list[str], targe
     fig, (ax,) = new_figure(1, panel=(10.0, 4.0))
     _grouped_bars(ax, hardware, runs, lambda h, n: by[(h, n)].time_to_target_s if (h, n) in by else None,
                   run_colors(runs), log=True)
-    ax.set(ylabel="simulated seconds (log)", title=f"time until the smoothed loss reaches {target:g} (× = never)")
+    ax.set(ylabel="simulated time (log)", title=f"time until the smoothed loss reaches {target:g} (× = never)")
+    time_axis(ax.yaxis)
     ax.legend(fontsize=7)
     return fig
 
@@ -145,8 +152,8 @@ def breakdown_figure(runs: list[RunData], hardware: list[str]) -> Figure:
             left += vals
         ax.set_yticks(np.arange(len(runs)), names, fontsize=7)
         ax.invert_yaxis()
-        ax.set(xlabel="simulated seconds", title=hw)
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.set(xlabel="simulated time", title=hw)
+        time_axis(ax.xaxis)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, ncols=len(kinds), loc="outside lower center")
     return fig
@@ -167,7 +174,42 @@ def layer_figure(runs: list[RunData], hardware: list[str], top: int = 10) -> Fig
                     label=r.name)
         ax.set_yticks(np.arange(len(keys)), [short_layer(k) for k in keys], fontsize=7)
         ax.invert_yaxis()
-        ax.set(xlabel="simulated seconds", title=f"{hw}: most expensive layers")
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.set(xlabel="simulated time", title=f"{hw}: most expensive layers")
+        time_axis(ax.xaxis)
     axes[0].legend(fontsize=7)
+    return fig
+
+
+def absolute_figure(rows: list[HwRow], real: list[str], bounds: list[str], runs: list[str]) -> Figure:
+    """Simulated training time and energy of every run on every hardware (log scales, human units); real
+    hardware fastest first, bounds (``ideal``) below a rule and hatched so they are never read as machines."""
+    from matplotlib.ticker import FuncFormatter
+
+    from accelsim.report.units import fmt_energy, fmt_time
+
+    by = {(r.hardware, r.run): r for r in rows}
+    order = real + bounds
+    colors = run_colors(runs)
+    fig, axes = new_figure(2, ncols=2, panel=(5.6, 0.9 + 0.42 * len(order) * max(1.0, len(runs) / 3)))
+    width = 0.8 / max(len(runs), 1)
+    y = np.arange(len(order))
+    for ax, attr, fmt, title in ((axes[0], "time_s", fmt_time, "simulated training time"),
+                                 (axes[1], "energy_j", fmt_energy, "simulated training energy")):
+        for j, name in enumerate(runs):
+            vals = [getattr(by[(h, name)], attr) if (h, name) in by else np.nan for h in order]
+            hatch = ["//" if h in bounds else "" for h in order]
+            bars = ax.barh(y + (j - (len(runs) - 1) / 2) * width, vals, width, color=colors[name], label=name)
+            for bar, hch in zip(bars, hatch):
+                if hch:
+                    bar.set_hatch(hch)
+                    bar.set_alpha(0.55)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos, f=fmt: f(v)))
+        ax.set_yticks(y, [f"{h} (bound)" if h in bounds else h for h in order], fontsize=8)
+        ax.invert_yaxis()
+        if bounds and real:
+            ax.axhline(len(real) - 0.5, color="black", lw=0.8, ls="--")
+        ax.set(title=f"{title} (log scale; shorter is better)")
+        ax.grid(axis="x", which="major", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
     return fig

@@ -14,6 +14,7 @@ import numpy as np
 
 from accelsim import trace as tr
 from accelsim.report.data import RunData, dense_baseline, time_to_target
+from accelsim.report.units import fmt_energy, fmt_flops, fmt_ratio, fmt_time
 
 
 @dataclass
@@ -67,16 +68,31 @@ def g4(x: float | None, suffix: str = "") -> str:
     return f"{x:.4g}{suffix}"
 
 
-SUMMARY_COLUMNS = ("hardware", "run", "time (s)", "energy (J)", "speedup vs dense", "energy vs dense",
-                   "EDP (J·s)", "time to target (s)", "vs dense run")
+SUMMARY_COLUMNS = ("hardware", "run", "time", "energy", "speedup vs dense", "energy vs dense",
+                   "EDP (J·s)", "time to target", "vs dense run")
 
 
 def summary_table(rows: list[HwRow]) -> tuple[list[str], list[list[str]]]:
-    body = [[r.hardware, r.run, g4(r.time_s), g4(r.energy_j), g4(r.speedup, "x"), g4(r.energy_ratio),
-             g4(r.edp_js), (g4(r.time_to_target_s) if r.time_to_target_s is not None else
-                            ("not reached" if r.target_loss is not None else "-")),
-             g4(r.target_speedup, "x")] for r in rows]
+    """One line per (hardware, run), in human units (``accelsim run`` / ``compare`` on the console)."""
+    body = [[r.hardware, r.run, fmt_time(r.time_s), fmt_energy(r.energy_j), fmt_ratio(r.speedup),
+             fmt_ratio(r.energy_ratio), g4(r.edp_js), (fmt_time(r.time_to_target_s) if r.time_to_target_s is not None
+                                                       else ("not reached" if r.target_loss is not None else "-")),
+             fmt_ratio(r.target_speedup)] for r in rows]
     return list(SUMMARY_COLUMNS), body
+
+
+def pivot_table(rows: list[HwRow], hardware: list[str], runs: list[str], cell, *, dtype: dict[str, str] | None = None,
+                bound: set[str] = frozenset()) -> tuple[list[str], list[list[str]]]:
+    """Hardware down, runs across; ``cell(row)`` formats one (hardware, run). Rows follow ``hardware``'s
+    order (the caller sorts it); a bound such as ``ideal`` is labelled as one so it is never read as a machine."""
+    by = {(r.hardware, r.run): r for r in rows}
+    head = ["hardware"] + (["dtype"] if dtype else []) + list(runs)
+    body = []
+    for h in hardware:
+        name = f"{h} (bound, not hardware)" if h in bound else h
+        body.append([name] + ([dtype.get(h, "?")] if dtype else [])
+                    + [cell(by[(h, n)]) if (h, n) in by else "-" for n in runs])
+    return head, body
 
 
 def run_table(runs: list[RunData]) -> tuple[list[str], list[list[str]]]:
@@ -108,8 +124,8 @@ def flops_table(runs: list[RunData]) -> tuple[list[str], list[list[str]]]:
         need = {p: float(np.sum(s[f"flops_{p}"].to_numpy())) for p in tr.PHASES}
         dense = {p: float(np.sum(s[f"flops_{p}_dense"].to_numpy())) for p in tr.PHASES}
         tn, td = sum(need.values()), sum(dense.values())
-        body.append([r.name] + [f"{need[p]:.3g} / {dense[p]:.3g}" for p in tr.PHASES] +
-                    [f"{tn:.4g}", f"{td:.4g}", g4(tn / td if td else None)])
+        body.append([r.name] + [f"{fmt_flops(need[p])} / {fmt_flops(dense[p])}" for p in tr.PHASES] +
+                    [fmt_flops(tn), fmt_flops(td), g4(tn / td if td else None)])
     return head, body
 
 

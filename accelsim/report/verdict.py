@@ -1,0 +1,139 @@
+"""The report's answer first: which hardware trains these runs fastest and cheapest, and what sparsity buys.
+
+Definitions (stated in the report next to the numbers):
+
+* *real hardware*: every simulated profile except kind ``ideal`` (time = FLOPs / peak), which is shown
+  apart as a bound;
+* *best sparse run*: the sparse run with the largest speedup over the dense run on any real hardware;
+* *Amdahl limit* of a run: dense FLOPs / the FLOPs the method needs over the whole run (1 / FLOP ratio),
+  what a machine whose time follows FLOPs would gain. A speedup above it means the dense run is limited
+  by something other than FLOPs on that hardware (memory capacity or bandwidth).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.report.data import RunData
+from accelsim.report.tables import HwRow
+from accelsim.report.units import fmt_energy, fmt_ratio, fmt_share, fmt_time
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    name: str  # as simulated: <hw> or <hw>-x<N>
+    kind: str
+    dtype: str
+    measured: bool = False  # efficiencies fitted to kernel timings (accelsim calibrate), not datasheet + assumptions
+
+    @property
+    def is_bound(self) -> bool:
+        return self.kind == "ideal"
+
+
+def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileInfo]:
+    """Kind and training dtype of each simulated profile (dtype from the profile; '?' if it cannot be loaded)."""
+    from accelsim.errors import UserError
+    from accelsim.hardware import load_profile
+
+    out = {}
+    for h in hardware:
+        doc = next((r.sims[h].doc for r in runs if h in r.sims), {})
+        name = str(doc.get("hardware", re.sub(r"-x\d+$", "", h)))
+        try:
+            prof = load_profile(name)
+            kind, dtype, measured = prof.kind, prof.dtype, prof.fitted is not None
+        except UserError:
+            kind, dtype, measured = str(doc.get("kind", "?")), "?", False
+        out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, measured)
+    return out
+
+
+def flop_ratio(run: RunData) -> float | None:
+    """FLOPs the method needs over the whole run / the dense model's over the same steps."""
+    from accelsim.trace import PHASES
+
+    s = run.trace.steps
+    need = sum(float(np.sum(s[f"flops_{p}"].to_numpy())) for p in PHASES)
+    dense = sum(float(np.sum(s[f"flops_{p}_dense"].to_numpy())) for p in PHASES)
+    return need / dense if dense and need else None
+
+
+def amdahl_limit(run: RunData) -> float | None:
+    ratio = flop_ratio(run)
+    return 1.0 / ratio if ratio else None
+
+
+def hardware_by_time(rows: list[HwRow], hardware: list[str], info: dict[str, ProfileInfo],
+                     runs: list[RunData]) -> tuple[list[str], list[str]]:
+    """(real hardware fastest first by the dense run's time, else the first run's; bounds)."""
+    dense = next((r.name for r in runs if r.is_dense), runs[0].name if runs else None)
+    t = {r.hardware: r.time_s for r in rows if r.run == dense}
+    real = [h for h in hardware if not info[h].is_bound]
+    real.sort(key=lambda h: (t.get(h) is None, t.get(h) or 0.0))
+    return real, [h for h in hardware if info[h].is_bound]
+
+
+@dataclass
+class Pick:
+    run: str
+    fastest: HwRow
+    cheapest: HwRow
+
+
+def _pick(rows: list[HwRow], run: str, real: set[str]) -> Pick | None:
+    mine = [r for r in rows if r.run == run and r.hardware in real]
+    if not mine:
+        return None
+    return Pick(run, min(mine, key=lambda r: r.time_s), min(mine, key=lambda r: r.energy_j))
+
+
+def best_sparse(rows: list[HwRow], runs: list[RunData], real: set[str]) -> HwRow | None:
+    sparse = {r.name for r in runs if not r.is_dense}
+    cands = [r for r in rows if r.run in sparse and r.hardware in real and np.isfinite(r.speedup)]
+    return max(cands, key=lambda r: (r.speedup, -r.time_s), default=None)
+
+
+def verdict_lines(rows: list[HwRow], runs: list[RunData], info: dict[str, ProfileInfo], *,
+                  label: str = "") -> list[tuple[str, str]]:
+    """(label, sentence) pairs: dense winners, best sparse run's winners, best speedup vs its Amdahl limit."""
+    real = {h for h, p in info.items() if not p.is_bound}
+    bounds = [h for h, p in info.items() if p.is_bound]
+    out: list[tuple[str, str]] = []
+    pre = f"{label}: " if label else ""
+    dense = next((r for r in runs if r.is_dense), None)
+    if dense is not None and (p := _pick(rows, dense.name, real)):
+        out.append((f"{pre}dense ({dense.name})", _winners(p)))
+    best = best_sparse(rows, runs, real)
+    if best is None:
+        return out
+    run = next(r for r in runs if r.name == best.run)
+    if p := _pick(rows, best.run, real):
+        out.append((f"{pre}best sparse run ({best.run})", _winners(p)))
+    limit = amdahl_limit(run)
+    text = f"{fmt_ratio(best.speedup)} faster than dense ({best.run} on {best.hardware})"
+    if limit:
+        text += (f"; its Amdahl limit is {fmt_ratio(limit)} (the run needs {fmt_share(1 / limit)} of the dense "
+                 "FLOPs)")
+        if best.speedup > limit * 1.02:
+            text += ("; above that limit because the dense run is held back by memory there, not by FLOPs "
+                     "(see Where the time goes)")
+    ideal = next((r for r in rows if r.run == best.run and r.hardware in bounds), None)
+    if ideal is not None:
+        text += f"; the {ideal.hardware} bound (time = FLOPs / peak) reaches {fmt_ratio(ideal.speedup)}"
+    out.append((f"{pre}what sparsity buys", text + "."))
+    return out
+
+
+def _winners(p: Pick) -> str:
+    f, c = p.fastest, p.cheapest
+    vs = lambda r: "" if r.speedup == 1.0 or not np.isfinite(r.speedup) else f", {fmt_ratio(r.speedup)} vs dense"
+    return (f"fastest on {f.hardware} ({fmt_time(f.time_s)}{vs(f)}); lowest energy on {c.hardware} "
+            f"({fmt_energy(c.energy_j)}).")
+
+
+def dtype_line(info: dict[str, ProfileInfo], order: list[str]) -> tuple[str, str]:
+    return ("number formats", " · ".join(f"{h} {info[h].dtype}" for h in order)
+            + " (each profile trains in its own dtype; see Hardware profiles).")
