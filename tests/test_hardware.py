@@ -22,7 +22,7 @@ from accelsim.hardware import (
     with_params,
 )
 from accelsim.hardware.describe import field_rows, summary
-from accelsim.hardware.units import format_quantity
+from accelsim.hardware.quantities import format_quantity
 
 BUNDLED = ["cpu-xeon-8380", "cpu-zen3", "fpga-u280", "gpu-a100", "gpu-h100", "ideal", "ipu-gc200", "wafer-wse2"]
 SIMPLE = str(Path(__file__).parent / "data" / "cpu-simple.yaml")  # a hand-written profile with one CSR path

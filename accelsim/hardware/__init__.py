@@ -21,7 +21,7 @@ from accelsim.hardware.profile import (
     with_params,
 )
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from accelsim.hardware.units import format_quantity, parse_quantity
+from accelsim.hardware.quantities import format_quantity, parse_quantity
 
 __all__ = [
     "BSP", "Compute", "Energy", "Execution", "HardwareProfile", "Link", "MemoryLevel", "PathSpec", "OpCost",

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from accelsim.hardware.profile import HardwareProfile, profile_to_dict
 from accelsim.hardware.schema import covers
-from accelsim.hardware.units import human
+from accelsim.hardware.quantities import human
 
 
 @dataclass(frozen=True)

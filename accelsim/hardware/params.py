@@ -19,7 +19,7 @@ class PathParam:
     key: str  # the YAML key under paths.<name> and the name in fittable keys 'paths.<path>.<key>'
     attr: str  # the PathSpec attribute (SI units: seconds, B/s, bytes)
     default: float  # value when the YAML leaves it out; written back only when it differs
-    # hardware.units dimension of a quantity ("time", "bandwidth", "bytes"); "" for a dimensionless number,
+    # hardware.quantities dimension of a quantity ("time", "bandwidth", "bytes"); "" for a dimensionless number,
     # "count" for an integer count
     dimension: str = ""
     # range accepted in a profile for dimensionless numbers (lo_open: lo itself refused); quantities must be

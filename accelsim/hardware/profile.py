@@ -19,7 +19,7 @@ from accelsim.errors import UserError
 from accelsim.hardware.params import PATH_PARAMS, fittable
 from accelsim.hardware.schema import DTYPE_BYTES, FORMAT_VERSION, parse_profile
 from accelsim.hardware import strict_yaml
-from accelsim.hardware.units import format_quantity
+from accelsim.hardware.quantities import format_quantity
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from accelsim.errors import UserError
 from accelsim.hardware.params import PATH_PARAMS, PathParam
-from accelsim.hardware.units import parse_quantity
+from accelsim.hardware.quantities import parse_quantity
 from accelsim.trace import BLOCK_SIZES
 
 FORMAT_VERSION = 1

@@ -1,0 +1,83 @@
+"""`accelsim hw calibrate-local` (kernels.local) and the "which CPU is this profile" note (kernels.machine)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from accelsim.app.cli import main
+from accelsim.hardware import load_profile
+from accelsim.hardware.quantities import format_quantity
+from accelsim.kernels.local import LocalConfig, _blocks, calibrate_local, default_name
+from accelsim.kernels.machine import cpu_profile_note, machine_info
+
+#: smaller than LocalConfig.quick(): the test checks the plumbing (measure, fit, write, load back), not the fit
+TINY = dataclasses.replace(LocalConfig.quick(), hidden=(64,), fff=(), ops=("matmul", "matmul_dx"),
+                           densities=(0.5, 0.2, 0.05), vector_shape=(2, 32, 32, 2, 256))
+
+
+def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
+    lines = []
+    summary = calibrate_local(tmp_path, config=TINY, say=lines.append)
+    here = machine_info()
+    prof = load_profile(summary["profile"])
+    assert prof.name == default_name(here) and prof.kind == "cpu"
+    assert prof.compute.count == here["logical_cores"]
+    # every machine figure is this machine's measurement and says so
+    for key in ("compute.clock", "compute.peak.fp32", "memory.l2.bandwidth", "memory.dram.bandwidth",
+                "paths.vector.element_time"):
+        assert "calibrate-local" in prof.sources[key], key
+    assert 0.3e9 < prof.compute.clock_hz < 7e9
+    assert prof.compute.peak_flops["fp32"] == pytest.approx(summary["peak_fp32_GFLOPs"] * 1e9)
+    assert prof.memory[0].bandwidth_Bps == pytest.approx(summary["bandwidth_GBps"]["l2"] * 1e9, rel=1e-3)
+    # the fit and its held-out score, on the sweep written next to the profile
+    assert prof.fitted["measurements_sha256"] and (tmp_path / "kernels-sweep.json").is_file()
+    assert summary["n_heldout"] == prof.fitted["n_heldout"] and summary["n_train"] >= 2
+    assert summary["heldout_mape"] == prof.fitted["heldout_mape"]
+    # the profile describes this machine: no warning for it
+    note, foreign = cpu_profile_note(prof, here)
+    assert not foreign and "this machine" in note
+    doc = json.loads((tmp_path / "calibrate-local.json").read_text())
+    assert doc["wall_s"] > 0 and set(doc["stages"]) == {"peak", "memory", "vector", "sweep", "fit", "validate"}
+    assert any(line.startswith("sweep:") for line in lines)
+
+
+def test_calibrate_local_cli_refuses_a_bad_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["hw", "calibrate-local", "--quick", "--out", str(tmp_path), "--name", "my cpu/1"])
+    assert exc.value.code == 2 and "--name" in capsys.readouterr().err
+
+
+def test_blocks_span_the_grid_first():
+    assert _blocks((256, 1024), (256, 768)) == [(256, 256), (1024, 768), (256, 768), (1024, 256)]
+    assert _blocks((128,), (64,)) == [(128, 64)]
+
+
+def test_cpu_note_names_the_cpu_and_flags_another_one():
+    zen3 = load_profile("cpu-zen3")
+    here = dict(machine_info(), cpu_family_model="26/2", logical_cores=2, cpu_model="AMD EPYC")
+    note, foreign = cpu_profile_note(zen3, here)
+    assert foreign and "family 25 model 1" in note and "family 26 model 2" in note and "calibrate-local" in note
+    assert "\n" not in note
+    same = dict(here, cpu_family_model="25/1")
+    assert cpu_profile_note(zen3, same)[1] is False
+    assert cpu_profile_note(load_profile("gpu-a100"), here) is None
+    xeon, foreign = cpu_profile_note(load_profile("cpu-xeon-8380"), here)
+    assert not foreign and "not measured on this machine" in xeon  # a datasheet profile is never "this machine"
+
+
+def test_cpu_local_alias_loads_the_zen3_calibration():
+    assert load_profile("cpu-local") == load_profile("cpu-zen3")
+
+
+def test_capacities_print_in_binary_units():
+    assert format_quantity(40 * 2**20, "bytes") == "40 MiB"
+    assert format_quantity(23 * 2**30, "bytes") == "23 GiB"
+    assert format_quantity(1.5e6, "bytes") == "1.5 MB"  # not a whole number of KiB steps: decimal
+
+
+def test_hw_show_prints_the_yaml_units(capsys):
+    main(["hw", "show", "gpu-a100"])
+    out = capsys.readouterr().out
+    assert "40 MiB" in out and "41.94304" not in out
