@@ -198,3 +198,23 @@ def test_finetune_traces_check_link_to_parents_and_sum_in_the_lineage(tmp_path):
     with pytest.raises(UserError, match="expected a pretraining run"):
         _ft(teacher, tmp_path / "x")
     assert json.loads((student / "manifest.json").read_text())["model"]["teacher"]["kd"] == "hidden"
+
+
+def test_movement_pruning_keeps_weights_moving_away_from_zero_that_gmp_drops():
+    from accelsim.trainer.sparsity import build_method
+
+    def run(method):
+        layer = torch.nn.Linear(4, 2, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([[0.1, 0.2, 3.0, 4.0], [0.1, 0.2, 3.0, 4.0]]))
+        cfg = SparsityConfig(method=method, sparsity=0.5, distribution="uniform", update_every=5,
+                             gmp_start_fraction=0.1, gmp_end_fraction=0.6)
+        m = build_method(cfg, [("fc", layer)], 10)
+        for step in range(6):
+            # the loss pushes the small weights away from zero (grad opposite to the weight), the large ones in
+            layer.weight.grad = torch.tensor([[-1.0, -1.0, 1.0, 1.0]] * 2)
+            m.before_optimizer_step(step)
+            m.after_optimizer_step(step)
+        return m.masks["fc"][0].tolist()
+    assert run("gmp") == [False, False, True, True]
+    assert run("movement") == [True, True, False, False]

@@ -37,7 +37,7 @@ from accelsim.trainer.tokenizer import default_cache_dir, get_tokenizer
 from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
 from accelsim.trainer.train import CHECKPOINT, TrainConfig, TrainingDiverged, _lr_lambda, _masks, _progress
 
-METHODS = ("keep", "continue", "dense", "gmp")
+METHODS = ("keep", "continue", "dense", "gmp", "movement")
 #: Model config of a finetune run, so a later run can load it as a teacher without its lineage.
 MODEL_CONFIG = "model_config.json"
 
@@ -49,7 +49,8 @@ class FinetuneConfig:
     task: str = "corpus-pairs"  # offline default: adjacent-vs-random sentences of the parent's corpus
     data_dir: str | None = None  # GLUE TSV files (task dir or the glue_data root); None: the hub
     # keep: the parent's masks stay fixed; continue: the parent's sparsity method goes on updating them;
-    # dense: all weights train (a sparse parent's zeros may grow back); gmp: prune to `sparsity`
+    # dense: all weights train (a sparse parent's zeros may grow back); gmp: prune to `sparsity` by magnitude;
+    # movement: the same schedule, ranked by movement scores (Sanh et al. 2020)
     method: str = "keep"
     sparsity: float = 0.0  # gmp target over the parent's sparse roles
     update_every: int = 10  # gmp: steps between pruning steps; short runs need frequent small steps
@@ -80,7 +81,8 @@ class FinetuneConfig:
         expect(self.steps > 0 and self.batch_size > 0 and self.eval_every > 0, "expected positive counts",
                field="steps/batch_size/eval_every")
         expect(0.0 <= self.sparsity < 1.0, f"expected sparsity in [0, 1), got {self.sparsity}", field="--sparsity")
-        expect(self.method != "gmp" or self.sparsity > 0, "gmp needs a target --sparsity > 0", field="--sparsity")
+        expect(self.method not in ("gmp", "movement") or self.sparsity > 0, f"{self.method} needs a target "
+           "--sparsity > 0", field="--sparsity")
         expect(self.lr > 0, "expected a positive learning rate", field="--lr")
         self.kd.validate()
 
@@ -153,8 +155,8 @@ def _method(cfg: FinetuneConfig, parent: _Parent, sparse_layers, steps: int):
     """The sparsity method of the fine-tuning run and, for keep/continue, the parent's masks installed."""
     pmethod = parent.train_cfg.sparsity
     masks = parent.state.get("method", {}).get("masks") or {}
-    if cfg.method == "gmp":
-        sc = SparsityConfig(method="gmp", sparsity=cfg.sparsity, distribution=pmethod.distribution,
+    if cfg.method in ("gmp", "movement"):
+        sc = SparsityConfig(method=cfg.method, sparsity=cfg.sparsity, distribution=pmethod.distribution,
                             update_every=cfg.update_every, gmp_start_fraction=cfg.gmp_start_fraction,
                             gmp_end_fraction=cfg.gmp_end_fraction, seed=cfg.seed)
     elif cfg.method == "dense" or pmethod.method == "dense":
@@ -168,7 +170,7 @@ def _method(cfg: FinetuneConfig, parent: _Parent, sparse_layers, steps: int):
     with torch.no_grad():
         pretrained = {n: m.weight.detach().clone() for n, m in sparse_layers}
     method = build_method(sc, sparse_layers, steps)
-    if sc.method not in ("dense", "gmp"):
+    if sc.method not in ("dense", "gmp", "movement"):
         expect(set(masks) == {n for n, _ in sparse_layers}, "parent checkpoint holds no masks for the sparse layers",
                source=parent.path / CHECKPOINT, field="method.masks")
         with torch.no_grad():

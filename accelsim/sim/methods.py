@@ -68,6 +68,8 @@ LEGACY_RULES: dict[str, MethodRule] = {
     "rigl": MethodRule(dense_grad="on_update"),  # Evci et al. 2020
     "snfs": MethodRule(dense_grad="always"),  # sparse momentum
     "gmp": MethodRule(schedule="prune"),  # Zhu & Gupta 2017 gradual magnitude pruning
+    # Sanh et al. 2020: GMP's schedule, weights ranked by accumulated -grad x weight (gradients of active weights only)
+    "movement": MethodRule(schedule="prune"),
     # SR-STE N:M (Zhou et al. 2021): straight-through, so every weight gets its gradient every step
     "nm": MethodRule(dense_grad="always", structure="nm", schedule="recompute"),
 }

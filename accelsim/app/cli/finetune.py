@@ -17,7 +17,8 @@ def finetune_command(
     data: Optional[Path] = typer.Option(None, "--data", help="GLUE TSV files (task dir or glue_data root); "
                                                              "default: the hub"),
     method: str = typer.Option("keep", help="keep (parent's masks fixed) | continue (parent's method goes on) | "
-                                            "dense | gmp (prune to --sparsity)"),
+                                            "dense | gmp (prune to --sparsity by magnitude) | movement (same "
+                                            "schedule, movement scores)"),
     sparsity: float = typer.Option(0.0, help="gmp: target sparsity of the encoder linears"),
     update_every: int = typer.Option(10, help="gmp: steps between pruning steps"),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="dense finetune run of the same task to distill from"),
