@@ -31,7 +31,10 @@ PATTERNS = ("unstructured", "2:4", "block")
 DTYPES = ("fp32", "tf32", "bf16", "fp16")
 #: batch sizes the PopSparse notebook maximises over when a row says tokens = "best" (README)
 BEST_TOKENS = (4, 16, 64, 256, 1024, 4096, 16384)
-COLUMNS = ("id", "source", "hardware", "profile", "library", "path", "op", "dtype", "tokens", "in_features",
+#: software state: "superseded" rows are kernels or builds their own source reports replaced (a prototype,
+#: a per-call set-up later cached, a misconfigured build); validated and shown, not fitted
+SOFTWARE = ("current", "superseded")
+COLUMNS = ("id", "source", "hardware", "profile", "library", "software", "path", "op", "dtype", "tokens", "in_features",
            "out_features", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note")
 
 
@@ -45,6 +48,7 @@ class Point(BaseModel):
     hardware: str = Field(min_length=1)
     profile: str = ""  # bundled profile that stands for the hardware ("" = none bundled)
     library: str = Field(min_length=1)
+    software: Literal[SOFTWARE] = "current"
     path: str = ""  # the profile path the point's family runs on ("" = none)
     op: Literal[OPS]
     dtype: Literal[DTYPES]

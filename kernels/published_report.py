@@ -23,7 +23,12 @@ def print_published(report: dict, console: Console | None = None) -> None:
             table.add_row("", fam, *_fmt(stats), str(stats.get("no_path", 0)))
     console.print(table)
     n, med, within = _fmt(report["overall"])
-    console.print(f"overall: {n} points, median |log err| {med}, within {report['within_factor']}x: {within}")
+    console.print(f"overall (current software): {n} points, median |log err| {med}, "
+                  f"within {report['within_factor']}x: {within}")
+    n, med, within = _fmt(report.get("superseded", {}))
+    if n != "0":
+        console.print(f"superseded rows (prototypes, since-fixed set-up, misbuilt; not fitted): {n} points, "
+                      f"median |log err| {med}, within: {within}")
     for prof, rep in report["profiles"].items():
         worst = ", ".join(f"{w['id']} {w['predicted']:.2f} vs {w['published']:.2f}" for w in rep["worst"][:3])
         console.print(f"{prof} worst: {worst}")

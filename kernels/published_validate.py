@@ -44,6 +44,7 @@ class Prediction:
     log_err: float | None
     no_path: bool  # the family has no path on the profile: predicted as the dense fallback (1.0x)
     why: str = ""
+    software: str = "current"  # "superseded" rows are reported apart from the headline error
 
 
 def synthetic_kind(p: Point) -> str | None:
@@ -88,7 +89,8 @@ def predict(profile: HardwareProfile | str, p: Point) -> Prediction:
     """Predicted speedup of row ``p`` on ``profile`` (see the module docstring for the rules)."""
     profile = load_profile(profile)
     fam = f"{p.pattern}{'/b' + str(p.block) if p.block else ''} @ {p.path or '-'}"
-    base = dict(id=p.id, source=p.source, profile=profile.name, family=fam, published=p.speedup)
+    base = dict(id=p.id, source=p.source, profile=profile.name, family=fam, published=p.speedup,
+                software=p.software)
     if not p.kernel:
         return Prediction(**base, predicted=None, log_err=None, no_path=False,
                           why=f"{p.op}: needs a whole-model workload")
@@ -122,9 +124,12 @@ def error_stats(preds: list[Prediction]) -> dict:
 
 
 def summarise(preds: list[Prediction], worst: int = 5) -> dict:
-    """Per profile and per family: error statistics and the worst rows."""
-    out: dict = {"overall": error_stats(preds), "profiles": {}}
-    for prof in sorted({x.profile for x in preds}):
+    """Per profile and per family: error statistics of the current-software rows and their worst rows;
+    superseded rows (a prototype, a since-cached set-up, a misbuilt library) get their own line."""
+    old = [x for x in preds if x.software != "current"]
+    preds = [x for x in preds if x.software == "current"]
+    out: dict = {"overall": error_stats(preds), "superseded": error_stats(old), "profiles": {}}
+    for prof in sorted({x.profile for x in preds} | {x.profile for x in old}):
         mine = [x for x in preds if x.profile == prof]
         fams = {f: error_stats([x for x in mine if x.family == f]) for f in sorted({x.family for x in mine})}
         ranked = sorted((x for x in mine if x.log_err is not None), key=lambda x: -abs(x.log_err))[:worst]
@@ -133,6 +138,7 @@ def summarise(preds: list[Prediction], worst: int = 5) -> dict:
             "worst": [{"id": x.id, "published": x.published, "predicted": round(x.predicted, 4), "family": x.family}
                       for x in ranked],
             "not_predicted": [{"id": x.id, "why": x.why} for x in mine if x.predicted is None],
+            "superseded": error_stats([x for x in old if x.profile == prof]),
         }
     return out
 

@@ -20,6 +20,7 @@ formulation) and each 'conditional' path gathers the visited rows (accelsim/hard
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,6 +209,8 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     # the dense operand is re-read for every nonzero (block): slower once it spills out of the caches
     spill = 1.0 + in_bytes / spec.spill_bytes if spec.spill_bytes > 0 else 1.0
     per_flop = flops_dense * spill / (ctx.peak * e)
+    if spec.row_multiple > 1 and op.kind == "linear" and op.phase != "bwd_weight":  # X's rows padded to a tile
+        per_flop *= math.ceil(op.m / spec.row_multiple) * spec.row_multiple / op.m
     if spec.unaligned_penalty and ((op.k * ctx.b) % CACHE_LINE or (op.n * ctx.b) % CACHE_LINE):
         per_flop *= 1.0 + spec.unaligned_penalty
     t_nnz = per_flop * x  # per-nonzero work: follows the row-nnz distribution

@@ -92,6 +92,9 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
     PathParam("unaligned_penalty", "unaligned_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("dense", 3),), sample=(0.0, 1.0),
               doc="extra compute time of a product whose operand rows are not whole 64-byte cache lines"),
+    PathParam("row_multiple", "row_multiple", 1, "count",
+              doc="the kernel pads the rows of X (tokens) up to a multiple of this: cuSPARSELt / CUTLASS 2:4 "
+                  "tiles compute 32 rows for fp16 even for one token (1: no padding)"),
     # conditional (FFF) paths only, accelsim/hardware/conditional.py
     PathParam("level_latency", "level_latency_s", 0.0, "time", patterns=("conditional",), fit_bounds=(0.0, 1e-3),
               fit_for=(("conditional", 2),), log_floor=1e-11, absent_end="lo", sample=(1e-9, 1e-6),

@@ -93,6 +93,7 @@ class PathSpec:
     spill_bytes: float = _P["spill_bytes"].default
     scatter_penalty: float = _P["scatter_penalty"].default
     unaligned_penalty: float = _P["unaligned_penalty"].default
+    row_multiple: int = _P["row_multiple"].default  # pad X's rows (tokens) to a multiple: small-m 2:4 kernels
     block_sizes: tuple[int, ...] = ()
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
     dtypes: tuple[str, ...] = ()  # empty: every dtype the device has a peak for

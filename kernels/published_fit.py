@@ -1,0 +1,225 @@
+"""Fit the sparse paths of a non-CPU profile to the published measurements, holding out whole sources.
+
+Each sparse path of a profile is fitted to the dataset rows that name it (``Point.path``) with
+``scipy.optimize.least_squares`` on the residuals log(predicted / published speedup) (soft-L1 loss, so one
+odd build in an issue thread does not drag a path), through the same ``with_params`` parameter API and
+ranges as ``accelsim calibrate`` (accelsim.hardware.params.PATH_PARAMS). A path's parameters are fitted
+only as far as its rows can tell them apart: one peak fraction per dtype that has rows; d_half and the
+exponent only when the rows span several densities; the fixed per-call overhead (descriptor / plan set-up)
+only when they span several sizes. The dense path is not refitted: its fractions carry datasheet or
+measured sources, and a speedup only sees the sparse path relative to it.
+
+Held-out error: leave-one-source-out. For every source with rows on the profile, every path is refitted
+without that source and the source's rows are predicted; the pooled held-out errors are what the report
+quotes. The profile written is the fit to all sources.
+
+Paths the data shows exist but a profile lacks are added before fitting (:data:`NEW_PATHS`), starting
+from the nearest existing path's parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from accelsim.hardware import HardwareProfile, load_profile, with_params
+from accelsim.kernels.published import Point, load_points
+from accelsim.kernels.published_validate import Prediction, error_stats, predict
+
+#: paths the published rows show exist, per profile: name -> (copy parameters from, changes, provenance)
+NEW_PATHS: dict[str, dict[str, tuple[str, dict, str]]] = {
+    "gpu-a100": {"bsr-fp32": ("bsr", dict(
+        description="block-sparse (BSR) fp32 kernels: cuSPARSE BSR and Triton bsr_dense_mm on CUDA cores / TF32-free",
+        dtypes=("fp32",), block_sizes=(16, 32)),
+        "the published rows show fp32 block-sparse products beat dense on the A100 from ~85 % sparsity "
+        "(PopSparse notebook cuSPARSE BSR b16; Quansight Triton BSR); block 32 as the half-precision bsr path, "
+        "rows exist for block 16 only; fields other than the fitted ones copied from the bsr path")},
+    "ipu-gc200": {
+        "popsparse-static-element": ("popsparse-dynamic", dict(
+            description="PopSparse static sparse matmul at element granularity (block size 1, pattern fixed "
+                        "at compile time)", pattern="unstructured", block_sizes=()),
+            "PopSparse static mode at block size 1 (Analysis.ipynb table and figures, SpMM.ipynb outputs); "
+            "fields other than the fitted ones copied from popsparse-dynamic"),
+        # PopSparse's speed depends strongly on the block size (paper heatmap: b16 >> b8 >> b4), so each
+        # static block size is its own path with its own efficiency
+        "popsparse-static-b8": ("popsparse-static", dict(
+            description="PopSparse static block-sparse matmul, block 8", block_sizes=(8,)),
+            "PopSparse static at block 8 (Analysis.ipynb heatmap); other fields copied from popsparse-static"),
+        "popsparse-static-b4": ("popsparse-static", dict(
+            description="PopSparse static block-sparse matmul, block 4", block_sizes=(4,)),
+            "PopSparse static at block 4 (Analysis.ipynb heatmap); other fields copied from popsparse-static"),
+        "popsparse-dynamic-block": ("popsparse-static", dict(
+            description="PopSparse dynamic block-sparse matmul (block 16; pattern may change every step)",
+            pattern="block", block_sizes=(16,)),
+            "PopSparse dynamic mode at block 16 (Analysis.ipynb table and figure); other fields copied from "
+            "popsparse-static"),
+    },
+}
+#: fitted parameters live in log space between these ends (peak_fraction, d_half, overhead) or linearly
+LOG_BOUNDS = {"peak_fraction": (1e-4, 1.0), "d_half": (1e-5, 10.0), "overhead": (1e-8, 1e-2)}
+LIN_BOUNDS = {"exponent": (0.05, 1.0)}
+#: start of a term the base profile leaves out (overhead 0 = "absent")
+STARTS = {"overhead": 10e-6, "d_half": 0.05}
+
+
+#: existing paths the data narrows or corrects: name -> (changes, provenance of the changed fields)
+_PAD = ("pytorch/pytorch#111339 (jcaip, 2023-10-17): to_sparse_semi_structured pads X's rows to the nearest "
+        "multiple of 64/32/16 depending on dtype, 32 for float16 (one token is computed as 32)")
+NARROWED = {
+    "ipu-gc200": {"popsparse-static": (dict(
+        description="PopSparse static block-sparse matmul, block 16 (pattern fixed at compile time)",
+        block_sizes=(16,)), {})},
+    "gpu-a100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD})},
+    "gpu-h100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD + "; the same "
+                                                            "torch subclass on Hopper"})},
+}
+
+
+def extend(profile: HardwareProfile) -> HardwareProfile:
+    """``profile`` with the :data:`NEW_PATHS` it lacks (and the :data:`NARROWED` paths narrowed)."""
+    paths = dict(profile.paths)
+    for name, (base, changes, _) in NEW_PATHS.get(profile.name, {}).items():
+        if name not in paths and base in paths:
+            paths[name] = dataclasses.replace(paths[base], name=name, **changes)
+    for name, (changes, _) in NARROWED.get(profile.name, {}).items():
+        if name in paths:
+            paths[name] = dataclasses.replace(paths[name], **changes)
+    return dataclasses.replace(profile, paths=paths)
+
+
+def _with_dtype_fractions(profile: HardwareProfile, path: str, dtypes: list[str]) -> HardwareProfile:
+    """Give ``path`` its own peak_fraction entry for every dtype it has rows in (a '*' entry stays for the rest)."""
+    spec = profile.paths[path]
+    fr = dict(spec.peak_fraction)
+    default = fr.pop("*", None)
+    # a YAML fraction table names dtypes only: spell a '*' entry out for every dtype the path may run (a
+    # table without '*' keeps its dtypes: a dtype it lacks stays unusable on this path)
+    spelled = [*(spec.dtypes or profile.compute.peak_flops)] if default is not None else []
+    for dt in [*spelled, *dtypes]:
+        fr.setdefault(dt, default if default is not None else next(iter(fr.values())))
+    paths = dict(profile.paths)
+    paths[path] = dataclasses.replace(spec, peak_fraction=fr)
+    return dataclasses.replace(profile, paths=paths)
+
+
+def free_params(profile: HardwareProfile, path: str, rows: list[Point]) -> list[str]:
+    """The parameter keys of ``path`` its rows can determine (see the module docstring)."""
+    keys = [f"paths.{path}.peak_fraction.{dt}" for dt in sorted({p.dtype for p in rows})]
+    if len({p.density for p in rows}) >= 3 and profile.paths[path].pattern != "2:4":
+        keys += [f"paths.{path}.d_half", f"paths.{path}.exponent"]
+    sizes = {(p.tokens, p.in_features, p.out_features) for p in rows}
+    if len(sizes) >= 2 and len(rows) > len(keys) + 1:
+        keys.append(f"paths.{path}.overhead")
+    return keys[: max(1, len(rows) - 1)]  # never more parameters than rows minus one
+
+
+def _get(profile: HardwareProfile, key: str) -> float:
+    _, path, param, *dt = key.split(".")
+    spec = profile.paths[path]
+    if param == "peak_fraction":
+        return spec.peak_fraction[dt[0]] if dt else spec.peak_fraction["*"]
+    return {"d_half": spec.d_half, "exponent": spec.exponent, "overhead": spec.overhead_s}[param]
+
+
+def _to_x(key: str, value: float) -> float:
+    param = key.split(".")[2]
+    if param in LOG_BOUNDS:
+        lo, hi = LOG_BOUNDS[param]
+        return math.log(min(max(value or STARTS.get(param, lo), lo), hi))
+    lo, hi = LIN_BOUNDS[param]
+    return min(max(value, lo), hi)
+
+
+def _from_x(key: str, x: float) -> float:
+    return math.exp(x) if key.split(".")[2] in LOG_BOUNDS else float(x)
+
+
+def _bounds(keys: list[str]) -> tuple[list[float], list[float]]:
+    lo, hi = [], []
+    for key in keys:
+        param = key.split(".")[2]
+        a, b = LOG_BOUNDS[param] if param in LOG_BOUNDS else LIN_BOUNDS[param]
+        lo.append(math.log(a) if param in LOG_BOUNDS else a)
+        hi.append(math.log(b) if param in LOG_BOUNDS else b)
+    return lo, hi
+
+
+@dataclass
+class PathFit:
+    path: str
+    rows: list[str]  # dataset ids the path was fitted to
+    params: dict[str, float]
+    in_sample: dict = field(default_factory=dict)
+
+
+def fit_path(profile: HardwareProfile, path: str, rows: list[Point]) -> tuple[HardwareProfile, PathFit]:
+    """Least-squares fit of ``path``'s free parameters to ``rows``; returns the updated profile."""
+    profile = _with_dtype_fractions(profile, path, sorted({p.dtype for p in rows}))
+    keys = free_params(profile, path, rows)
+    x0 = np.array([_to_x(k, _get(profile, k)) for k in keys])
+    lo, hi = _bounds(keys)
+    x0 = np.clip(x0, lo, hi)
+
+    def apply(x) -> HardwareProfile:
+        return with_params(profile, {k: _from_x(k, v) for k, v in zip(keys, x)})
+
+    def residuals(x):
+        prof = apply(x)
+        out = []
+        for p in rows:
+            pr = predict(prof, p)
+            out.append(pr.log_err if pr.log_err is not None and not pr.no_path else 0.0)
+        return np.array(out)
+
+    res = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.3, diff_step=1e-3,
+                        max_nfev=60 * (len(keys) + 1))
+    # an overhead at the bottom of its range is the term absent (written as such, not as 10 ns)
+    x = [lo_k if (k.endswith(".overhead") and v <= lo_k + 1e-6) else v for k, v, lo_k in zip(keys, res.x, lo)]
+    # 4 significant digits: what the profile YAML carries
+    params = {k: (0.0 if (k.endswith(".overhead") and v == lo_k) else float(f"{_from_x(k, v):.4g}"))
+              for k, v, lo_k in zip(keys, x, lo)}
+    fitted = with_params(profile, params)
+    return fitted, PathFit(path, [p.id for p in rows], params,
+                           error_stats([predict(fitted, p) for p in rows]))
+
+
+def _fit_all(profile: HardwareProfile, rows: list[Point]) -> tuple[HardwareProfile, list[PathFit]]:
+    fits = []
+    for path in sorted({p.path for p in rows if p.path in profile.paths}):
+        mine = [p for p in rows if p.path == path]
+        profile, pf = fit_path(profile, path, mine)
+        fits.append(pf)
+    return profile, fits
+
+
+@dataclass
+class ProfileFit:
+    profile: HardwareProfile
+    paths: list[PathFit]
+    held_out: list[Prediction]  # leave-one-source-out predictions of every current-software row
+    sources: list[str]
+    superseded: list[Prediction] = field(default_factory=list)  # not fitted; predicted by the final fit
+
+    def held_out_stats(self) -> dict:
+        return error_stats(self.held_out)
+
+
+def fit_profile(name: str, points: list[Point] | None = None, base: HardwareProfile | str | None = None) -> ProfileFit:
+    """Fit ``name``'s sparse paths to its current-software rows; held-out error by leaving one source out
+    at a time (a path whose rows all come from the held-out source keeps its starting parameters)."""
+    points = load_points() if points is None else points
+    every = [p for p in points if p.profile == name and p.kernel]
+    rows = [p for p in every if p.software == "current"]
+    start = extend(load_profile(base or name))
+    sources = sorted({p.source for p in rows})
+    held: list[Prediction] = []
+    for src in sources:
+        train = [p for p in rows if p.source != src]
+        prof, _ = _fit_all(start, train)
+        held += [predict(prof, p) for p in rows if p.source == src]
+    final, fits = _fit_all(start, rows)
+    superseded = [predict(final, p) for p in every if p.software != "current"]
+    return ProfileFit(final, fits, held, sources, superseded)
