@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep_only:
         return 0
     from accelsim.kernels.calibrate import calibrate, validate
-    from accelsim.kernels.report import print_calibration, print_validation
+    from accelsim.kernels.console import print_calibration, print_validation
 
     cal = calibrate(args.sweep_out, args.base, args.profile_out)
     print_calibration(cal)

@@ -8,7 +8,7 @@
 * :mod:`kernels.records`   — the measurement file format: typed, versioned records (``read_measurements``)
 * :mod:`kernels.points`    — records -> points (paired times, held-out split) for calibration and validation
 * :mod:`kernels.calibrate` — ``calibrate`` a profile with accelsim.hardware.kernel_time;
-  :mod:`kernels.validation` — ``validate`` it
+  :mod:`kernels.validation` — ``validate`` it; :mod:`kernels.console` prints them (rich tables)
 
 Semantics everywhere follow nn.Linear: Y = X·Wᵀ, dX = dY·W, dW = (dYᵀ·X) ⊙ mask (see kernels.cases).
 """

@@ -1,4 +1,5 @@
-"""Rich tables for kernel measurements (console output only; the data live in kernels.bench)."""
+"""Rich console tables for kernel measurements, calibrations and validations (`accelsim kernels ...` output;
+the data live in kernels.records; the HTML/Markdown run reports are accelsim.report)."""
 from __future__ import annotations
 
 import contextlib

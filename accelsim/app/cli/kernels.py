@@ -49,7 +49,7 @@ def bench(
 ) -> None:
     """Sweep BERT-shaped sparse products and write measurements (JSON + CSV)."""
     from accelsim.kernels.bench import BenchConfig, run_bench
-    from accelsim.kernels.report import print_table, progress_printer
+    from accelsim.kernels.console import print_table, progress_printer
 
     overrides = {k: v for k, v in dict(
         threads=_split(threads, int, "threads"), tokens=_split(tokens, int, "tokens"),
@@ -108,7 +108,7 @@ def pick(
     """Check and time every path of one case; print which won."""
     from accelsim.kernels.cases import Case
     from accelsim.kernels.registry import pick_fastest
-    from accelsim.kernels.report import print_choice
+    from accelsim.kernels.console import print_choice
 
     case = Case(op, tokens, d_in, d_out, density, pattern, dtype)
     print_choice(pick_fastest(case, device=device, threads=threads, repeats=repeats))
@@ -140,7 +140,7 @@ def calibrate(
 ) -> None:
     """Fit a profile's efficiency parameters to kernel measurements (held-out cases kept aside)."""
     from accelsim.kernels.calibrate import calibrate as run
-    from accelsim.kernels.report import print_calibration
+    from accelsim.kernels.console import print_calibration
 
     cal = run(measurements, hw, out, threads=threads)
     print_calibration(cal)
@@ -159,7 +159,7 @@ def validate(
 ) -> None:
     """Predict held-out measurements with a profile: per-kernel, per-pattern and overall error."""
     from accelsim.kernels.calibrate import validate as run
-    from accelsim.kernels.report import print_validation
+    from accelsim.kernels.console import print_validation
 
     if published:
         from accelsim.kernels.published_report import print_published
