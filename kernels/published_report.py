@@ -35,3 +35,34 @@ def print_published(report: dict, console: Console | None = None) -> None:
         if rep["not_predicted"]:
             console.print(f"{prof}: {len(rep['not_predicted'])} whole-model/step rows not predicted "
                           f"({rep['not_predicted'][0]['why']})")
+
+
+def print_fitted(profile, console: Console | None = None) -> None:
+    """A profile's ``fitted:`` provenance: for a fit to the published dataset, each sparse path with the
+    dataset rows it was fitted to (id, published speedup, read from where); any other fit as written."""
+    console = console or Console()
+    fitted = profile.fitted or {}
+    paths = fitted.get("paths") if isinstance(fitted, dict) else None
+    if not (isinstance(paths, dict) and all(isinstance(v, dict) and "rows" in v for v in paths.values())):
+        console.print(f"[cyan]fitted[/]: {fitted}")
+        return
+    from accelsim.kernels.published import load_points
+
+    by_id = {p.id: p for p in load_points()}
+    held = fitted.get("held_out", {})
+    console.print(f"[cyan]fitted[/] to {fitted.get('data')} ({fitted.get('date')}): held-out "
+                  f"({held.get('method')}, {held.get('n')} rows) median |log err| {held.get('median_abs_log_err')}, "
+                  f"within 1.35x {held.get('within_1.35x')}")
+    table = Table(title=f"{profile.name}: dataset rows each sparse path was fitted to")
+    for col in ("path", "row", "published", "dtype", "pattern", "where"):
+        table.add_column(col, overflow="fold")
+    for name, info in paths.items():
+        for i, rid in enumerate(info["rows"]):
+            p = by_id.get(rid)
+            label = f"{name} (in-sample {info.get('in_sample_median_abs_log_err')})" if i == 0 else ""
+            if p is None:
+                table.add_row(label, rid, "?", "", "", "(row no longer in the dataset)")
+                continue
+            pat = p.pattern + (f"/b{p.block}" if p.block else "")
+            table.add_row(label, rid, f"{p.speedup:.3g}x", p.dtype, f"{pat} d={p.density:.3g}", p.where)
+    console.print(table)

@@ -47,3 +47,11 @@ def test_cli_published_writes_report(tmp_path):
     rep = json.loads((tmp_path / "published_validation.json").read_text())
     assert set(rep["profiles"]) == {"gpu-h100"} and rep["overall"]["n"] + rep["superseded"]["n"] >= 4
     assert (tmp_path / "published_validation.png").stat().st_size > 0
+
+
+def test_hw_show_lists_the_rows_each_sparse_path_was_fitted_to():
+    res = CliRunner().invoke(app, ["hw", "show", "gpu-a100"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    for needle in ("dataset rows each sparse path was fitted to", "bsr-fp32", "pop-gpu-bsr16_fp32-d16",
+                   "2:4-sparse-tc", "tut-linear-3072x10240x3072", "csr-spmm", "held-out"):
+        assert needle in res.output, needle

@@ -51,7 +51,9 @@ def show_command(hw: str = typer.Argument(..., metavar="HW", help="profile name 
     console = Console()
     console.print(table)
     if profile.fitted:
-        console.print(f"[cyan]fitted[/]: {profile.fitted}")
+        from accelsim.kernels.published_report import print_fitted
+
+        print_fitted(profile, console)
     from accelsim.kernels.machine import cpu_profile_note
 
     note = cpu_profile_note(profile)
