@@ -17,7 +17,7 @@ import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -309,8 +309,3 @@ def load_measurements(path: str | Path) -> dict:
     callers that serialise or edit it. Typed access: :func:`kernels.records.read_measurements`."""
     return read_measurements(path).to_dict()
 
-
-def config_from_dict(d: dict) -> BenchConfig:
-    """Rebuild a config (JSON lists become tuples)."""
-    names = {f.name for f in fields(BenchConfig)}
-    return BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})

@@ -40,9 +40,6 @@ from accelsim.kernels.points import (
 )
 from accelsim.kernels.records import DENSE_PATH, Measurements, read_measurements
 
-PHASE_KINDS = ("matmul", "matmul_dx", "matmul_dw")
-
-
 def summary(rows: list[dict]) -> dict:
     if not rows:
         return {"n": 0}

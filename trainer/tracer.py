@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from accelsim import trace as tr
@@ -151,6 +150,3 @@ class TraceWriter:
         self._patterns = [r for r in self._patterns if r["step"] <= step]
         self._eval = [r for r in self._eval if r["step"] <= step]
 
-
-def masks_as_dense_ones(layers: list[tuple[str, torch.nn.Module]]) -> dict[str, np.ndarray]:
-    return {name: np.ones(tuple(m.weight.shape), dtype=bool) for name, m in layers}

@@ -103,10 +103,6 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
               doc="independent token walks one unit keeps in flight (hides level_latency)"),
 )
 
-#: the path kinds calibrate distinguishes; a profile path's pattern maps to one (fit_kind)
-FIT_KINDS = ("dense", "sparse", "conditional")
-
-
 def fit_kind(pattern: str) -> str:
     """Which calibration kind a path pattern belongs to: dense and conditional paths, else a sparse product."""
     return pattern if pattern in ("dense", "conditional") else "sparse"

@@ -89,11 +89,6 @@ class NMSelector:
         return self.mask
 
 
-def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """A fresh N:M mask of ``weight`` (see NMSelector)."""
-    return NMSelector(weight, n, m)(weight).clone()
-
-
 def nm_valid(mask: torch.Tensor, n: int, m: int) -> bool:
     """Every group of ``m`` consecutive inputs holds exactly ``n`` active weights."""
     rows, cols = mask.shape
