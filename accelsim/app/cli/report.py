@@ -87,6 +87,8 @@ def compare_command(
                                                             "simulations are run [default: all stored]"),
         fmt: str = typer.Option("table", "--format", help="table | csv | json"),
         target_loss: Optional[float] = typer.Option(None, "--target-loss", help="loss for time-to-target"),
+        dtype: Optional[str] = typer.Option(None, "--dtype", help="simulate the --hw profiles in this precision "
+                                            "(fp32, tf32, bf16, fp16) instead of their own; shown as <hw>@<dtype>"),
 ) -> None:
     """Time, energy, speedup and energy-delay product of runs side by side, per hardware."""
     from accelsim.report import expand_inputs, hw_rows, load_run
@@ -97,6 +99,13 @@ def compare_command(
         raise UserError(f"expected one of {', '.join(FORMATS)}, got '{fmt}'", field="--format")
     paths, _ = expand_inputs(runs)
     names, to_sim = _hardware(hw, paths)
+    if dtype is not None:
+        from accelsim.hardware.dtype import with_dtype
+
+        if names is None:
+            raise UserError("--dtype needs --hw (the profiles to simulate in that precision)", field="--dtype")
+        to_sim = [with_dtype(h, dtype) for h in _split(hw, "--hw")]
+        names = [p.name for p in to_sim]
     _ensure(paths, to_sim, target_loss, fmt == "table")
     loaded = [load_run(p) for p in paths]
     order = hardware_order(loaded, names)

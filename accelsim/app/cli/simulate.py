@@ -49,6 +49,8 @@ def simulate_command(
                                           "pretraining (--from) and teacher runs included"),
         as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
         save: bool = typer.Option(True, "--save/--no-save", help="write sim/<hw>.json and the timeline"),
+        dtype: Optional[str] = typer.Option(None, "--dtype", help="train in this precision (fp32, tf32, bf16, "
+                                            "fp16) on every profile instead of its own; results as <hw>@<dtype>"),
 ) -> None:
     """Simulate a training trace on hardware profiles; compare with the same run trained dense."""
     from accelsim.app.cli.finetune import lineage_rows
@@ -58,7 +60,9 @@ def simulate_command(
         from accelsim.trace import read_manifest
 
         devices = read_manifest(Path(run)).world_size
-    results = simulate_many(run, _profiles(hw), devices, target_loss)
+    from accelsim.hardware.dtype import with_dtype
+
+    results = simulate_many(run, [with_dtype(h, dtype) for h in _profiles(hw)], devices, target_loss)
     if save:
         for r in results:
             r.save(run)
