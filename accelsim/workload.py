@@ -25,6 +25,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from accelsim import bert
 from accelsim.trace import PHASES, LayerInfo, Manifest
 
 #: AdamW per updated parameter: two moment updates, bias corrections, sqrt, divide, decay, update.
@@ -35,7 +36,7 @@ MASK_SCORE_FLOPS_PER_ELEMENT = 2.0
 #: Elementwise work per element (vector ops), used by the simulator's vector units.
 ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0}
 
-LINEAR_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
 #: Op kind of an FFF layer's products: weight rows chosen per token by the routing.
 COND_MATMUL = "cond_matmul"
@@ -169,7 +170,6 @@ def classifier_head_ops(B: int, H: int, labels: int) -> list[Op]:
 
 #: Teacher LayerInfo names: module names under this prefix, so block indices parse as for the student.
 TEACHER_PREFIX = "teacher.bert.encoder.layer"
-_TEACHER_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
 
 
 def teacher_ops(manifest: Manifest, teacher: dict) -> list[Op]:
@@ -179,9 +179,9 @@ def teacher_ops(manifest: Manifest, teacher: dict) -> list[Op]:
     every hidden state of student and teacher, SPD-style; needs equal hidden sizes)."""
     md = manifest.model
     H, inter = int(teacher["hidden"]), int(teacher["intermediate"])
-    shapes = {"q": [H, H], "k": [H, H], "v": [H, H], "attn_out": [H, H], "ffn_in": [inter, H], "ffn_out": [H, inter]}
-    layers = [LayerInfo(f"{TEACHER_PREFIX}.{b}.{r}", r, shapes[r], 1.0, False)
-              for b in range(int(teacher["layers"])) for r in _TEACHER_ROLES]
+    dims = {"H": H, "I": inter}
+    layers = [LayerInfo(f"{TEACHER_PREFIX}.{b}.{role}", role, [dims[out], dims[inp]], 1.0, False)
+              for b in range(int(teacher["layers"])) for role, _, out, inp in bert.ENCODER_LINEARS]
     model = {**{k: md[k] for k in ("vocab", "seq_len", "head")}, "layers": int(teacher["layers"]), "hidden": H,
              "heads": int(teacher["heads"]), "intermediate": inter}
     tman = dataclasses.replace(manifest, model=model, layers=layers)

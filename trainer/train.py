@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from accelsim import trace as tr
+from accelsim.bert import LINEAR_ROLES
 from accelsim.errors import UserError, expect
 from accelsim.trainer.data import DataConfig, build_data
 from accelsim.trainer.distributed import Distributed
@@ -32,7 +33,7 @@ from accelsim.trainer import recovery
 from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
 
 CHECKPOINT = "checkpoint.pt"
-DEFAULT_SPARSE_ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+DEFAULT_SPARSE_ROLES = LINEAR_ROLES  # every encoder Linear (accelsim.bert)
 
 
 @dataclass
