@@ -14,7 +14,8 @@ from accelsim.report.data import (RunData, expand_inputs, experiment_of, find_va
 from accelsim.report.lineage import lineage_section
 from accelsim.report.render import Image, Para, Pre, Section, Table, render_html, render_markdown
 from accelsim.report.summary import assumptions_section, projection_section, summary_section, verdict_section
-from accelsim.report.tables import breakdown_table, flops_table, g4, hw_rows, run_table
+from accelsim.report.tables import breakdown_table, flops_table, g4, hw_rows, pivot_table, run_table
+from accelsim.report.units import fmt_ratio, fmt_time
 from accelsim.report.validation import Validation, load_validation, profile_validations
 from accelsim.report.verdict import hardware_by_time, profile_info
 
@@ -142,6 +143,12 @@ def _target(rows, runs: list[RunData], hw: list[str], target) -> Section:
     elif rows and all(r.time_to_target_s is None for r in rows):
         blocks.append(Para(f"No run reaches a smoothed loss of {target:g} on any hardware.", warn=True))
     elif rows:
+        cell = lambda r: ("not reached" if r.time_to_target_s is None else
+                          f"{fmt_time(r.time_to_target_s)} ({fmt_ratio(r.target_speedup)})")
+        bound = {h for h in hw if any(h in r.sims and r.sims[h].doc.get("kind") == "ideal" for r in runs)}
+        head, body = pivot_table(rows, hw, [r.name for r in runs], cell, bound=bound)
+        blocks.append(Table(head, body, f"time to a smoothed loss of {target:g} (the dense run's time to it / "
+                                        "this run's)", left=1))
         blocks.append(Image.of("time-to-target", F.target_figure(rows, hw, [r.name for r in runs], target),
                                f"simulated time to a smoothed loss of {target:g}"))
     fig = loss_time_figure(runs, hw, target)

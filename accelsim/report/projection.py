@@ -113,9 +113,29 @@ def _carry_clustering(src: tr.Trace, out: Path) -> int:
     return int(pat.num_rows)
 
 
+def _code_and_profiles(hardware: list[str]) -> bytes:
+    """What a stored projection depends on besides its run: the profiles' content and the source of the
+    generator, the cost model and the simulator (a change to any of them makes the projection stale)."""
+    import accelsim.hardware
+    import accelsim.sim
+    import accelsim.synth
+    from accelsim.hardware import load_profile, profile_to_yaml
+
+    h = hashlib.sha256()
+    for name in hardware:
+        h.update(profile_to_yaml(load_profile(name)).encode())
+    files = [Path(accelsim.synth.__file__), Path(__file__)]
+    for pkg in (accelsim.sim, accelsim.hardware):
+        files += sorted(Path(pkg.__file__).parent.rglob("*.py"))
+    for f in files:
+        h.update(f.read_bytes())
+    return h.digest()
+
+
 def _key(run: RunData, hardware: list[str], model: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([model, hardware], sort_keys=True).encode())
+    h.update(_code_and_profiles(hardware))
     h.update(tr.manifest_path(run.path).read_bytes())
     for table in ("steps", "patterns"):
         d = tr.table_dir(run.path, table)

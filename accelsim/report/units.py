@@ -13,6 +13,8 @@ _SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), 
        (1e-9, "n"), (1e-12, "p"))
 
 MISSING = "–"
+#: 999.7 ms rounds to 3 figures as 1000 ms: values that round up to the next unit are shown in it (1.00 s)
+_ROUNDS_UP = 0.9995
 #: between a number and its unit: a no-break space, so a wrapped table cell never splits "22.6 | GFLOP"
 SP = "\u00a0"
 
@@ -25,6 +27,7 @@ def sig3(x: float) -> str:
     """3 significant figures without exponent notation in the usual range (12.3, 0.456, 1,230)."""
     if x == 0:
         return "0"
+    x = float(f"{x:.3g}")  # round first: 0.9997 is 1.00, not 1.000
     if abs(x) >= 1000:
         return f"{x:,.0f}"
     digits = max(0, 2 - int(math.floor(math.log10(abs(x)))))
@@ -36,7 +39,7 @@ def fmt_time(s: float | None) -> str:
     if _missing(s):
         return MISSING
     for scale, unit in _TIME:
-        if abs(s) >= scale or scale == _TIME[-1][0]:
+        if abs(s) >= scale * _ROUNDS_UP or scale == _TIME[-1][0]:
             return f"{sig3(s / scale)}{SP}{unit}"
     return f"{sig3(s)}{SP}s"
 
@@ -47,7 +50,7 @@ def _si(x: float | None, unit: str) -> str:
     if x == 0:
         return f"0{SP}{unit}"
     for scale, prefix in _SI:
-        if abs(x) >= scale or scale == _SI[-1][0]:
+        if abs(x) >= scale * _ROUNDS_UP or scale == _SI[-1][0]:
             return f"{sig3(x / scale)}{SP}{prefix}{unit}"
     return f"{sig3(x)}{SP}{unit}"
 
