@@ -64,7 +64,7 @@ def test_metrics_edge_cases():
     assert three["accuracy"] == 0.75 and np.isnan(three["f1"]) and 0 < three["mcc"] < 1
 
 
-def test_bad_glue_files_and_no_source_are_one_line_errors(tmp_path):
+def test_bad_glue_files_and_no_source_are_one_line_errors(tmp_path, monkeypatch):
     _write(tmp_path / "train.tsv", ["sentence\tlabel", "only one column"])
     _write(tmp_path / "dev.tsv", ["sentence\tlabel"])
     with pytest.raises(UserError, match=r"train.tsv.*line 2.*1 columns"):
@@ -75,6 +75,11 @@ def test_bad_glue_files_and_no_source_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="hub is not reachable.*--data") as err:  # conftest: HF_*_OFFLINE=1
         load_task("sst2")
     assert "\n" not in str(err.value)
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # no network: refused at once, not after retries
+    with pytest.raises(UserError, match=r"hub.invalid.*--data"):
+        load_task("mrpc")
     with pytest.raises(UserError, match="unknown task"):
         load_task("stsb")
 

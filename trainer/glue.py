@@ -8,7 +8,10 @@ tasks, accuracy and F1 of the positive class for MRPC and QQP, and the Matthews 
 from __future__ import annotations
 
 import csv
+import os
 import re
+import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +148,24 @@ def _label(spec: TaskSpec, raw: str, path: Path, lineno: int) -> int:
     return int(raw)
 
 
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be reached (None: it can, or offline mode asks for the local cache). One quick
+    connection instead of the hub client's minutes of retries and their log lines on a machine without network."""
+    if any(os.environ.get(v) for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return None
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as err:
+        return f"{host}: {err.strerror or type(err).__name__}; set HF_DATASETS_OFFLINE=1 to use a cached copy"
+    return None
+
+
 def load_glue_hub(spec: TaskSpec) -> TaskData:
+    down = _hub_unreachable()
+    if down:
+        raise UserError(f"GLUE task {spec.name}: the hub is not reachable ({down}) and no --data DIR with GLUE's "
+                        "TSV files was given", field="--data")
     import datasets  # slow import; only hub runs pay for it
 
     try:
