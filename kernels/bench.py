@@ -89,11 +89,12 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "BenchConfig":
-        """A few small shapes; the whole sweep runs in well under a minute on 2 cores. One thread by
-        default: on a shared 2-core machine a 2-thread OpenMP region waits whole scheduler slices
-        (~8 ms) for its second thread whenever another process holds a core."""
+        """A few small shapes; the whole sweep runs in well under a minute on 2 cores. All cores by default
+        (torch's thread count), as the full sweep: `accelsim validate` / `calibrate` score a profile at its
+        own core count, and a 1-thread quick file left them "no measurement points" (issue 18). On a busy
+        shared machine, --threads 1 avoids 2-thread OpenMP regions waiting scheduler slices for a core."""
         base = dict(tokens=(128,), hidden=(64, 128), layers=("ffn_in",), repeats=3, min_sample_s=5e-4,
-                    threads=(1,), fff=("1x5",))
+                    threads=(), fff=("1x5",))
         base.update(overrides)
         return cls(**base)
 

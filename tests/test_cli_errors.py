@@ -140,10 +140,22 @@ def test_handler_takes_either_click(module, monkeypatch, capsys):
     except ImportError:
         pytest.skip(f"{module} not installed")
 
-    def raising(**_kwargs):
-        raise exceptions.BadParameter("expected a number", param_hint="'--devices'")
+    class Raising:
+        def main(self, **_kwargs):
+            raise exceptions.BadParameter("expected a number", param_hint="'--devices'")
 
-    monkeypatch.setattr(cli, "app", raising)
+    monkeypatch.setattr(cli, "_command", Raising)
     code, err = _invoke(["simulate"], capsys)
     _assert_one_line(["simulate"], code, err)
     assert "--devices" in err
+
+
+@pytest.mark.parametrize("path,callback", COMMANDS, ids=IDS)
+def test_help_shows_usage_words_not_python_types(path, callback, capsys):
+    try:
+        main([*path, "--help"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    assert "Usage:" in out
+    assert "<bool>" not in out and "list[" not in out, out

@@ -11,6 +11,7 @@ import sys
 
 import typer
 import typer.core
+import typer.main
 
 from accelsim.errors import UserError
 
@@ -79,10 +80,34 @@ def _fail(where: str, message: object, code: int = 2) -> None:
     raise SystemExit(code) from None
 
 
+def _tidy_type(text: str | None) -> str | None:
+    """typer >= 0.2x prints a type after every parameter in help: '<bool>' on flags (noise) and
+    '<list[Path]>' on repeated ones (Python, not usage). Flags get none; lists read '<path>...'."""
+    if text is None or text == "<bool>":
+        return None
+    if text.startswith("<list[") and text.endswith("]>"):
+        return f"<{text[6:-2].lower()}>..."
+    return text
+
+
+def _command():
+    """The click command of ``app``, help types tidied (where this typer shows them at all)."""
+    cmd = typer.main.get_command(app)
+    stack = [cmd]
+    while stack:
+        c = stack.pop()
+        stack.extend(getattr(c, "commands", {}).values())
+        for p in c.params:
+            shown = getattr(p, "display_type_rich", None)
+            if shown is not None:
+                p.display_type_rich = lambda ctx, shown=shown: _tidy_type(shown(ctx))
+    return cmd
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage and user errors become one line on stderr and exit status 2."""
     try:
-        rc = app(args=argv, prog_name="accelsim", standalone_mode=False)
+        rc = _command().main(args=argv, prog_name="accelsim", standalone_mode=False)
     except UserError as err:
         _fail("accelsim", err)
     except KeyboardInterrupt:

@@ -76,9 +76,9 @@ def bench(
 
 @kernels_app.command("merge")
 def merge(
-    measurements: list[Path] = typer.Argument(..., help="measurement files of the same machine"),
+    measurements: list[Path] = typer.Argument(..., metavar="MEASUREMENTS", help="measurement files of the same machine"),
     out: Path = typer.Option(..., "--out", help="merged JSON (CSV next to it)"),
-    latest_only: list[str] = typer.Option([], "--latest-only",
+    latest_only: list[str] = typer.Option([], "--latest-only", metavar="PATH",
                                           help="kernel path changed between the sweeps: keep only its newest file's rounds"),
 ) -> None:
     """Pool the rounds of several sweeps of one machine into one measurements file."""

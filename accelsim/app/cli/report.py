@@ -7,11 +7,12 @@ from typing import List, Optional
 
 import typer
 
+from accelsim.app.cli._format import HELP as FORMAT_HELP
+from accelsim.app.cli._format import pick_format
 from accelsim.errors import UserError
 
 plot_app = typer.Typer(help="Figures across runs (PNG and SVG).", no_args_is_help=True)
 
-FORMATS = ("table", "csv", "json")
 
 
 def _split(text: str | None, field: str) -> list[str] | None:
@@ -53,14 +54,14 @@ def _ensure(run_paths: list[Path], to_sim: list[str], target: float | None, prog
 
 
 def report_command(
-        runs: List[Path] = typer.Argument(..., help="run directories and/or experiment directories"),
+        runs: List[Path] = typer.Argument(..., metavar="RUN", help="run directories and/or experiment directories"),
         out: Optional[Path] = typer.Option(None, "--out", help="output directory [default: the experiment "
                                                                "directory, the run directory, or runs/report]"),
         hw: Optional[str] = typer.Option(None, "--hw", help="hardware to show (comma-separated, or 'all'); "
                                                             "missing simulations are run [default: all stored]"),
         target_loss: Optional[float] = typer.Option(None, "--target-loss", help="loss for time-to-target "
                                                                                 "[default: the simulations' own]"),
-        validation: Optional[List[Path]] = typer.Option(None, "--validation", help="validation.json from `accelsim "
+        validation: Optional[List[Path]] = typer.Option(None, "--validation", metavar="FILE", help="validation.json from `accelsim "
                                                         "validate` [default: found next to the runs]"),
         quiet: bool = typer.Option(False, "--quiet", help="print nothing"),
         as_json: bool = typer.Option(False, "--json", help="print the written files as JSON"),
@@ -82,10 +83,11 @@ def report_command(
 
 
 def compare_command(
-        runs: List[Path] = typer.Argument(..., help="run directories and/or experiment directories"),
+        runs: List[Path] = typer.Argument(..., metavar="RUN", help="run directories and/or experiment directories"),
         hw: Optional[str] = typer.Option(None, "--hw", help="hardware (comma-separated, or 'all'); missing "
                                                             "simulations are run [default: all stored]"),
-        fmt: str = typer.Option("table", "--format", help="table | csv | json"),
+        fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+        as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
         target_loss: Optional[float] = typer.Option(None, "--target-loss", help="loss for time-to-target"),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="simulate the --hw profiles in this precision "
                                             "(fp32, tf32, bf16, fp16) instead of their own; shown as <hw>@<dtype>"),
@@ -95,8 +97,7 @@ def compare_command(
     from accelsim.report.data import hardware_order, stored_target
     from accelsim.report.tables import rich_table, summary_table, to_csv
 
-    if fmt not in FORMATS:
-        raise UserError(f"expected one of {', '.join(FORMATS)}, got '{fmt}'", field="--format")
+    fmt = pick_format(fmt, as_json)
     paths, _ = expand_inputs(runs)
     names, to_sim = _hardware(hw, paths)
     if dtype is not None:
@@ -126,7 +127,7 @@ def compare_command(
 
 @plot_app.command("speedup")
 def plot_speedup_command(
-        runs: Optional[List[Path]] = typer.Argument(None, help="run or experiment directories (not with --synthetic)"),
+        runs: Optional[List[Path]] = typer.Argument(None, metavar="RUN", help="run or experiment directories (not with --synthetic)"),
         hw: Optional[str] = typer.Option(None, "--hw", help="hardware (comma-separated, or 'all') [default: all "
                                                             "stored; with --synthetic: all bundled]"),
         synthetic: Optional[str] = typer.Option(None, "--synthetic", help="BERT preset to sweep with synthetic "

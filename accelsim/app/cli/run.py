@@ -12,8 +12,9 @@ def run_command(
         experiment: Optional[Path] = typer.Argument(None, help="experiment YAML (see examples/experiment.yaml); "
                                                                "default: the embedded bert-tiny dense/RigL/SET one"),
         quick: bool = typer.Option(False, "--quick", help="smoke test: fewer steps, smaller batch and sequences"),
-        out: Optional[Path] = typer.Option(None, "--out", help="output directory [default: runs/<experiment>"
-                                                               "[-quick]]"),
+        out: Optional[Path] = typer.Option(None, "--out", help="output directory [default: runs/<stem of the "
+                                                               "experiment file>, or runs/experiment for the "
+                                                               "embedded one; '-quick' appended with --quick]"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress and no table; errors only"),
         as_json: bool = typer.Option(False, "--json", help="print the result (runs, report files, summary) as JSON"),
 ) -> None:

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from accelsim.app.cli._format import HELP as FORMAT_HELP
+from accelsim.app.cli._format import pick_format
 from accelsim.errors import UserError
 
 
@@ -22,19 +24,29 @@ def _profiles(hw: str) -> list[str]:
 
 
 def human_seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(s) >= size:
-            return f"{s / size:.3g} {unit}"
-    return f"{s:.3g} s"
+    """A time as every command and the report print it (accelsim.report.units: one formatter for all)."""
+    from accelsim.report.units import fmt_time
+
+    return fmt_time(s)
 
 
-def human_joules(j: float) -> str:
-    for unit, size in (("GJ", 1e9), ("MJ", 1e6), ("kJ", 1e3), ("J", 1.0), ("mJ", 1e-3)):
-        if abs(j) >= size:
-            return f"{j / size:.3g} {unit}"
-    return f"{j:.3g} J"
+def human_joules(j: float | None) -> str:
+    from accelsim.report.units import fmt_energy
+
+    return fmt_energy(j)
+
+
+def _print_csv(results) -> None:
+    """One row per profile, exact values in SI units (seconds, joules), as `compare --format csv`."""
+    import csv
+    import sys
+
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(["hardware", "time_s", "energy_j", "speedup", "energy_ratio", "compute_util", "flop_util",
+                "time_to_target_s"])
+    for r in results:
+        w.writerow([r.name, r.time_s, r.energy_j, r.speedup, r.energy_ratio, r.utilisation["compute"],
+                    r.utilisation["flops"], "" if r.time_to_target_s is None else r.time_to_target_s])
 
 
 def simulate_command(
@@ -47,7 +59,8 @@ def simulate_command(
         target_metric: Optional[str] = typer.Option(
             None, "--target-metric", help="NAME=VALUE (accuracy, f1, mcc): time to reach it, the run's "
                                           "pretraining (--from) and teacher runs included"),
-        as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+        fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+        as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
         save: bool = typer.Option(True, "--save/--no-save", help="write sim/<hw>.json and the timeline"),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="train in this precision (fp32, tf32, bf16, "
                                             "fp16) on every profile instead of its own; results as <hw>@<dtype>"),
@@ -56,6 +69,9 @@ def simulate_command(
     from accelsim.app.cli.finetune import lineage_rows
     from accelsim.sim.api import simulate_many
 
+    from accelsim.app.cli._notes import warn_foreign_cpus
+
+    fmt = pick_format(fmt, as_json)
     if devices is None:  # a data-parallel trace is simulated on as many devices as it was trained on
         from accelsim.trace import read_manifest
 
@@ -63,13 +79,17 @@ def simulate_command(
     from accelsim.hardware.dtype import with_dtype
 
     results = simulate_many(run, [with_dtype(h, dtype) for h in _profiles(hw)], devices, target_loss)
+    warn_foreign_cpus(_profiles(hw))
     if save:
         for r in results:
             r.save(run)
     lineage = lineage_rows(run, _profiles(hw), devices, target_metric)  # None for a run without links
-    if as_json:
+    if fmt == "json":
         print(json.dumps([{**r.to_dict(), **({"lineage": lin.to_dict()} if lineage else {})}
                           for r, lin in zip(results, lineage or results)], indent=2))
+        return
+    if fmt == "csv":
+        _print_csv(results)
         return
     from rich.console import Console
     from rich.table import Table
