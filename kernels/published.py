@@ -35,7 +35,7 @@ BEST_TOKENS = (4, 16, 64, 256, 1024, 4096, 16384)
 #: a per-call set-up later cached, a misconfigured build); validated and shown, not fitted
 SOFTWARE = ("current", "superseded")
 COLUMNS = ("id", "source", "hardware", "profile", "library", "software", "path", "op", "dtype", "tokens", "in_features",
-           "out_features", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note")
+           "out_features", "model", "batch", "seq_len", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note")
 
 
 class Point(BaseModel):
@@ -55,6 +55,9 @@ class Point(BaseModel):
     tokens: int | Literal["best"] | None = None  # rows of X; "best" = best over BEST_TOKENS
     in_features: int | None = None
     out_features: int | None = None
+    model: str = ""  # whole-model rows: a BERT preset the validator can build (accelsim.bert.PRESETS), else ""
+    batch: int | None = None
+    seq_len: int | None = None
     pattern: Literal[PATTERNS]
     block: int | None = None
     density: float = Field(gt=0.0, le=1.0)
@@ -65,7 +68,7 @@ class Point(BaseModel):
     where: str = Field(min_length=1)
     note: str = ""
 
-    @field_validator("tokens", "in_features", "out_features", "block", mode="before")
+    @field_validator("tokens", "in_features", "out_features", "block", "batch", "seq_len", mode="before")
     @classmethod
     def _blank_int(cls, v):
         return None if v in ("", None) else ("best" if v == "best" else int(v))
@@ -80,6 +83,8 @@ class Point(BaseModel):
         if self.op in ("kernel_fwd", "linear_fwdbwd", "mlp_fwdbwd"):
             if self.tokens is None or self.in_features is None or self.out_features is None:
                 raise ValueError(f"op {self.op} needs tokens, in_features and out_features")
+        if self.model and (not self.batch or not self.seq_len):
+            raise ValueError(f"model {self.model!r} needs batch and seq_len")
         if self.pattern == "block" and not self.block:
             raise ValueError("pattern 'block' needs a block size")
         if self.pattern != "block" and self.block:

@@ -211,7 +211,7 @@ def fit_profile(name: str, points: list[Point] | None = None, base: HardwareProf
     """Fit ``name``'s sparse paths to its current-software rows; held-out error by leaving one source out
     at a time (a path whose rows all come from the held-out source keeps its starting parameters)."""
     points = load_points() if points is None else points
-    every = [p for p in points if p.profile == name and p.kernel]
+    every = [p for p in points if p.profile == name and (p.kernel or p.model)]  # model: a BERT pass
     rows = [p for p in every if p.software == "current"]
     start = extend(load_profile(base or name))
     sources = sorted({p.source for p in rows})

@@ -91,9 +91,9 @@ def predict(profile: HardwareProfile | str, p: Point) -> Prediction:
     fam = f"{p.pattern}{'/b' + str(p.block) if p.block else ''} @ {p.path or '-'}"
     base = dict(id=p.id, source=p.source, profile=profile.name, family=fam, published=p.speedup,
                 software=p.software)
-    if not p.kernel:
+    if not p.kernel and not (p.op == "model_inference" and p.model):
         return Prediction(**base, predicted=None, log_err=None, no_path=False,
-                          why=f"{p.op}: needs a whole-model workload")
+                          why=f"{p.op}: needs a whole-model workload the simulator does not build")
     if p.dtype not in profile.compute.peak_flops:
         return Prediction(**base, predicted=None, log_err=None, no_path=False, why=f"profile has no {p.dtype} peak")
     pattern = synthetic_kind(p)
@@ -101,6 +101,14 @@ def predict(profile: HardwareProfile | str, p: Point) -> Prediction:
     if pattern is None or not paths:
         return Prediction(**base, predicted=1.0, log_err=math.log(1.0 / p.speedup), no_path=True,
                           why="no path for this family: dense fallback")
+    if p.op == "model_inference":  # a BERT forward pass, op by op (kernels.published_models)
+        from accelsim.kernels.published_models import bert_forward_ops, forward_time
+
+        dense = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len), p.dtype, pattern, None)
+        sparse = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len, p.density), p.dtype,
+                              pattern, paths[0])
+        return Prediction(**base, predicted=dense / sparse, log_err=math.log(dense / sparse / p.speedup),
+                          no_path=False)
     grid = BEST_TOKENS if p.tokens == "best" else (p.tokens,)
     runs = [(t, *_speedup_at(profile, p, t, pattern, paths)) for t in grid]
     if not any(r[3] for r in runs):

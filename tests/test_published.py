@@ -29,7 +29,7 @@ def _write(tmp_path, rows):
     return f
 
 
-GOOD = ("a,src,A100,gpu-a100,lib,current,2:4-sparse-tc,kernel_fwd,fp16,64,128,256,2:4,,0.5,2e-3,1e-3,2.0,table,x,")
+GOOD = ("a,src,A100,gpu-a100,lib,current,2:4-sparse-tc,kernel_fwd,fp16,64,128,256,,,,2:4,,0.5,2e-3,1e-3,2.0,table,x,")
 
 
 def test_loader_accepts_a_good_row(tmp_path):
@@ -44,6 +44,7 @@ def test_loader_accepts_a_good_row(tmp_path):
     (GOOD.replace(",2:4,,", ",block,,"), "row"),  # block without a size
     (GOOD.replace("fp16", "fp8"), "dtype"),
     (GOOD.replace(",current,", ",old,"), "software"),
+    (GOOD.replace(",256,,,,", ",256,bert-base,,,"), "row"),  # a model row needs batch and seq_len
 ])
 def test_loader_names_the_bad_field(tmp_path, bad, field):
     with pytest.raises(UserError) as err:

@@ -1,0 +1,64 @@
+"""Whole-model rows of the published dataset: a BERT forward pass (inference) costed op by op.
+
+The simulator replays training traces; a published inference timing (PyTorch's 2:4 tutorial: BERT-base
+question answering at batch 4..256, sequence 384) is one forward pass. This builds that pass from the same
+:class:`~accelsim.workload.Op` vocabulary and BERT sizes (accelsim.bert.PRESETS) the training workload
+uses — embeddings, per encoder layer the four attention projections and two FFN products, the two
+attention matmuls, softmax / LayerNorm / GELU / residual, the QA head — and costs it with
+``op_cost`` (the simulator's per-op model). The sparse run differs only in the encoder linears, which run
+on the row's own path (the dense path where that path cannot run them), so the result shows how much of
+a kernel speedup survives the rest of the model.
+"""
+from __future__ import annotations
+
+from accelsim.bert import PRESETS
+from accelsim.errors import UserError
+from accelsim.hardware import HardwareProfile, op_cost, synthetic_pattern
+from accelsim.workload import Op
+
+
+def _mm(name: str, kind: str, m: int, k: int, n: int, *, batch: int = 1, density: float = 1.0,
+        role: str = "") -> Op:
+    dense = 2.0 * m * k * n * batch
+    sparse = density < 1.0
+    return Op(name=name, kind=kind, phase="fwd", role=role, m=m, k=k, n=n, density=density, sparse=sparse,
+              flops_dense=dense, flops=dense * density, batch=batch)
+
+
+def bert_forward_ops(model: str, batch: int, seq: int, density: float = 1.0, labels: int = 2) -> list[Op]:
+    """The ops of one BERT forward pass; encoder linears at ``density`` (the QA head stays dense, as in
+    the tutorial, whose sparsifier takes only the encoder's nn.Linear layers)."""
+    if model not in PRESETS:
+        raise UserError(f"unknown model {model!r}; expected one of {', '.join(PRESETS)}", field="model")
+    d = PRESETS[model]
+    T, H, I, heads = batch * seq, d.hidden, d.intermediate, d.heads
+    ops = [Op("embeddings", "embedding", "fwd", elements=T * H),
+           Op("embeddings.layernorm", "elementwise", "fwd", role="layernorm", elements=2 * T * H)]
+    for blk in range(d.layers):
+        for nm, k, n in (("q", H, H), ("k", H, H), ("v", H, H), ("o", H, H), ("ffn_in", H, I), ("ffn_out", I, H)):
+            ops.append(_mm(f"block{blk}.{nm}", "linear", T, k, n, density=density))
+        for nm in ("scores", "context"):
+            ops.append(_mm(f"block{blk}.attn_{nm}", "attn_matmul", seq, H // heads, seq, batch=batch * heads))
+        for nm, elems in (("softmax", batch * heads * seq * seq), ("layernorm", 2 * T * H), ("gelu", T * I),
+                          ("residual", 2 * T * H)):
+            ops.append(Op(f"block{blk}.{nm}", "elementwise", "fwd", role=nm, elements=elems))
+    ops.append(_mm("qa_head", "linear", T, H, labels))
+    return ops
+
+
+def forward_time(profile: HardwareProfile, ops: list[Op], dtype: str, pattern_kind: str, path: str | None) -> float:
+    """Seconds of the pass; sparse linears on ``path`` when it can run them, else the fastest path."""
+    # every encoder layer repeats the same ops: cost each distinct op once (the fit calls this often)
+    counts: dict[tuple, tuple[Op, int]] = {}
+    for op in ops:
+        key = (op.kind, op.role, op.m, op.k, op.n, op.batch, op.density, op.elements)
+        counts[key] = (op, counts[key][1] + 1 if key in counts else 1)
+    total = 0.0
+    for op, count in counts.values():
+        pat = synthetic_pattern(op.n, op.k, op.density, pattern_kind) if op.sparse else None
+        try:
+            t = op_cost(profile, op, pat, dtype=dtype, path=path if op.sparse else None).time_s
+        except UserError:
+            t = op_cost(profile, op, pat, dtype=dtype).time_s
+        total += count * t
+    return total
