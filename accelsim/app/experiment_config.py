@@ -140,7 +140,11 @@ def load_experiment(path: str | Path) -> Experiment:
     if not path.is_file():
         raise UserError("no such experiment file", source=path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        from accelsim.hardware.strict_yaml import load as strict_load  # safe_load, duplicate keys refused
+
+        data = strict_load(path.read_text(encoding="utf-8"), str(path))
+    except RecursionError:
+        raise UserError("not a loadable YAML document (nested too deeply)", source=path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise UserError("not valid YAML" + (f" at line {mark.line + 1}" if mark else ""), source=path) from None
