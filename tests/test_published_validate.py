@@ -55,3 +55,19 @@ def test_hw_show_lists_the_rows_each_sparse_path_was_fitted_to():
     for needle in ("dataset rows each sparse path was fitted to", "bsr-fp32", "pop-gpu-bsr16_fp32-d16",
                    "2:4-sparse-tc", "tut-linear-3072x10240x3072", "csr-spmm", "held-out"):
         assert needle in res.output, needle
+
+
+def test_bert_inference_rows_are_costed_as_a_forward_pass():
+    from accelsim.kernels.published_models import bert_forward_ops
+
+    ops = bert_forward_ops("bert-base", 4, 384, density=0.5)
+    assert sum(op.kind == "linear" and op.sparse for op in ops) == 12 * 6  # the encoder's nn.Linear layers
+
+    def row(batch, speedup):
+        return _point(op="model_inference", tokens=batch * 384, in_features=None, out_features=None,
+                      model="bert-base", batch=batch, seq_len=384, pattern="2:4", density=0.5, dtype="fp16",
+                      path="2:4-sparse-tc", speedup=speedup)
+
+    # the tutorial's eager BERT-base: 2:4 slower than dense at batch 4 (0.71x), faster at 256 (1.16x);
+    # the fitted A100 profile reproduces both directions
+    assert predict("gpu-a100", row(4, 0.71)).predicted < 1.0 < predict("gpu-a100", row(256, 1.16)).predicted
