@@ -138,6 +138,15 @@ def test_verdict_comes_first_and_names_the_winners(report, runs):
                                                            real_order(runs[0]) + ["ideal"]))
 
 
+def test_verdict_says_which_profiles_are_measured(report):
+    files, _ = report
+    para = files["md"].read_text().split("## Verdict", 1)[1].split("Real hardware excludes", 1)[1].split("\n", 1)[0]
+    assert "Fitted to kernels timed on the machine they describe: cpu-zen3." in para
+    for hw in HW:
+        if hw != "ideal" and load_profile(hw).fitted is None:  # no fit recorded: never called fitted or measured
+            assert "Datasheets and stated assumptions only: " in para and hw in para.split("assumptions only:")[1]
+
+
 def real_order(run: Path) -> list[str]:
     return sorted((h for h in HW if h != "ideal"), key=lambda h: _sim(run, h)["time_s"])
 

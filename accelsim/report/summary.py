@@ -12,7 +12,7 @@ from accelsim.report.data import RunData
 from accelsim.report.render import Details, Image, Para, Section, Table, Verdict
 from accelsim.report.tables import HwRow, pivot_table
 from accelsim.report.units import fmt_energy, fmt_ratio, fmt_share, fmt_time
-from accelsim.report.verdict import (ProfileInfo, amdahl_limit, best_sparse, dtype_line, flop_ratio,
+from accelsim.report.verdict import (ProfileInfo, amdahl_limit, basis_text, best_sparse, dtype_line, flop_ratio,
                                      hardware_by_time, verdict_lines)
 
 
@@ -30,15 +30,16 @@ def verdict_section(rows: list[HwRow], runs: list[RunData], hw: list[str], info:
             lines.append((f"projected to {model}", buys[0].lower() + buys[1:]))
     real, bounds = hardware_by_time(rows, hw, info, runs)
     lines.append(dtype_line(info, real + bounds))
-    measured = [h for h in real if info[h].measured]
-    assumed = [h for h in real if not info[h].measured]
+    by = {b: [h for h in real if info[h].basis == b] for b in ("measured", "published", "assumed")}
     blocks: list = [Verdict(lines), Para(
         "Real hardware excludes the ideal profile (time = FLOPs / peak), a bound shown apart. Speedups compare a "
         "sparse run with the same steps run dense on the same hardware. "
-        + (f"Fitted to kernel timings measured on the machine they describe: {', '.join(measured)}. "
-           if measured else "")
-        + (f"From datasheets, published benchmarks and stated assumptions, not measured: {', '.join(assumed)} "
-           "(see Hardware profiles)." if assumed else ""))]
+        + (f"Fitted to kernels timed on the machine they describe: {', '.join(by['measured'])}. "
+           if by["measured"] else "")
+        + (f"Datasheets with sparse paths fitted to published benchmarks (nothing timed here): "
+           f"{', '.join(by['published'])}. " if by["published"] else "")
+        + (f"Datasheets and stated assumptions only: {', '.join(by['assumed'])}. " if by["assumed"] else "")
+        + "See Hardware profiles.")]
     blocks.append(Image.of("time-energy", F.absolute_figure(rows, real, bounds, [r.name for r in runs]),
                            "simulated training time and energy per hardware, fastest real hardware first"))
     return Section("Verdict", blocks, "verdict")
@@ -123,11 +124,7 @@ def assumptions_section(profiles: dict[str, object | None], info: dict[str, Prof
             blocks.append(Para(f"{h}: profile not found among the bundled ones; its assumptions are unknown.",
                                warn=True))
             continue
-        fitted = getattr(prof, "fitted", None) or {}
-        held = fitted.get("heldout") if isinstance(fitted, dict) else None
-        cal = (f"fitted to measurements; held-out error {fmt_share(held['mape'])} ({held['n']} kernels)"
-               if held else "fitted to measurements" if fitted else "datasheet + assumptions")
-        body.append([h, prof.kind, info[h].dtype if h in info else prof.dtype, prof.description, cal,
+        body.append([h, prof.kind, info[h].dtype if h in info else prof.dtype, prof.description, basis_text(prof),
                      str(len(prof.sources)), str(len(prof.assumptions))])
         for field, reason in prof.assumptions.items():
             key = re.sub(r"\s+", " ", (reason or "(no reason given)").strip())

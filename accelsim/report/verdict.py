@@ -26,7 +26,9 @@ class ProfileInfo:
     name: str  # as simulated: <hw> or <hw>-x<N>
     kind: str
     dtype: str
-    measured: bool = False  # efficiencies fitted to kernel timings (accelsim calibrate), not datasheet + assumptions
+    # where its efficiencies come from: "measured" (fitted by accelsim calibrate to kernels timed on that machine),
+    # "published" (sparse paths fitted to others' published benchmarks) or "assumed" (datasheet + assumptions)
+    basis: str = "assumed"
 
     @property
     def is_bound(self) -> bool:
@@ -44,11 +46,35 @@ def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileI
         name = str(doc.get("hardware", re.sub(r"-x\d+$", "", h)))
         try:
             prof = load_profile(name)
-            kind, dtype, measured = prof.kind, prof.dtype, prof.fitted is not None
+            kind, dtype, basis = prof.kind, prof.dtype, profile_basis(prof)
         except UserError:
-            kind, dtype, measured = str(doc.get("kind", "?")), "?", False
-        out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, measured)
+            kind, dtype, basis = str(doc.get("kind", "?")), "?", "assumed"
+        out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, basis)
     return out
+
+
+def profile_basis(prof) -> str:
+    """measured | published | assumed, read from the profile's ``fitted:`` record (see ProfileInfo.basis)."""
+    fitted = prof.fitted if isinstance(prof.fitted, dict) else {}
+    if fitted.get("measurements"):
+        return "measured"
+    return "published" if fitted.get("data") else "assumed"
+
+
+def basis_text(prof) -> str:
+    """One cell saying how a profile's figures were obtained, with the held-out error its fit recorded."""
+    fitted = prof.fitted if isinstance(prof.fitted, dict) else {}
+    basis = profile_basis(prof)
+    if basis == "measured":
+        held = fitted.get("heldout") or {}
+        err = f"; held-out error {fmt_share(held['mape'])} over {held['n']} kernels" if "mape" in held else ""
+        return f"fitted to kernels timed on that machine ({fitted['measurements']}){err}"
+    if basis == "published":
+        held = fitted.get("held_out") or {}
+        err = (f"; leave-one-source-out: {fmt_share(held['within_1.35x'])} of {held['n']} published points within "
+               "1.35×" if "within_1.35x" in held and "n" in held else "")
+        return f"datasheet; sparse paths fitted to published benchmarks ({fitted['data']}){err}"
+    return "datasheet + assumptions"
 
 
 def flop_ratio(run: RunData) -> float | None:
