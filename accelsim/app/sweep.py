@@ -96,14 +96,16 @@ class SweepConfig:
         return cfg
 
     def check(self, src: Path) -> None:
-        from accelsim.hardware import list_profiles
+        from accelsim.hardware import list_profiles, load_profile
 
         expect(isinstance(self.profiles, list) and self.profiles, "expected a list of profile names", source=src,
                field="profiles")
-        known = list_profiles()
         for p in self.profiles:
-            expect(p in known or Path(str(p)).is_file(), f"unknown profile {p!r}; known: {', '.join(known)}",
-                   source=src, field="profiles")
+            try:  # names, aliases and YAML paths, as `accelsim simulate --hw` takes them
+                load_profile(str(p))
+            except UserError:
+                raise UserError(f"unknown profile {p!r}; bundled: {', '.join(list_profiles())}", source=src,
+                                field="profiles") from None
         expect(self.mode in MODES, f"expected one of {MODES}", source=src, field="mode")
         expect(self.search in SEARCHES, f"expected one of {SEARCHES}", source=src, field="search")
         expect(isinstance(self.space, dict) and self.space, "expected a mapping of settings", source=src,
