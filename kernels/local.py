@@ -66,6 +66,10 @@ class LocalConfig:
     memory_tries: int = 200  # best-of copies for the L2-sized array (fewer for larger ones)
     vector_repeats: int = 5
     vector_shape: tuple[int, int, int, int, int] = (32, 128, 128, 2, 8192)  # batch, seq, hidden, heads, vocab
+    # threads the sweep and vector ops run on; None = all cores. On a heavily shared machine a 2-thread OpenMP
+    # region waits whole scheduler slices for its second thread (at load 15 on the 2-core dev machine a 50 us
+    # product read 30-100 ms): measure at 1 thread and scale to all cores (an assumption the profile records)
+    threads: int | None = None
 
     @classmethod
     def quick(cls) -> "LocalConfig":
@@ -93,20 +97,22 @@ _ZEN3_WORDING = (r"AVX2 code path on this CPU; ", r", GCC vector code built for 
 
 
 def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, vector: dict, cores: int,
-                 name: str, files: dict[str, str]):
-    """The template with this machine's clock, peak, caches, bandwidths and vector times (not yet fitted)."""
+                 name: str, files: dict[str, str], units: int | None = None):
+    """The template with this machine's clock, peak, caches, bandwidths and vector times (not yet fitted),
+    modelling ``units`` cores (default all) with the peak measured on that many."""
+    units = units or cores
     from accelsim.kernels.probe import l2_per_core, l3_size, memory_bytes
 
     d = profile_to_dict(load_profile(template))
     d.pop("fitted", None)
     d["name"], d["description"] = name, _describe(machine, cores)
-    allc = max(peak, key=lambda r: r["threads"])
+    allc = next(r for r in peak if r["threads"] == units)
     gflops = max(v for k, v in allc.items() if k.endswith("_gflops_all_threads") and v)
     bf16 = "avx512_bf16" in machine["isa_flags"]
     # the all-core chain is the clock a 2-thread kernel sees, but on a shared machine a preempted thread makes
     # it read low (0.96 GHz measured under load); the faster of the probes is the clock the core can run at
     clock = max(r["clock_hz"] for r in peak)
-    d["compute"].update(units=cores, clock=f"{clock / 1e9:.4g} GHz",
+    d["compute"].update(units=units, clock=f"{clock / 1e9:.4g} GHz",
                         peak={"fp32": f"{gflops:.4g} GFLOP/s", "bf16": f"{gflops * (2 if bf16 else 1):.4g} GFLOP/s"},
                         vector={"fp32": f"{gflops / 2:.4g} GFLOP/s"})
     sizes = {"l2": l2_per_core() * cores, "l3": l3_size(), "dram": memory_bytes()}
@@ -126,10 +132,11 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
     here = f"measured on this machine by `accelsim hw calibrate-local` ({machine['date'][:10]})"
     fma = "512-bit" if allc.get("fma512_gflops_all_threads") == gflops else "256-bit"
     src.update({
-        "compute.units": f"os.cpu_count() on this machine: {cores}",
+        "compute.units": f"os.cpu_count() on this machine: {cores}" if units == cores else
+                         f"{units} of this machine's {cores} cores (the sweep's thread count)",
         "compute.clock": f"{files['peak']}: dependent integer adds (one per cycle), the faster of 1 thread and all "
                          f"{cores} cores, {here}",
-        "compute.peak.fp32": f"{files['peak']}: independent {fma} FMA chains on all {cores} cores at once, best "
+        "compute.peak.fp32": f"{files['peak']}: independent {fma} FMA chains on {units} core(s) at once, best "
                              f"of the probe's runs: {gflops:.0f} GFLOP/s, {here}",
         "memory.l2.capacity": "sysfs cache index2 (per-core L2) x cores on this machine",
         "memory.l3.capacity": "sysfs cache index3 on this machine",
@@ -204,14 +211,15 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     name = name or default_name(machine)
     expect(re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name) is not None,
            f"expected letters, digits, '.', '_', '+' or '-', got '{name}'", field="--name")
-    torch.set_num_threads(cores)
+    th = config.threads or cores
+    torch.set_num_threads(th)
     files = {k: str(out_dir / f) for k, f in (("peak", "cpu-peak.json"), ("memory", "memory.json"),
                                              ("vector", "vector-ops.json"), ("sweep", "kernels-sweep.json"))}
     log: dict = {}
     say(f"calibrating {name} on {machine['cpu_model']} (family/model {machine['cpu_family_model']}, "
         f"{cores} cores); others use {busy_fraction(0.5):.0%} of the CPUs now")
 
-    peak = _timed("peak", lambda: [probe_peak(config.peak_tries, 200_000, t) for t in sorted({1, cores})], log, say)
+    peak = _timed("peak", lambda: [probe_peak(config.peak_tries, 200_000, t) for t in sorted({1, th, cores})], log, say)
     _dump(files["peak"], machine, peak=peak)
 
     def mem():
@@ -224,23 +232,30 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     b, s, h, heads, v = config.vector_shape
     rows = _timed("vector", lambda: measure_ops(b, s, h, heads, v, repeats=config.vector_repeats), log, say)
     vector = element_time(rows)
-    _dump(files["vector"], machine, ops=rows, element_time=vector, threads=cores)
+    _dump(files["vector"], machine, ops=rows, element_time=vector, threads=th)
 
-    _timed("sweep", lambda: _sweep(config, cores, Path(files["sweep"]), t_start, say), log, say)
+    _timed("sweep", lambda: _sweep(config, th, Path(files["sweep"]), t_start, say), log, say)
     doc = load_measurements(files["sweep"])  # as written (plain JSON types), validated
-    base = base_profile(template, machine, peak, memory, vector, cores, name, files)
-    cal = _timed("fit", lambda: fit_profile(doc, base, threads=cores, source=files["sweep"],
+    base = base_profile(template, machine, peak, memory, vector, cores, name, files, units=th)
+    cal = _timed("fit", lambda: fit_profile(doc, base, threads=th, source=files["sweep"],
                                             sha256=file_sha256(files["sweep"]), name=name), log, say)
-    profile_path = out_dir / f"{name}.yaml"
-    profile_path.write_text(f"# Written by `accelsim hw calibrate-local` on {machine['date']}; see the fitted: block "
-                            f"and the measurements next to this file.\n" + profile_to_yaml(cal.profile))
+    head = (f"# Written by `accelsim hw calibrate-local` on {machine['date']}; see the fitted: block and the "
+            f"measurements next to this file.\n")
+    fitted_path = profile_path = out_dir / f"{name}.yaml"
+    if th != cores:  # the fit as measured (validated below), then the profile of the whole machine
+        fitted_path = out_dir / f"{name}-{th}thread.yaml"
+        fitted_path.write_text(head + profile_to_yaml(dataclasses.replace(cal.profile, name=f"{name}-{th}thread")))
+        load_profile(fitted_path)
+    profile_path.write_text(head + profile_to_yaml(scale_to_cores(cal.profile, th, cores)))
     load_profile(profile_path)  # the written profile must load back (schema + provenance)
-    report = _timed("validate", lambda: validate(files["sweep"], str(profile_path), out_dir / "validation",
-                                                 threads=cores), log, say)
+    report = _timed("validate", lambda: validate(files["sweep"], str(fitted_path), out_dir / "validation",
+                                                 threads=th), log, say)
     summary = {
-        "profile": str(profile_path), "machine": machine, "cores": cores, "config": dataclasses.asdict(config),
+        "profile": str(profile_path), "machine": machine, "cores": cores, "threads": th,
+        "config": dataclasses.asdict(config),
         "wall_s": time.perf_counter() - t_start, "stages": log,
-        "clock_GHz": cal.profile.compute.clock_hz / 1e9, "peak_fp32_GFLOPs": cal.profile.compute.peak_flops.get("fp32", 0) / 1e9,
+        "clock_GHz": cal.profile.compute.clock_hz / 1e9,
+        "peak_fp32_GFLOPs": load_profile(profile_path).compute.peak_flops.get("fp32", 0) / 1e9,
         "bandwidth_GBps": {k: v["copy_GBps"] for k, v in memory.items()},
         "sweep_records": len(doc["records"]), "n_train": len(cal.train), "n_heldout": len(cal.heldout),
         "train_mape": cal.fitted["train_mape"], "heldout_mape": cal.fitted["heldout_mape"],
@@ -251,23 +266,53 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     return summary
 
 
+def scale_to_cores(profile, threads: int, cores: int):
+    """A profile fitted at ``threads`` threads as the profile of all ``cores``: peak and vector rate x cores /
+    threads, per-element vector times / that, efficiencies and overheads as fitted; recorded as an assumption."""
+    if threads == cores:
+        return profile
+    from accelsim.hardware.profile import profile_to_dict
+
+    import yaml
+
+    k = cores / threads
+    d = profile_to_dict(profile)
+    comp = d["compute"]
+    p0 = load_profile_text(yaml.safe_dump(d, sort_keys=False), source="<scale>").compute
+    comp["units"] = cores
+    comp["peak"] = {dt: f"{v * k:.6g} FLOP/s" for dt, v in p0.peak_flops.items()}
+    comp["vector"] = {dt: f"{v * k:.6g} FLOP/s" for dt, v in p0.vector_flops.items()}
+    et = d["paths"]["vector"].get("element_time", {})
+    for role, t in profile.paths["vector"].element_time_s.items():
+        et[role] = {ph: f"{v / k:.6g} s" for ph, v in t.items()}
+    d["assumptions"].append({"compute": f"measured and fitted at {threads} thread(s) (a shared machine stalls "
+                                        f"multi-thread kernels), scaled linearly to {cores} cores: peak and vector "
+                                        f"rates x {k:g}, per-call overheads and efficiencies as fitted"})
+    d["description"] = d["description"] + f"; fitted at {threads} thread(s), scaled to {cores} cores"
+    d["sources"]["compute.units"] = f"os.cpu_count() on this machine: {cores}"
+    return load_profile_text(yaml.safe_dump(d, sort_keys=False, width=120), source="<scaled>")
+
+
 def _blocks(tokens: tuple[int, ...], hidden: tuple[int, ...]) -> list[tuple[int, int]]:
-    """(tokens, hidden) blocks, the most different first: smallest, largest, then the rest, so that a sweep cut
-    short by the budget still spans the product sizes."""
-    grid = [(t, h) for t in tokens for h in hidden]
-    order = [grid[0], grid[-1]] if len(grid) > 1 else grid[:1]
-    return order + [g for g in grid if g not in order]
+    """(tokens, hidden) blocks, smallest products first: a sweep the budget cuts short keeps the cheap blocks
+    (the large one alone took 870 s of a 1075 s sweep at load 15 on the shared 2-core machine)."""
+    return sorted(((t, h) for t in tokens for h in hidden), key=lambda b: (b[0] * b[1] ** 2, b))
+
+
+#: a block's time grows with its products' size to this power (measured at load 15 on the shared Zen 5:
+#: 12x the FLOPs took 4.2x the time, calls of small products are dominated by fixed costs)
+BLOCK_TIME_EXPONENT = 0.6
 
 
 def _sweep(config: LocalConfig, cores: int, out: Path, t_start: float, say) -> dict:
     """The kernel sweep, block by block within the budget; one measurements file (kernels.bench format)."""
     from accelsim.kernels.bench import BenchConfig, run_bench, write_measurements
 
-    docs, last = [], 0.0
+    docs, last, last_size = [], 0.0, 1.0
     blocks = _blocks(config.tokens, config.hidden)
     for i, (t, h) in enumerate(blocks):
         left = config.budget_s - config.fit_reserve_s - (time.perf_counter() - t_start)
-        if docs and left < last:
+        if docs and left < last * (t * h * h / last_size) ** BLOCK_TIME_EXPONENT:
             say(f"  sweep: budget reached after {i} of {len(blocks)} (tokens, hidden) blocks")
             break
         t0 = time.perf_counter()
@@ -277,7 +322,7 @@ def _sweep(config: LocalConfig, cores: int, out: Path, t_start: float, say) -> d
                             quiet_below=config.quiet_below, quiet_max_wait_s=config.quiet_wait_s,
                             quiet_retries=1 if config.quiet_below else 0)
         docs.append(run_bench(bench))
-        last = time.perf_counter() - t0
+        last, last_size = time.perf_counter() - t0, float(t * h * h)
         say(f"  sweep block {i + 1}/{len(blocks)} (tokens {t}, hidden {h}): {len(docs[-1]['records'])} cases in "
             f"{last:.0f} s")
     doc = dict(docs[0], records=[r for d in docs for r in d["records"]],

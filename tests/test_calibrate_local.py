@@ -9,7 +9,7 @@ import pytest
 from accelsim.app.cli import main
 from accelsim.hardware import load_profile
 from accelsim.hardware.quantities import format_quantity
-from accelsim.kernels.local import LocalConfig, _blocks, calibrate_local, default_name
+from accelsim.kernels.local import LocalConfig, _blocks, calibrate_local, default_name, scale_to_cores
 from accelsim.kernels.machine import cpu_profile_note, machine_info
 
 #: smaller than LocalConfig.quick(): the test checks the plumbing (measure, fit, write, load back), not the fit
@@ -49,8 +49,8 @@ def test_calibrate_local_cli_refuses_a_bad_name(tmp_path, capsys):
     assert exc.value.code == 2 and "--name" in capsys.readouterr().err
 
 
-def test_blocks_span_the_grid_first():
-    assert _blocks((256, 1024), (256, 768)) == [(256, 256), (1024, 768), (256, 768), (1024, 256)]
+def test_blocks_smallest_first():
+    assert _blocks((256, 1024), (256, 768)) == [(256, 256), (1024, 256), (256, 768), (1024, 768)]
     assert _blocks((128,), (64,)) == [(128, 64)]
 
 
@@ -81,3 +81,16 @@ def test_hw_show_prints_the_yaml_units(capsys):
     main(["hw", "show", "gpu-a100"])
     out = capsys.readouterr().out
     assert "40 MiB" in out and "41.94304" not in out
+
+
+def test_a_profile_fitted_at_fewer_threads_scales_to_all_cores():
+    # --threads 1 on a busy machine: fitted at 1 thread, written for all cores, the scaling an assumption
+    zen3 = load_profile("cpu-zen3")
+    four = scale_to_cores(zen3, 2, 4)
+    assert four.compute.count == 4
+    assert four.compute.peak_flops["fp32"] == pytest.approx(2 * zen3.compute.peak_flops["fp32"])
+    loss = zen3.paths["vector"].element_time_s["loss"]["fwd"]
+    assert four.paths["vector"].element_time_s["loss"]["fwd"] == pytest.approx(loss / 2)
+    assert four.paths["csr-spmm-fwd"] == zen3.paths["csr-spmm-fwd"]  # efficiencies as fitted
+    assert "scaled linearly to 4 cores" in four.assumptions["compute"]
+    assert scale_to_cores(zen3, 2, 2) is zen3

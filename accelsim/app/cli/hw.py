@@ -80,18 +80,26 @@ def calibrate_local_command(
                                                                 "of this CPU]"),
         quick: bool = typer.Option(False, "--quick", help="seconds, not minutes: a smoke test (too few points "
                                                           "for a trustworthy error)"),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="measure at this many threads and "
+                                              "scale to all cores (1 on a busy shared machine) [default: all "
+                                              "cores]"),
 ) -> None:
     """Fit a profile of this machine's CPU in ~10 minutes: clock, FMA peak, cache/memory bandwidths, vector
     ops and a short kernel sweep; prints the held-out error on the sweep's own held-out cases."""
     from accelsim.kernels.local import LocalConfig, calibrate_local
 
-    s = calibrate_local(out, name=name, config=LocalConfig.quick() if quick else LocalConfig())
+    import dataclasses
+
+    config = dataclasses.replace(LocalConfig.quick() if quick else LocalConfig(), threads=threads)
+    s = calibrate_local(out, name=name, config=config)
     held = s["heldout"] or {}
+    at = f", at {s['threads']} thread(s)" if s["threads"] != s["cores"] else ""
     print(f"wrote {s['profile']} in {s['wall_s'] / 60:.1f} min: clock {s['clock_GHz']:.2f} GHz, fp32 peak "
           f"{s['peak_fp32_GFLOPs']:.0f} GFLOP/s, copy L2/L3/DRAM "
           + "/".join(f"{v:.0f}" for v in s["bandwidth_GBps"].values()) + " GB/s")
     print(f"held-out error on its own sweep: {100 * s['heldout_mape']:.1f} % MAPE over {held.get('n', 0)} cases "
-          f"(train {100 * s['train_mape']:.1f} %); use it with --hw {s['profile']}")
+          f"(train {100 * s['train_mape']:.1f} %{at}); "
+          f"use it with --hw {s['profile']}")
 
 
 def register(app: typer.Typer) -> None:
