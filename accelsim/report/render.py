@@ -75,7 +75,7 @@ color:#1b1f23;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.8em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.86em;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #d0d7de;padding:.25em .55em;text-align:right;white-space:normal;overflow-wrap:break-word;
-vertical-align:top}td:first-child{white-space:nowrap}
+vertical-align:top}td:first-child{white-space:nowrap}table.l9 td:first-child{white-space:normal;min-width:12em}
 th{background:#f6f8fa}table.l1 :is(td,th):first-child,table.l2 :is(td,th):nth-child(-n+2),table.l9 :is(td,th){
 text-align:left}
 tr.warn td{background:#fff8c5}p.warn{background:#fff8c5;border-left:4px solid #d4a72c;padding:.4em .7em}

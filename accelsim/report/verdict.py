@@ -139,7 +139,9 @@ def verdict_lines(rows: list[HwRow], runs: list[RunData], info: dict[str, Profil
     if p := _pick(rows, best.run, real):
         out.append((f"{pre}best sparse run ({best.run})", _winners(p)))
     limit = amdahl_limit(run)
-    text = f"{fmt_ratio(best.speedup)} faster than dense ({best.run} on {best.hardware})"
+    text = (f"{fmt_ratio(best.speedup)} faster than dense ({best.run} on {best.hardware})" if best.speedup >= 1.0 else
+            f"nothing on real hardware: at best {fmt_ratio(best.speedup)} the dense run's speed ({best.run} on "
+            f"{best.hardware})")
     if limit:
         text += (f"; its Amdahl limit is {fmt_ratio(limit)} (the run needs {fmt_share(1 / limit)} of the dense "
                  "FLOPs)")
