@@ -1,0 +1,51 @@
+"""The end-to-end check of issue 17 on more profiles: `accelsim simulate` (the same API) on every trace that
+benchmarks/bench_sparse_training.py kept (--keep), against the whole-run time it measured.
+
+Adds ``predicted_by_profile`` to each variant of the results file: per profile the predicted whole-run
+time, its error against the measured one, the predicted speedup over dense and that speedup's error.
+
+    python benchmarks/simulate_sparse_training.py benchmarks/results/zen5-f26m2/sparse-training.json \
+        runs/i17-bench --hw cpu-zen3,runs/i17-calib/cpu-f26m2-i17.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("traces")
+    ap.add_argument("--hw", required=True, help="comma-separated profiles (names or YAML files)")
+    a = ap.parse_args()
+    from accelsim import simulate
+    from accelsim.hardware import load_profile
+    from accelsim.kernels.machine import machine_mismatch
+
+    res = json.loads(Path(a.results).read_text())
+    variants = res["variants"]
+    for hw in a.hw.split(","):
+        pred = {n: simulate(Path(a.traces) / n, hw).time_s for n in variants}
+        dense = pred.get("dense")
+        for n, r in variants.items():
+            p = {"run_s": pred[n], "run_error": pred[n] / r["measured_run_s"] - 1}
+            if dense:
+                p["speedup"] = dense / pred[n]
+                p["speedup_error"] = p["speedup"] / r["speedup_run_measured"] - 1
+            r.setdefault("predicted_by_profile", {})[hw] = p
+        fitted = (load_profile(hw).fitted or {}).get("machine")
+        res.setdefault("profiles", {})[hw] = {"fitted_machine_mismatch": machine_mismatch(fitted)}
+        print(f"\n{hw}")
+        print(f"{'variant':22s} {'run s':>7s} {'pred s':>7s} {'err':>7s} {'x meas':>7s} {'x pred':>7s} {'err':>7s}")
+        for n, r in variants.items():
+            p = r["predicted_by_profile"][hw]
+            print(f"{n:22s} {r['measured_run_s']:7.1f} {p['run_s']:7.1f} {100 * p['run_error']:6.1f}% "
+                  f"{r.get('speedup_run_measured', float('nan')):7.2f} {p.get('speedup', float('nan')):7.2f} "
+                  f"{100 * p.get('speedup_error', float('nan')):6.1f}%")
+    Path(a.results).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
