@@ -49,13 +49,18 @@ def project_trace(run: Path, out: Path, model: str = MODEL) -> Path:
     every = spec.get("update_every") or spec.get("nm_update_every") or max(1, steps // 5)
     kwargs = {k: spec[k] for k in ("distribution", "drop_fraction", "end_fraction", "gmp_start_fraction")
               if spec.get(k) is not None}
+    if spec.get("gmp_end_fraction") is not None:  # GMP's window end is synth's end_fraction
+        kwargs["end_fraction"] = spec["gmp_end_fraction"]
+    sparsity = float(spec.get("sparsity") or 0.0)
     if spec.get("m"):
         kwargs["nm_m"] = int(spec["m"])
-    if spec.get("block"):
-        kwargs["block_size"] = int(spec["block"])
+        if spec.get("n") and not sparsity:  # N:M fixes its sparsity at 1 - n/m
+            sparsity = 1.0 - int(spec["n"]) / int(spec["m"])
+    if spec.get("block_size") or spec.get("block"):
+        kwargs["block_size"] = int(spec.get("block_size") or spec["block"])
     if out.exists():
         shutil.rmtree(out)
-    synth_trace(model, str(spec.get("name", "dense")), float(spec.get("sparsity") or 0.0), steps=steps,
+    synth_trace(model, str(spec.get("name", "dense")), sparsity, steps=steps,
                 update_every=int(every), batch_size=m.batch_size, seq_len=int(m.model["seq_len"]), out=out,
                 dtype=m.dtype, seed=m.seed, **kwargs)
     carried = _carry_clustering(src, out)
