@@ -208,6 +208,20 @@ def memory(path: Path, d: dict) -> list[str]:
     return table(["level", "array", "copy bandwidth (read + write)"], rows)
 
 
+@renders("calibrate-local.json", "Own-CPU profile in minutes (`accelsim hw calibrate-local`)")
+def calibrate_local(path: Path, d: dict) -> list[str]:
+    at = f"{d['threads']} of {d['cores']} cores" if d["threads"] != d["cores"] else f"all {d['cores']} cores"
+    lines = [f"`{d['profile']}` written in **{sig(d['wall_s'] / 60)} min** (goal ≤ 10), measured at {at}: clock "
+             f"{sig(d['clock_GHz'])} GHz, fp32 peak {sig(d['peak_fp32_GFLOPs'])} GFLOP/s, copy "
+             + ", ".join(f"{k} {sig(v)} GB/s" for k, v in d["bandwidth_GBps"].items())
+             + f". Held-out error on its own short sweep ({d['sweep_records']} cases, {d['n_heldout']} held-out points): "
+             f"**{pct(d['heldout_mape'])}** MAPE (train {pct(d['train_mape'])}). Share of the CPUs other processes "
+             "used during each stage:"]
+    rows = [[k, f"{sig(v['wall_s'])} s", "–" if v.get("others_busy") is None else pct(v["others_busy"])]
+            for k, v in d["stages"].items()]
+    return lines + [""] + table(["stage", "wall time", "others' CPU share"], rows)
+
+
 @renders("simulator.json", "Simulator speed (`bench_simulator.py`)")
 def simulator(path: Path, d: dict) -> list[str]:
     mn = d["main"]

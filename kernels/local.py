@@ -21,6 +21,7 @@ import json
 import os
 import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -147,7 +148,8 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
     for level in ("l2", "l3", "dram"):
         if level in memory:
             src[f"memory.{level}.bandwidth"] = (f"{files['memory']}: numpy copy of {memory[level]['bytes'] >> 10} KiB, "
-                                                f"read+write bytes, best of {memory[level]['tries']}, {here}")
+                                                f"read+write bytes, best of {memory[level]['tries']} "
+                                                f"({memory[level].get('clock', 'perf_counter')}), {here}")
     for key, text in list(src.items()):  # the template's own fits: starting values here, refitted where possible
         if text.startswith("fitted by `accelsim calibrate`"):
             src[key] = f"starting value from the bundled {template} calibration (a Zen 3), refitted when this " \
@@ -199,6 +201,7 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     from accelsim.kernels.calibrate import file_sha256, fit_profile
     from accelsim.kernels.probe import copy_bandwidth, level_tries, memory_levels, probe_peak
     from accelsim.kernels.validation import validate
+    from accelsim.kernels.timing import thread_cpu_clock
     from accelsim.kernels.vector_ops import element_time, measure_ops
 
     import torch
@@ -220,21 +223,32 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
         f"{cores} cores); others use {busy_fraction(0.5):.0%} of the CPUs now")
 
     peak = _timed("peak", lambda: [probe_peak(config.peak_tries, 200_000, t) for t in sorted({1, th, cores})], log, say)
-    _dump(files["peak"], machine, peak=peak)
+    # the formats of benchmarks/bench_cpu_peak.py, bench_memory.py and bench_vector_ops.py (docs/results.md reads them)
+    _dump(files["peak"], machine, method="kernels/probe.py (accelsim hw calibrate-local)",
+          tries=config.peak_tries, reps=200_000, results=peak)
+
+    # one thread: time by its CPU time, so another process's turn on the core is not counted (kernels.timing)
+    cpu_clock = th == 1
+    clock = time.thread_time if cpu_clock else time.perf_counter
 
     def mem():
         return {lv: {"bytes": n, "tries": level_tries(config.memory_tries, n),
-                     "copy_GBps": copy_bandwidth(n, level_tries(config.memory_tries, n)) / 1e9}
+                     "copy_GBps": copy_bandwidth(n, level_tries(config.memory_tries, n), clock=clock) / 1e9,
+                     "clock": clock.__name__}
                 for lv, n in memory_levels().items()}
 
     memory = _timed("memory", mem, log, say)
     _dump(files["memory"], machine, results=memory)
     b, s, h, heads, v = config.vector_shape
-    rows = _timed("vector", lambda: measure_ops(b, s, h, heads, v, repeats=config.vector_repeats), log, say)
+    with thread_cpu_clock() if cpu_clock else nullcontext():
+        rows = _timed("vector", lambda: measure_ops(b, s, h, heads, v, repeats=config.vector_repeats), log, say)
     vector = element_time(rows)
-    _dump(files["vector"], machine, ops=rows, element_time=vector, threads=th)
+    _dump(files["vector"], machine, args=dict(zip(("batch", "seq", "hidden", "heads", "vocab"), config.vector_shape),
+                                              repeats=config.vector_repeats), threads=th, ops=rows,
+          element_time=vector)
 
-    _timed("sweep", lambda: _sweep(config, th, Path(files["sweep"]), t_start, say), log, say)
+    with thread_cpu_clock() if cpu_clock else nullcontext():
+        _timed("sweep", lambda: _sweep(config, th, Path(files["sweep"]), t_start, say), log, say)
     doc = load_measurements(files["sweep"])  # as written (plain JSON types), validated
     base = base_profile(template, machine, peak, memory, vector, cores, name, files, units=th)
     cal = _timed("fit", lambda: fit_profile(doc, base, threads=th, source=files["sweep"],
@@ -329,7 +343,8 @@ def _sweep(config: LocalConfig, cores: int, out: Path, t_start: float, say) -> d
                skipped=[r for d in docs for r in d["skipped"]])
     doc["config"] = dict(doc["config"], tokens=sorted({t for t, _ in blocks[:len(docs)]}),
                          hidden=sorted({h for _, h in blocks[:len(docs)]}),
-                         blocks=[list(b) for b in blocks[:len(docs)]])
+                         blocks=[list(b) for b in blocks[:len(docs)]],
+                         clock="thread CPU time" if cores == 1 else "wall time")
     write_measurements(doc, out)
     return doc
 

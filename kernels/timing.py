@@ -9,9 +9,28 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
+
+
+#: the clock every sample reads: wall time, except inside :func:`thread_cpu_clock`
+_clock = time.perf_counter
+
+
+@contextmanager
+def thread_cpu_clock():
+    """Time samples by this thread's CPU time instead of wall time, for single-threaded sweeps on a shared
+    machine: a thread descheduled mid-sample (at load 15 on 2 cores, most of the time) is not running the
+    kernel, so its wait is not the kernel's time. Valid only where the work runs on the calling thread
+    (1 torch/OpenMP/MKL thread, CPU device); ``accelsim hw calibrate-local --threads 1`` uses it."""
+    global _clock
+    saved, _clock = _clock, time.thread_time
+    try:
+        yield
+    finally:
+        _clock = saved
 
 
 def _sync(device: str) -> Callable[[], None]:
@@ -40,10 +59,10 @@ def measure(runners: dict[str, Callable[[], object]], *, device: str = "cpu", wa
         for _ in range(warmup):
             run()
         sync()
-        t0 = time.perf_counter()
+        t0 = _clock()
         run()
         sync()
-        first[name] = time.perf_counter() - t0
+        first[name] = _clock() - t0
     dropped = {}
     if first:
         best = min(first.values())
@@ -74,29 +93,29 @@ def _sample_until(run, max_calls: int, min_s: float, sync, batch_below_s: float 
     calls are shorter than ``batch_below_s``, where timer overhead matters and calls are averaged.
     Stopping on elapsed time, not a count fixed in advance, bounds a sample on a slowed machine."""
     out: list[float] = []
-    start = time.perf_counter()
+    start = _clock()
     calls = 0
     while calls < max_calls:
-        t0 = time.perf_counter()
+        t0 = _clock()
         run()
-        t1 = time.perf_counter()
+        t1 = _clock()
         calls += 1
         out.append(t1 - t0)
         if t1 - start >= min_s:
             break
     if _median(out) < batch_below_s:  # too short to time one by one: one averaged sample instead
-        return [(time.perf_counter() - start) / calls]
+        return [(_clock() - start) / calls]
     return out
 
 
 def _sample_fixed(run, calls: int, min_s: float, sync) -> list[float]:
     """GPU: a fixed number of asynchronous launches between two synchronisations."""
     sync()
-    t0 = time.perf_counter()
+    t0 = _clock()
     for _ in range(calls):
         run()
     sync()
-    return [(time.perf_counter() - t0) / calls]
+    return [(_clock() - t0) / calls]
 
 
 def _median(xs: list[float]) -> float:
