@@ -32,6 +32,9 @@ from accelsim.kernels.machine import busy_fraction, machine_info
 
 #: the bundled calibration whose path structure and starting efficiencies the fit starts from
 TEMPLATE = "cpu-zen3"
+#: with threads unset, others' share of the CPUs above which the sweep runs at 1 thread timed by CPU time:
+#: 2-thread kernels wait for a core whole scheduler slices (held-out MAPE 3450 % at load 15 on 2 cores)
+BUSY_FOR_ONE_THREAD = 0.5
 #: kernel paths that can win their family on a CPU (bench_calibration.py: MKL/torch BSR won 0 of 168 cases)
 PATHS = ("dense_torch", "csr_c", "sddmm_torch", "blocksparse_c", "nm_gather", "nm_decompress_dense", "fff_walk")
 
@@ -67,7 +70,8 @@ class LocalConfig:
     memory_tries: int = 200  # best-of copies for the L2-sized array (fewer for larger ones)
     vector_repeats: int = 5
     vector_shape: tuple[int, int, int, int, int] = (32, 128, 128, 2, 8192)  # batch, seq, hidden, heads, vocab
-    # threads the sweep and vector ops run on; None = all cores. On a heavily shared machine a 2-thread OpenMP
+    # threads the sweep and vector ops run on; None = all cores, or 1 when others use most of the CPUs
+    # (BUSY_FOR_ONE_THREAD). On a heavily shared machine a 2-thread OpenMP
     # region waits whole scheduler slices for its second thread (at load 15 on the 2-core dev machine a 50 us
     # product read 30-100 ms): measure at 1 thread and scale to all cores (an assumption the profile records)
     threads: int | None = None
@@ -214,13 +218,17 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     name = name or default_name(machine)
     expect(re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name) is not None,
            f"expected letters, digits, '.', '_', '+' or '-', got '{name}'", field="--name")
-    th = config.threads or cores
+    busy = busy_fraction(1.0)
+    # auto: all cores on a quiet machine; 1 thread timed by CPU time when others hold most of the CPUs
+    th = config.threads or (1 if busy > BUSY_FOR_ONE_THREAD and cores > 1 else cores)
     torch.set_num_threads(th)
     files = {k: str(out_dir / f) for k, f in (("peak", "cpu-peak.json"), ("memory", "memory.json"),
                                              ("vector", "vector-ops.json"), ("sweep", "kernels-sweep.json"))}
     log: dict = {}
     say(f"calibrating {name} on {machine['cpu_model']} (family/model {machine['cpu_family_model']}, "
-        f"{cores} cores); others use {busy_fraction(0.5):.0%} of the CPUs now")
+        f"{cores} cores); others use {busy:.0%} of the CPUs now"
+        + (f": measuring at 1 thread by CPU time, scaled to {cores} cores (--threads {cores} to force)"
+           if th == 1 and not config.threads and cores > 1 else ""))
 
     peak = _timed("peak", lambda: [probe_peak(config.peak_tries, 200_000, t) for t in sorted({1, th, cores})], log, say)
     # the formats of benchmarks/bench_cpu_peak.py, bench_memory.py and bench_vector_ops.py (docs/results.md reads them)

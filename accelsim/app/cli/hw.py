@@ -81,8 +81,8 @@ def calibrate_local_command(
         quick: bool = typer.Option(False, "--quick", help="seconds, not minutes: a smoke test (too few points "
                                                           "for a trustworthy error)"),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="measure at this many threads and "
-                                              "scale to all cores (1 on a busy shared machine) [default: all "
-                                              "cores]"),
+                                              "scale to all cores [default: all cores; 1, timed by CPU time, "
+                                              "when other processes use over half of the CPUs]"),
 ) -> None:
     """Fit a profile of this machine's CPU in ~10 minutes: clock, FMA peak, cache/memory bandwidths, vector
     ops and a short kernel sweep; prints the held-out error on the sweep's own held-out cases."""
