@@ -84,7 +84,8 @@ def _run_tune(todo: list[dict[str, Any]], asha: dict) -> None:
     drop = _driver_paths()
 
     def trainable(config: dict) -> None:
-        res = _trial(config["spec"], drop, lambda step, loss: tune.report({"eval_loss": float(loss), "step": int(step)}))
+        res = _trial(config["spec"], drop,
+                     lambda step, loss: tune.report({"eval_loss": float(loss), "step": int(step)}))
         if res["status"] != "ok":  # Tune needs the metric in every result; a failure reports none
             tune.report({"eval_loss": float("inf"), "step": -1})
 

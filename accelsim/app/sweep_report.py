@@ -71,10 +71,19 @@ def best_per_hw(rows: list[dict], objective) -> dict[str, dict]:
     return out
 
 
-def _label(r: dict) -> str:
+def _label(r: dict, varied: tuple[str, ...] = ("sparsity",)) -> str:
     params = json.loads(r["params"])
-    bits = [r["method"]] + [f"{k}={params[k]}" for k in ("sparsity", "block_size", "update_every") if k in params]
-    return " ".join(bits)
+    return " ".join([r["method"]] + [f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
+                                     for k in varied if k in params and k != "method"])
+
+
+def varied_keys(rows: list[dict]) -> tuple[str, ...]:
+    """The settings that differ between trials: what a label needs to tell them apart."""
+    values: dict[str, set] = {}
+    for r in rows:
+        for k, v in json.loads(r["params"]).items():
+            values.setdefault(k, set()).add(json.dumps(v))
+    return tuple(sorted(k for k, v in values.items() if len(v) > 1))
 
 
 def write_figure(rows: list[dict], path: Path) -> Path | None:
@@ -82,6 +91,7 @@ def write_figure(rows: list[dict], path: Path) -> Path | None:
 
     ok = [r for r in rows if r["status"] == "ok" and r["hw"]]
     hws = sorted({r["hw"] for r in ok})
+    varied = varied_keys(rows)
     if not hws:
         return None
     fig, axes = new_figure(2 * len(hws), ncols=2, panel=(5.2, 3.4))
@@ -95,7 +105,7 @@ def write_figure(rows: list[dict], path: Path) -> Path | None:
             ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "o-", color="C3", ms=5, zorder=3,
                     label="Pareto front")
             for i in front:
-                ax.annotate(_label(mine[i]), pts[i], fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(_label(mine[i], varied), pts[i], fontsize=6, xytext=(3, 3), textcoords="offset points")
             ax.set_xlabel(f"final {mine[0]['loss_source']} loss (nats)")
             ax.set_ylabel(unit)
             ax.set_title(f"{hw}: {unit.split(' (')[0]} vs loss", fontsize=9)
@@ -121,6 +131,7 @@ def write_report(out: Path, cfg, table: pa.Table) -> Path:
         lines += [f"Best: least whole-run simulated time among trials whose final loss is within "
                   f"{(LOSS_TOLERANCE - 1) * 100:.0f} % of the best.", ""]
     best = best_per_hw(rows, obj)
+    varied = varied_keys(rows)
     lines += ["| hardware | best trial | method | final loss | simulated time | energy | to target |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for hw in sorted({r["hw"] for r in rows if r["hw"]}):
@@ -129,15 +140,17 @@ def write_report(out: Path, cfg, table: pa.Table) -> Path:
             lines.append(f"| {hw} | none reached the target | | | | | |")
             continue
         tgt = "-" if b["time_to_target_s"] is None else f"{b['time_to_target_s']:.3g} s"
-        lines.append(f"| {hw}{' (objective)' if obj and hw == obj.profile else ''} | {b['trial']} | {_label(b)} | "
-                     f"{b['final_loss']:.3f} | {b['sim_time_s']:.3g} s | {b['sim_energy_j']:.3g} J | {tgt} |")
+        mark = " (objective)" if obj and hw == obj.profile else ""
+        lines.append(f"| {hw}{mark} | {b['trial']} | {_label(b, varied)} | {b['final_loss']:.3f} | "
+                     f"{b['sim_time_s']:.3g} s | {b['sim_energy_j']:.3g} J | {tgt} |")
     if fig is not None:
         lines += ["", "![Pareto fronts](pareto.png)"]
     bad = {r["trial"]: r for r in rows if r["status"] != "ok"}
     if bad:
         lines += ["", "## Trials that did not finish", "", "| trial | status | settings | error |",
                   "| --- | --- | --- | --- |"]
-        lines += [f"| {t} | {r['status']} | `{r['params']}` | {r['error']} |" for t, r in sorted(bad.items())]
+        lines += [f"| {t} | {r['status']} | {_label(r, varied)} | {r['error'].replace('|', '/')} |"
+                  for t, r in sorted(bad.items())]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
