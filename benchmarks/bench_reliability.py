@@ -189,13 +189,18 @@ def kill_campaign(work: Path, kills: int, seed: int) -> dict:
     steps = 12
     after_step = list(range(steps - 1))  # kill right after each step but the last (0..2: no checkpoint yet)
     points = [("after_step", s) for s in after_step]
-    points += [("at_time", round(rng.uniform(0.2, 1.0) * ref_s, 2)) for _ in range(max(0, kills - len(points)))]
+    # random instants of the process's life (start-up, data and model building, steps, checkpoint writes)
+    points += [("at_time", round(rng.uniform(0.05, 0.8) * ref_s, 2)) for _ in range(max(0, kills - len(points)))]
     points = points[:kills]
     results = []
     for i, (how, where) in enumerate(points):
         run = work / f"kill-{i:02d}"
         rc, _ = _train(run, [], kill_after=where if how == "after_step" else None,
                        kill_at_s=where if how == "at_time" else None)
+        while how == "at_time" and rc != -signal.SIGKILL and where > 0.5:  # finished first: kill earlier
+            shutil.rmtree(run, ignore_errors=True)
+            where = round(where / 2, 2)
+            rc, _ = _train(run, [], kill_at_s=where)
         had_ckpt = (run / "checkpoint.pt").is_file()
         had_manifest = (run / "manifest.json").is_file()
         rc2, resume_s = _train(run, ["--resume"])
@@ -216,6 +221,7 @@ def kill_campaign(work: Path, kills: int, seed: int) -> dict:
               f"resume rc {rc2}, identical {ok} {why}", flush=True)
         shutil.rmtree(run, ignore_errors=True)
     return {"reference_s": round(ref_s, 2), "runs": len(results),
+            "killed": sum(r["killed_rc"] == -signal.SIGKILL for r in results),
             "identical": sum(r["identical"] for r in results),
             "killed_before_first_checkpoint": sum(not r["checkpoint_before_resume"] for r in results),
             "identical_before_first_checkpoint": sum(r["identical"] for r in results
@@ -342,16 +348,23 @@ def main() -> None:
     ap.add_argument("--sim-every", type=int, default=10, help="simulate every N-th accepted manifest/profile")
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--skip-kills", action="store_true")
+    ap.add_argument("--only", choices=("manifests", "tables", "profiles", "kills"), default=None,
+                    help="run one part and update its entry in an existing --out file")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     t0 = time.perf_counter()
     doc = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}}
+    if args.only and args.out and args.out.is_file():
+        doc = json.loads(args.out.read_text()) | {"machine": doc["machine"]}
+        doc.setdefault("reruns", []).append(vars(args) | {"out": str(args.out)})
     with tempfile.TemporaryDirectory(prefix="accelsim-reliability-") as tmp:
         work = Path(tmp)
         run = base_trace(work)
         for name, fn in (("manifests", lambda: fuzz_manifests(run, args.fuzz, args.seed, args.sim_every)),
                          ("tables", lambda: fuzz_tables(run, args.fuzz, args.seed)),
                          ("profiles", lambda: fuzz_profiles(run, work, args.fuzz, args.seed, args.sim_every))):
+            if args.only and args.only != name:
+                continue
             t = time.perf_counter()
             doc[f"fuzz_{name}"] = fn()
             doc[f"fuzz_{name}"]["seconds"] = round(time.perf_counter() - t, 1)
@@ -359,15 +372,15 @@ def main() -> None:
             print(f"fuzz {name}: {r['inputs']} inputs, {r.get('traceback', 0)} tracebacks, {r.get('hang', 0)} hangs, "
                   f"{r.get('accepted_invalid', 0)} invalid accepted, {r.get('refused_valid', 0)} valid refused "
                   f"({r['seconds']} s)", flush=True)
-        if not args.skip_kills:
+        if not args.skip_kills and args.only in (None, "kills"):
             t = time.perf_counter()
             doc["kills"] = kill_campaign(work, args.kills, args.seed)
             doc["kills"]["seconds"] = round(time.perf_counter() - t, 1)
             k = doc["kills"]
-            print(f"kill -9: {k['identical']}/{k['runs']} traces identical to the uninterrupted run "
+            print(f"kill -9: {k['killed']} runs killed, {k['identical']}/{k['runs']} traces identical to the uninterrupted run "
                   f"({k['identical_before_first_checkpoint']}/{k['killed_before_first_checkpoint']} of those killed "
                   f"before the first checkpoint)", flush=True)
-    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    doc["seconds" if not args.only else f"seconds_{args.only}"] = round(time.perf_counter() - t0, 1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")

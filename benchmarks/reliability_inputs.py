@@ -258,7 +258,18 @@ def mutate_table(table: str, t: pa.Table, rng: random.Random) -> tuple[pa.Table 
 
 _QUANTITY_BAD = ["1e-300 FLOP/s", "-5 GB/s", "nan TFLOP/s", "inf FLOP/s", "1e400 B", "0 FLOP/s", "1e30 TFLOP/s",
                  "5 furlongs", "TFLOP/s", "1e-300 s", "true"]
-_QUANTITY_LINE = __import__("re").compile(r"^\s*[\w.+-]+:\s*[-+0-9.eE]+\s*[A-Za-z/]+\s*$")
+#: "key: <number> <unit>" (a space before the unit: "2.13.0+cpu" is a version string, not a quantity)
+_QUANTITY_LINE = __import__("re").compile(r"^\s*[\w.+-]+:\s*[-+]?[0-9][0-9.eE+-]*\s+[A-Za-z/]+\s*$")
+#: top-level sections whose values are free-form text (provenance), where nothing is parsed as a quantity
+_FREE_FORM = ("sources", "assumptions", "fitted", "description")
+
+
+def _section(lines: list[str], k: int) -> str:
+    for ln in reversed(lines[: k + 1]):
+        if ln and not ln[0].isspace() and ":" in ln and not ln.startswith(("#", "-")):
+            return ln.split(":", 1)[0]
+    return ""
+
 _SCALAR = [True, False, None, [], {}, "x", 0, -1, 1.5, "nan", "1e999", "!!python/object:os.system", 2 ** 70]
 
 
@@ -289,7 +300,7 @@ def mutate_profile(text: str, rng: random.Random) -> tuple[str | bytes, str | No
         out = "\n".join(lines[: k + 1] + [lines[k]] + lines[k + 1:]) + "\n"
         return out, "invalid" if yaml_duplicates(out) else None, "duplicated key line"
     if choice == 1:  # a quantity made absurd (rates, sizes, times written with units)
-        qty = [k for k, ln in enumerate(lines) if _QUANTITY_LINE.match(ln)]
+        qty = [k for k, ln in enumerate(lines) if _QUANTITY_LINE.match(ln) and _section(lines, k) not in _FREE_FORM]
         if qty:
             k = rng.choice(qty)
             key = lines[k].split(":", 1)[0]
