@@ -29,6 +29,7 @@ from accelsim.kernels.points import (  # noqa: F401  (re-exported: callers impor
     HOLDOUT_EVERY,
     PHASES,
     Point,
+    ShapeSplit,
     dense_medians,
     file_sha256,
     group_mape,
@@ -37,6 +38,7 @@ from accelsim.kernels.points import (  # noqa: F401  (re-exported: callers impor
     paired_time,
     predict_time,
     record_heldout,
+    shape_of,
 )
 from accelsim.kernels.records import Measurements, read_measurements
 from accelsim.kernels.validation import validate  # noqa: F401  (the CLI's `accelsim validate` imports it from here)
@@ -179,12 +181,18 @@ def _portable(source: str) -> str:
 
 
 def fit_profile(doc: Measurements | dict, hw: str | Path | HardwareProfile, *, threads: int | None = None,
-                source: str = "<measurements>", sha256: str = "", name: str | None = None) -> Calibration:
+                source: str = "<measurements>", sha256: str = "", name: str | None = None,
+                heldout_shapes=None) -> Calibration:
+    """``heldout_shapes``: [[tokens, hidden], ...] whose every case is kept out of the fit (ShapeSplit);
+    None: the file's own ``config.heldout_shapes`` (benchmarks/bench_offshape.py writes it), else none."""
     from scipy.optimize import least_squares
 
     doc = Measurements.coerce(doc, source)
     base = load_profile(hw)
-    points, skipped = measurement_points(doc, base, threads)
+    if heldout_shapes is None:
+        heldout_shapes = (doc.config or {}).get("heldout_shapes")
+    split = ShapeSplit.of(heldout_shapes)
+    points, skipped = measurement_points(doc, base, threads, split=split)
     train = [p for p in points if not p.heldout]
     heldout = [p for p in points if p.heldout]
     expect(len(train) >= 2, f"only {len(train)} training points match profile '{base.name}' "
@@ -234,7 +242,11 @@ def fit_profile(doc: Measurements | dict, hw: str | Path | HardwareProfile, *, t
         "machine": {k: mach.get(k) for k in ("cpu_model", "cpu_family_model", "logical_cores", "isa_flags",
                                              "torch", "torch_mkl", "date")},
         "threads": threads or base.compute.count, "fitted_at": now, "base_profile": base.name,
-        "split": f"sha256 of the case key mod {HOLDOUT_EVERY} == 0 -> held out (never seen by the fit)",
+        "split": f"sha256 of the case key mod {HOLDOUT_EVERY} == 0 -> held out (never seen by the fit)"
+                 + ("; every case of the shapes in heldout_shapes held out too" if split.heldout_shapes else ""),
+        # (tokens, hidden) pairs: validate calls a shape outside train_shapes off-shape (kernels.points.shape_of)
+        "heldout_shapes": split.to_list(),
+        "train_shapes": [list(s) for s in sorted({shape_of(p.kind, p.tokens, p.d_in, p.d_out) for p in train})],
         "n_points": len(train), "n_heldout": len(heldout),
         "points_per_path": dict(sorted(_count(train).items())), "skipped": skipped,
         "kernels": sorted({p.kernel for p in train}),
@@ -246,6 +258,10 @@ def fit_profile(doc: Measurements | dict, hw: str | Path | HardwareProfile, *, t
         "heldout_mape_raw": _mape(heldout_pred, np.array([p.raw_s or p.measured_s for p in heldout]))
         if heldout else None,
         "heldout": _heldout_summary(heldout, heldout_pred),
+        "on_grid": _heldout_summary([p for p in heldout if not p.off_shape],
+                                    heldout_pred[[not p.off_shape for p in heldout]] if heldout else heldout_pred),
+        "off_shape": _heldout_summary([p for p in heldout if p.off_shape],
+                                      heldout_pred[[p.off_shape for p in heldout]] if heldout else heldout_pred),
         "optimizer": optimizer,
     }
     profile = dataclasses.replace(profile, sources=sources, fitted=fitted, name=name or f"{base.name}-fitted",

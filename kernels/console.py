@@ -114,7 +114,14 @@ def print_validation(report: dict, console: Console | None = None) -> None:
     if report.get("machine_mismatch"):
         console.print(f"[yellow]warning:[/] the profile was calibrated on another machine than these "
                       f"measurements ({report['machine_mismatch']})")
-    for title, groups in (("by pattern", report["mape_by_pattern"]), ("by kernel", report["mape_by_kernel"])):
+    views = [("by pattern", report["mape_by_pattern"]), ("by kernel", report["mape_by_kernel"])]
+    if report.get("off_shape"):  # shapes the fit never saw (issue 20), beside the other cases of its own shapes
+        on, off = report["on_grid"], report["off_shape"]
+        console.print(f"on-grid (shapes the fit saw): {on['overall']['mape']:.1%} over {on['overall']['n']} points; "
+                      f"[bold]off-shape[/] (shapes held out whole): {off['overall']['mape']:.1%} over "
+                      f"{off['overall']['n']} points")
+        views[1:1] = [("on-grid, by pattern", on["by_pattern"]), ("off-shape, by pattern", off["by_pattern"])]
+    for title, groups in views:
         table = Table(title=title)
         for col in ("group", "n", "MAPE", "median predicted/measured"):
             table.add_column(col, justify="left" if col == "group" else "right")

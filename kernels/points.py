@@ -8,7 +8,9 @@ profile path forced. A profile may split a family into per-phase paths (forward 
 SpMM, SDDMM are different kernels); the first path whose ``phases`` admit the op is used. A sparse
 kernel's time is paired with the dense baseline timed beside it in each round (:func:`paired_time`),
 which cancels most of the shared machine's drift; the plain medians are kept (``Point.raw_s``).
-Cases are split deterministically (a hash of the case, not file order) into train and held-out sets.
+Cases are split deterministically (a hash of the case, not file order) into train and held-out sets;
+on top of that, whole shapes may be held out (:class:`ShapeSplit`: every case of a (tokens, hidden) pair
+the fit never sees, ``Point.off_shape``), which is what tells whether the model holds off its grid.
 
 Shared by ``kernels.calibrate`` (fits on the training points) and ``kernels.validation`` (scores the
 held-out ones), which therefore no longer import each other.
@@ -27,8 +29,9 @@ from accelsim.hardware import kernel_time
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.kernels.records import DENSE_PATH, DTYPE_NAMES, FFF_OP, Measurements, Record
 
-__all__ = ["DTYPE_NAMES", "HOLDOUT_EVERY", "PHASES", "Point", "dense_medians", "file_sha256", "group_mape",
-           "hw_path", "is_heldout", "measurement_points", "paired_time", "predict_time", "record_heldout"]
+__all__ = ["DTYPE_NAMES", "HOLDOUT_EVERY", "PHASES", "Point", "ShapeSplit", "dense_medians", "file_sha256",
+           "group_mape", "hw_path", "is_heldout", "measurement_points", "paired_time", "predict_time",
+           "record_heldout", "shape_of"]
 
 HOLDOUT_EVERY = 5  # one case in five is held out
 PHASES = {"matmul": "fwd", "matmul_dx": "bwd_input", "matmul_dw": "bwd_weight", FFF_OP: "fwd"}
@@ -52,6 +55,7 @@ class Point:
     trees: int = 0  # FFF points (kind "fff"): the layer's tree shape; d_out = its neurons
     depth: int = 0
     raw_s: float = 0.0  # the kernel's plain median over its rounds (validation reports the error on it too)
+    off_shape: bool = False  # its (tokens, hidden) shape is held out whole (ShapeSplit); then heldout too
 
     def predict(self, profile: HardwareProfile) -> float:
         return predict_time(profile, self.kind, self.tokens, self.d_in, self.d_out, self.density, self.pattern,
@@ -68,6 +72,32 @@ def predict_time(profile: HardwareProfile, kind: str, tokens: int, d_in: int, d_
         return kernel_time(profile, "fff", tokens, d_in, d_out, dtype=dtype, path=path, trees=trees, depth=depth)
     pattern = "unstructured" if pattern == "dense" else pattern
     return kernel_time(profile, kind, tokens, d_in, d_out, density, pattern, dtype, path=path)
+
+
+def shape_of(op: str, tokens: int, d_in: int, d_out: int) -> tuple[int, int]:
+    """The (tokens, hidden) shape a case belongs to: the layer's model width (ffn_in h -> 4h, ffn_out 4h -> h
+    and attention h -> h all have min(d_in, d_out) = h; an FFF layer's is its input width, d_out being its
+    neuron count). Holding out a shape holds out every layer, op, pattern and FFF tree of that width."""
+    return (tokens, d_in if op == FFF_OP else min(d_in, d_out))
+
+
+@dataclass(frozen=True)
+class ShapeSplit:
+    """Shapes held out whole: no case of a listed (tokens, hidden) pair is ever a training point. The other
+    shapes keep the 1-in-HOLDOUT_EVERY case split (the "on-grid" held-out cases)."""
+
+    heldout_shapes: frozenset = frozenset()  # of (tokens, hidden) tuples
+
+    @classmethod
+    def of(cls, shapes) -> "ShapeSplit":
+        """From [[tokens, hidden], ...] (a measurements file's config.heldout_shapes, a profile's fitted.split)."""
+        return cls(frozenset((int(t), int(h)) for t, h in (shapes or ())))
+
+    def off_shape(self, op: str, tokens: int, d_in: int, d_out: int) -> bool:
+        return shape_of(op, tokens, d_in, d_out) in self.heldout_shapes
+
+    def to_list(self) -> list[list[int]]:
+        return [list(s) for s in sorted(self.heldout_shapes)]
 
 
 def is_heldout(*key) -> bool:
@@ -115,10 +145,12 @@ def paired_time(ratios: list[float] | None, dense: float | None) -> float | None
 
 
 def measurement_points(doc: Measurements | dict, profile: HardwareProfile, threads: int | None = None, *,
-                       paired: bool = True) -> tuple[list[Point], dict[str, int]]:
+                       paired: bool = True, split: ShapeSplit | None = None) -> tuple[list[Point], dict[str, int]]:
     """Points the profile can model, and counts of what was left out and why. ``paired``: a sparse
-    kernel's time is :func:`paired_time` where its rounds were paired, else its plain median."""
+    kernel's time is :func:`paired_time` where its rounds were paired, else its plain median. ``split``:
+    shapes held out whole (default: none)."""
     doc = Measurements.coerce(doc)
+    split = split or ShapeSplit()
     threads = threads or profile.compute.count
     skipped: dict[str, int] = defaultdict(int)
     dense = dense_medians(doc, threads)
@@ -144,17 +176,20 @@ def measurement_points(doc: Measurements | dict, profile: HardwareProfile, threa
             elif rec.density_actual >= 1.0:
                 skipped["sparse kernel at density 1 (the model runs dense)"] += 1
             else:
+                off = split.off_shape(rec.op, rec.tokens, rec.d_in, rec.d_out)
                 points.append(Point(rec.op, rec.tokens, rec.d_in, rec.d_out, rec.density_actual, rec.pattern,
-                                    rec.profile_dtype, threads, path, kernel, t, record_heldout(rec),
-                                    winner=kernel == rec.path, trees=rec.trees, depth=rec.depth, raw_s=raw))
+                                    rec.profile_dtype, threads, path, kernel, t, off or record_heldout(rec),
+                                    winner=kernel == rec.path, trees=rec.trees, depth=rec.depth, raw_s=raw,
+                                    off_shape=off))
     for (op, tokens, d_in, d_out, dtype, tree), t in dense.items():
         path = hw_path(profile, "dense", op, dtype)
         if path is None:
             skipped[f"no 'dense' path for {op} in the profile"] += 1
             continue
+        off = split.off_shape(op, tokens, d_in, d_out)
         points.append(Point(op, tokens, d_in, d_out, 1.0, "dense", dtype, threads, path, DENSE_PATH,
-                            t, is_heldout(op, tokens, d_in, d_out, dtype, "dense"),
-                            trees=tree[0], depth=tree[1], raw_s=t))
+                            t, off or is_heldout(op, tokens, d_in, d_out, dtype, "dense"),
+                            trees=tree[0], depth=tree[1], raw_s=t, off_shape=off))
     return points, dict(skipped)
 
 

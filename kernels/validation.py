@@ -15,7 +15,11 @@ Measured sparse times are paired with the dense baseline timed beside them in ea
 predictions scored against the plain medians are reported beside them (``raw``).
 
 For the file a profile was fitted to, the held-out cases are scored (and the training cases reported
-beside them); for any other file, every case.
+beside them); for any other file, every case. The scored points are also reported in two parts:
+``on_grid`` (shapes the fit saw, other cases of them) and ``off_shape`` (shapes held out whole, or for
+another file shapes outside the profile's ``fitted.train_shapes``): only the second tells whether the
+model holds off its calibration grid (issue 20). Old profiles and sweeps have no held-out shapes: their
+``off_shape`` is None and every other key is as before.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ from accelsim.kernels.points import (
     paired_time,
     predict_time,
     record_heldout,
+    shape_of,
+    ShapeSplit,
 )
 from accelsim.kernels.records import DENSE_PATH, Measurements, read_measurements
 
@@ -109,15 +115,25 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
     threads = threads or fitted.get("threads") or profile.compute.count
     # a profile fitted before paired times (no fitted.timing) is scored as it was fitted: on plain medians
     paired = bool(fitted.get("timing")) or not fitted.get("measurements_sha256")
-    points, skipped = measurement_points(doc, profile, threads, paired=paired)
     same_file = fitted.get("measurements_sha256") == file_sha256(measurements)
+    split = ShapeSplit.of(fitted.get("heldout_shapes") if same_file else None)
+    points, skipped = measurement_points(doc, profile, threads, paired=paired, split=split)
+    seen = {tuple(s) for s in fitted.get("train_shapes") or ()}
+
+    def off_shape(kind, tokens, d_in, d_out) -> bool:  # a shape the fit never saw
+        if same_file:
+            return split.off_shape(kind, tokens, d_in, d_out)
+        return bool(seen) and shape_of(kind, tokens, d_in, d_out) not in seen
     mode = "held-out points of the file the profile was fitted to" if same_file else \
         "all points (the profile was not fitted to this file)"
-    rows = [_row(dataclasses.asdict(p), p.predict(profile), p.measured_s) for p in points]
+    rows = [_row(dataclasses.asdict(p) | {"off_shape": off_shape(p.kind, p.tokens, p.d_in, p.d_out)},
+                 p.predict(profile), p.measured_s) for p in points]
     scored = [r for r in rows if r["heldout"]] if same_file else rows
     expect(len(scored) > 0, f"no measurement points to validate (skipped: {skipped or 'none'})", source=measurements)
     winners = [r for r in scored if r["winner"]]
-    fastest_all = _fastest_rows(doc, profile, threads, record_heldout, paired)
+    fastest_all = [dict(r, off_shape=off_shape(r["kind"], r["tokens"], r["d_in"], r["d_out"]))
+                   for r in _fastest_rows(doc, profile, threads, record_heldout, paired)]
+    fastest_all = [dict(r, heldout=r["heldout"] or r["off_shape"]) if same_file else r for r in fastest_all]
     fastest = [r for r in fastest_all if r["heldout"]] if same_file else fastest_all
     report = {"profile": profile.name, "profile_file": str(hw), "measurements": str(measurements), "mode": mode,
               "threads": threads, "n_points": len(scored), "skipped": skipped,
@@ -133,6 +149,12 @@ def validate(measurements: str | Path, hw: str | Path, out_dir: str | Path | Non
               # the plain medians the same predictions score:
               "raw": raw_mape(scored),
               "winner": summary(winners), "fastest": summary(fastest),
+              # shapes the fit saw (other cases of them) vs shapes it never saw (module docstring)
+              "on_grid": summary([r for r in scored if not r["off_shape"]]),
+              "off_shape": summary([r for r in scored if r["off_shape"]]) if any(r["off_shape"] for r in scored)
+              else None,
+              "off_shape_fastest": summary([r for r in fastest if r["off_shape"]])
+              if any(r["off_shape"] for r in fastest) else None,
               "round_noise": round_noise(doc), "round_noise_paired": round_noise(doc, paired=True),
               "train": ({"kernels": summary([r for r in rows if not r["heldout"]]),
                          "fastest": summary([r for r in fastest_all if not r["heldout"]])} if same_file else None),

@@ -1,0 +1,125 @@
+"""Issue 20: shapes held out whole (kernels.points.ShapeSplit) and the on-grid / off-shape validation report,
+on measurements synthesised from a known profile (no timing)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim.hardware import kernel_time, load_profile, with_params
+from accelsim.kernels.bench import SCHEMA
+from accelsim.kernels.calibrate import fit_profile, validate
+from accelsim.kernels.points import ShapeSplit, measurement_points, shape_of
+
+SIMPLE = str(Path(__file__).parent / "data" / "cpu-simple.yaml")
+TRUTH = {"paths.dense-gemm.peak_fraction": 0.55, "paths.csr-spmm.peak_fraction": 0.3,
+         "paths.csr-spmm.d_half": 0.04, "paths.csr-spmm.overhead": 2e-4,
+         "paths.bsr.peak_fraction": 0.7, "paths.bsr.d_half": 0.02, "paths.bsr.overhead": 5e-5}
+FAMILY_PATH = {"dense_torch": "dense-gemm", "csr_torch": "csr-spmm", "blocksparse_c": "bsr"}
+FAMILIES = {"dense_torch": "dense", "csr_torch": "unstructured", "blocksparse_c": "block"}
+LAYERS = {"ffn_in": lambda h: (h, 4 * h), "ffn_out": lambda h: (4 * h, h), "attn": lambda h: (h, h)}
+#: on-grid shapes and irregular ones (non-powers of two, up to width 4096 as the issue asks)
+GRID = [(128, 256), (512, 256), (128, 768), (512, 768)]
+IRREGULAR = [(96, 320), (200, 1008), (640, 2560), (96, 4096)]
+
+
+def _record(truth, op, tokens, layer, h, pattern, density):
+    d_in, d_out = LAYERS[layer](h)
+    kernels = ["dense_torch", "blocksparse_c" if pattern.startswith("block") else "csr_torch"]
+    times = {k: kernel_time(truth, op, tokens, d_in, d_out, density if k != "dense_torch" else 1.0,
+                            pattern, "fp32", path=FAMILY_PATH[k]) for k in kernels}
+    best = min(times, key=times.get)
+    return {"op": op, "layer": layer, "tokens": tokens, "d_in": d_in, "d_out": d_out, "m": tokens, "k": d_in,
+            "n": d_out, "pattern": pattern, "density": density, "density_actual": density, "dtype": "float32",
+            "device": "cpu", "threads": 2, "path": best, "median_s": times[best], "dense_s": times["dense_torch"],
+            "times": times, "families": {k: FAMILIES[k] for k in kernels}}
+
+
+def _doc(shapes, heldout=None, layers=("ffn_in", "attn"), densities=(0.5, 0.2, 0.05), ops=("matmul",)):
+    truth = with_params(load_profile(SIMPLE), TRUTH)
+    recs = [_record(truth, op, t, layer, h, pat, d) for op in ops for t, h in shapes
+            for layer in layers for pat in ("unstructured", "block16") for d in densities]
+    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic", "logical_cores": 2, "isa_flags": [],
+                                         "torch": "x", "date": "2026-01-01T00:00:00+00:00"},
+           "config": {}, "records": recs}
+    if heldout is not None:
+        doc["config"]["heldout_shapes"] = [list(s) for s in heldout]
+    return doc
+
+
+def test_shape_of_is_the_layer_width_for_every_layer_kind():
+    assert shape_of("matmul", 96, 320, 1280) == shape_of("matmul_dw", 96, 1280, 320) == (96, 320)
+    assert shape_of("matmul_dx", 96, 320, 320) == (96, 320)
+    assert shape_of("fff", 96, 320, 255) == (96, 320)  # an FFF layer's d_out is its neuron count
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sets(st.sampled_from(GRID + IRREGULAR), min_size=1, max_size=len(GRID + IRREGULAR) - 1))
+def test_a_held_out_shape_never_reaches_the_training_set(held):
+    """Every point (dense baselines, every layer, op, pattern) of a held-out shape is held out and flagged
+    off-shape; no training point has a held-out shape; the other shapes keep the 1-in-5 case split."""
+    doc = _doc(GRID + IRREGULAR, densities=(0.2,), ops=("matmul", "matmul_dx"))
+    split = ShapeSplit.of([list(s) for s in held])
+    points, _ = measurement_points(doc, load_profile(SIMPLE), split=split)
+    for p in points:
+        shape = shape_of(p.kind, p.tokens, p.d_in, p.d_out)
+        assert p.off_shape == (shape in held)
+        if shape in held:
+            assert p.heldout
+    train = {shape_of(p.kind, p.tokens, p.d_in, p.d_out) for p in points if not p.heldout}
+    assert not train & set(held)
+    plain, _ = measurement_points(doc, load_profile(SIMPLE))
+    on_grid = [(a.heldout, b.heldout) for a, b in zip(plain, points) if not b.off_shape]
+    assert all(x == y for x, y in on_grid)  # shapes not held out: the same case split as before
+
+
+def test_fit_never_sees_held_out_shapes_and_validate_reports_them_apart(tmp_path):
+    doc = _doc(GRID + IRREGULAR, heldout=IRREGULAR, layers=("ffn_in",), densities=(0.5, 0.2, 0.1, 0.05, 0.02))
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(doc))
+    from accelsim.kernels.calibrate import calibrate
+
+    cal = calibrate(path, SIMPLE, tmp_path / "fit.yaml")
+    assert {tuple(s) for s in cal.fitted["heldout_shapes"]} == set(IRREGULAR)
+    assert not {tuple(s) for s in cal.fitted["train_shapes"]} & set(IRREGULAR)
+    assert all(shape_of(p.kind, p.tokens, p.d_in, p.d_out) not in IRREGULAR for p in cal.train)
+    assert cal.fitted["off_shape"]["n"] == sum(p.off_shape for p in cal.heldout) > 0
+    # the generating model holds off its grid: the fit recovers it from the grid alone
+    assert cal.fitted["off_shape"]["mape"] < 0.02
+    report = validate(path, tmp_path / "fit.yaml", tmp_path / "val")
+    off, on = report["off_shape"], report["on_grid"]
+    assert off["overall"]["n"] + on["overall"]["n"] == report["n_points"]
+    assert {r["off_shape"] for r in report["points"]} == {True, False}
+    assert all(shape_of(r["kind"], r["tokens"], r["d_in"], r["d_out"]) in IRREGULAR
+               for r in report["points"] if r["off_shape"])
+    assert set(off["by_pattern"]) == {"dense", "unstructured", "block16"}
+    # another file: shapes outside the profile's train_shapes are off-shape
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_doc([(128, 256), (200, 1008)], layers=("ffn_in",), densities=(0.2,))))
+    rep = validate(other, tmp_path / "fit.yaml")
+    assert rep["mode"].startswith("all points")
+    assert {shape_of(r["kind"], r["tokens"], r["d_in"], r["d_out"]) for r in rep["points"] if r["off_shape"]} \
+        == {(200, 1008)}
+
+
+def test_old_sweeps_without_held_out_shapes_validate_as_before(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(_doc(GRID[:2], layers=("ffn_in",), densities=(0.5, 0.05))))
+    cal = fit_profile(json.loads(path.read_text()), SIMPLE)
+    assert cal.fitted["heldout_shapes"] == [] and cal.fitted["off_shape"] is None
+    report = validate(path, SIMPLE)
+    assert report["off_shape"] is None and report["on_grid"]["overall"]["n"] == report["n_points"]
+    for key in ("overall_mape", "mape_by_pattern", "mape_by_op", "mape_by_kernel", "raw", "winner", "fastest"):
+        assert key in report
+
+
+@pytest.mark.parametrize("name", ["zen3/kernels-sweep.json"])
+def test_committed_sweep_still_validates(name):
+    """The committed Zen 3 sweep and its bundled profile: the old report, no off-shape part."""
+    path = Path(__file__).parent.parent / "benchmarks" / "results" / name
+    report = validate(path, "cpu-zen3")
+    assert report["mode"].startswith("held-out") and report["off_shape"] is None
+    assert report["overall_mape"]["n"] == report["n_points"] > 100
