@@ -127,3 +127,6 @@ def test_simulate_defaults_devices_to_the_world_size(runs, capsys):
     main(["simulate", str(single), "--hw", "gpu-a100", "--json", "--no-save"])
     (res,) = json.loads(capsys.readouterr().out)
     assert res["devices"] == 1
+    with pytest.raises(SystemExit) as exc:  # a profile without a link cannot take the default
+        main(["simulate", str(ddp), "--hw", "cpu-zen3", "--no-save"])
+    assert exc.value.code == 2 and "pass --devices 1" in capsys.readouterr().err

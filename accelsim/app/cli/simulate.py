@@ -76,6 +76,13 @@ def simulate_command(
         from accelsim.trace import read_manifest
 
         devices = read_manifest(Path(run)).world_size
+        if devices > 1:  # a profile without a link cannot take the default: say how to get one device
+            from accelsim.hardware import load_profile
+
+            lonely = [h for h in _profiles(hw) if load_profile(h).link is None]
+            if lonely:
+                raise UserError(f"the trace was trained on {devices} processes, so --devices defaults to {devices}, "
+                                f"but {', '.join(lonely)} has no 'link' section; pass --devices 1", field="--devices")
     from accelsim.hardware.dtype import with_dtype
 
     results = simulate_many(run, [with_dtype(h, dtype) for h in _profiles(hw)], devices, target_loss)
