@@ -94,3 +94,15 @@ def test_a_profile_fitted_at_fewer_threads_scales_to_all_cores():
     assert four.paths["csr-spmm-fwd"] == zen3.paths["csr-spmm-fwd"]  # efficiencies as fitted
     assert "scaled linearly to 4 cores" in four.assumptions["compute"]
     assert scale_to_cores(zen3, 2, 2) is zen3
+
+
+def test_run_and_simulate_warn_once_per_foreign_cpu_profile(capsys):
+    from accelsim.app.cli._notes import warn_foreign_cpus
+
+    here = machine_info()
+    zen3_is_here = here["cpu_family_model"] == "25/1" and here["logical_cores"] == 2
+    warned = warn_foreign_cpus(["cpu-zen3", "cpu-local", "gpu-a100", "no-such-profile"])
+    err = capsys.readouterr().err
+    assert len(warned) == (0 if zen3_is_here else 1)  # the alias is the same profile: one warning
+    assert err.count("\n") == len(warned) and all(line.startswith("accelsim: warning: cpu-zen3 describes")
+                                                   for line in err.splitlines())

@@ -61,9 +61,10 @@ def bench(
         device=device).items() if v is not None}
     cfg = BenchConfig.quick(**overrides) if quick else BenchConfig(**overrides)
     if cfg.paths:  # a misspelt path would silently time nothing but the dense baseline
+        from accelsim.kernels.fff_bench import PATHS as FFF_PATHS
         from accelsim.kernels.registry import all_paths
 
-        known = {p.name for p in all_paths(cfg.device)}
+        known = {p.name for p in all_paths(cfg.device)} | set(FFF_PATHS)  # the FFF cases' paths too (fff_walk)
         unknown = sorted(set(cfg.paths) - known)
         if unknown:
             raise UserError(f"unknown kernel paths {unknown}; expected some of {sorted(known)}", field="--paths")
