@@ -121,8 +121,13 @@ def _tokenizer_and_corpus(data: DataConfig):
 
 
 def _student(parent: _Parent, labels: int, seq_len: int, dropout: float, seed: int) -> BertForSequenceClassification:
+    positions = parent.state["model"].get("bert.embeddings.position_embeddings.weight")
+    limit = int(positions.shape[0]) if positions is not None else seq_len
+    expect(seq_len <= limit, f"the pretrained encoder has {limit} positions, fewer than --seq-len {seq_len}",
+           field="--seq-len")
+    # the parent's own configuration (same sizes as its checkpoint); only the head is new
     mlm = build_model(parent.train_cfg.model, vocab_size=parent.manifest.model["vocab"],
-                      seq_len=max(seq_len, parent.train_cfg.data.seq_len), dropout=dropout, seed=seed)
+                      seq_len=parent.train_cfg.data.seq_len, dropout=dropout, seed=seed)
     config = mlm.config
     config.num_labels = labels
     with torch.random.fork_rng(devices=[]):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -75,9 +76,16 @@ def lineage_rows(run: Path, profiles: list[str], devices: int, target_metric: st
     and no target metric was asked for."""
     from accelsim.sim.lineage import linked_runs, parse_target_metric, simulate_lineage
 
+    from accelsim.errors import UserError
+
     target = parse_target_metric(target_metric) if target_metric else None
-    if target is None and len(linked_runs(run)) == 1:
-        return None
+    if target is None:
+        try:
+            if len(linked_runs(run)) == 1:
+                return None
+        except UserError as err:  # a moved parent must not break simulating the run itself
+            print(f"accelsim: warning: no lineage sum: {err}", file=sys.stderr)
+            return None
     return simulate_lineage(run, profiles, devices, target)
 
 
