@@ -123,3 +123,48 @@ def test_committed_sweep_still_validates(name):
     report = validate(path, "cpu-zen3")
     assert report["mode"].startswith("held-out") and report["off_shape"] is None
     assert report["overall_mape"]["n"] == report["n_points"] > 100
+
+
+def test_chunk_bytes_caps_the_re_read_operand_of_the_spill_term():
+    """A chunked kernel (csr_c: X^T slices of <= 192 KiB) re-reads one chunk per nonzero: past the chunk size
+    the per-FLOP cost no longer grows with the token count, as it does without chunk_bytes."""
+    base = with_params(load_profile(SIMPLE), {"paths.csr-spmm.spill_bytes": 1e6, "paths.csr-spmm.overhead": 0.0})
+    import dataclasses
+    chunked = dataclasses.replace(base, paths=dict(base.paths, **{"csr-spmm": dataclasses.replace(
+        base.paths["csr-spmm"], chunk_bytes=192 * 1024)}))
+
+    def per_token(prof, t):
+        return kernel_time(prof, "matmul", t, 768, 3072, 0.2, path="csr-spmm") / t
+
+    assert per_token(base, 4096) > 1.5 * per_token(base, 512)  # 12.6 MB of X vs 1.6 MB: spills further
+    assert per_token(chunked, 4096) == pytest.approx(per_token(chunked, 512), rel=0.02)
+    small = kernel_time(chunked, "matmul", 16, 768, 3072, 0.2, path="csr-spmm")  # 48 KiB of X: below a chunk
+    assert small == pytest.approx(kernel_time(base, "matmul", 16, 768, 3072, 0.2, path="csr-spmm"), rel=1e-9)
+
+
+def test_fit_recovers_spill_and_efficiency_with_token_chunks_and_chunk_bytes(tmp_path):
+    """Synthetic csr timings from a profile whose CSR path pads tokens to chunks of 128 (row_multiple) and
+    re-reads 192 KiB pieces (chunk_bytes): fitted on the power-of-two grid, the fit recovers the generating
+    peak_fraction and spill_bytes and predicts irregular shapes (96, 200, 1500 tokens) off-shape."""
+    import dataclasses
+    truth = with_params(load_profile(SIMPLE), {"paths.csr-spmm.peak_fraction": 0.2, "paths.csr-spmm.spill_bytes": 4e5,
+                                               "paths.csr-spmm.overhead": 0.0, "paths.csr-spmm.d_half": 0.0})
+
+    def chunked(prof):
+        return dataclasses.replace(prof, paths=dict(prof.paths, **{"csr-spmm": dataclasses.replace(
+            prof.paths["csr-spmm"], row_multiple=128, chunk_bytes=192 * 1024)}))
+
+    truth = chunked(truth)
+    # token counts below a chunk's 192 KiB of X as well as above it: the spill term's size is identifiable
+    shapes = [(32, 256), (128, 256), (512, 256), (64, 768), (128, 768), (512, 768), (96, 320), (200, 1008), (1500, 640)]
+    recs = [_record(truth, "matmul", t, "ffn_in", h, "unstructured", d) for t, h in shapes
+            for d in (0.5, 0.3, 0.2, 0.1, 0.05, 0.02)]  # enough points that spill_bytes is fitted too
+    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": recs,
+           "config": {"heldout_shapes": [[96, 320], [200, 1008], [1500, 640]]}}
+    start = chunked(with_params(load_profile(SIMPLE), {"paths.csr-spmm.peak_fraction": 0.5}))
+    cal = fit_profile(doc, start)
+    p = cal.fitted["params"]
+    assert p["paths.csr-spmm.peak_fraction"] == pytest.approx(0.2, rel=0.03)
+    assert p["paths.csr-spmm.spill_bytes"] == pytest.approx(4e5, rel=0.05)
+    off = [q for q in cal.heldout if q.off_shape and q.hw_path == "csr-spmm"]
+    assert off and max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off) < 0.02

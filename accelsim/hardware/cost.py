@@ -206,8 +206,10 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     flops_dense = op.flops_dense or 2.0 * op.m * op.k * op.n * op.batch
     e, d0, a, x = spec.fraction(ctx.dtype), spec.d_half, spec.exponent, plan.executed
     in_bytes, out_bytes = (v * ctx.b for v in _io_elements(op, dims, plan))
-    # the dense operand is re-read for every nonzero (block): slower once it spills out of the caches
-    spill = 1.0 + in_bytes / spec.spill_bytes if spec.spill_bytes > 0 else 1.0
+    # the dense operand is re-read for every nonzero (block): slower once it spills out of the caches; a
+    # kernel that cuts it into cache-sized pieces (chunk_bytes) re-reads one piece at a time
+    reread = min(in_bytes, spec.chunk_bytes) if spec.chunk_bytes > 0 else in_bytes
+    spill = 1.0 + reread / spec.spill_bytes if spec.spill_bytes > 0 else 1.0
     per_flop = flops_dense * spill / (ctx.peak * e)
     if spec.row_multiple > 1 and op.kind == "linear" and op.phase != "bwd_weight":  # X's rows padded to a tile
         per_flop *= math.ceil(op.m / spec.row_multiple) * spec.row_multiple / op.m

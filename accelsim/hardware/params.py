@@ -86,6 +86,10 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
     PathParam("spill_bytes", "spill_bytes", 0.0, "bytes", positive=True, fit_bounds=(0.0, 1e15),
               fit_for=(("sparse", 6),), log_floor=1e3, absent_end="hi", sample=(1e5, 1e9), start=8e6,
               doc="re-read dense operand size at which the nonzero work runs at half speed (0: never)"),
+    PathParam("chunk_bytes", "chunk_bytes", 0.0, "bytes", positive=True,
+              doc="the kernel cuts the dense operand it re-reads per nonzero into pieces of at most this many bytes "
+                  "(kernels/cpu/_csr.c: CHUNK_BYTES of X^T per token chunk and k panel), so spill_bytes is "
+                  "compared with one piece, not the whole operand (0: the whole operand; issue 20)"),
     PathParam("scatter_penalty", "scatter_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("sparse", 8),), sample=(0.0, 2.0),
               doc="extra per-nonzero work of a nonzero alone in its 16x16 tile over one in a filled tile"),

@@ -91,6 +91,7 @@ class PathSpec:
     output_free_bytes: float = _P["output_free_bytes"].default
     input_bandwidth_Bps: float = _P["input_bandwidth"].default
     spill_bytes: float = _P["spill_bytes"].default
+    chunk_bytes: float = _P["chunk_bytes"].default
     scatter_penalty: float = _P["scatter_penalty"].default
     unaligned_penalty: float = _P["unaligned_penalty"].default
     row_multiple: int = _P["row_multiple"].default  # pad X's rows (tokens) to a multiple: small-m 2:4 kernels
