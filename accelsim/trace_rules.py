@@ -97,7 +97,7 @@ def user_error(err: ValidationError, source: str | Path) -> UserError:
 
 #: Arrow types a stored column may have and still be read as the documented type without loss.
 _WIDENS = {pa.int64(): (pa.int8(), pa.int16(), pa.int32(), pa.uint8(), pa.uint16(), pa.uint32()),
-           pa.float64(): (pa.float16(), pa.float32())}
+           pa.float64(): (pa.float16(), pa.float32()), pa.string(): (pa.large_string(),)}
 
 
 def check_columns(t: pa.Table, schema: pa.Schema, source: Path) -> pa.Table:

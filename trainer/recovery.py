@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,9 @@ def prepare(cfg, resume: bool, overrides: set[str] | None, config_cls) -> Plan:
     (None: only a positive ``steps`` counts, the Python API's old meaning)."""
     out = Path(cfg.out)
     expect(not out.exists() or out.is_dir(), "expected a run directory, not a file", source=out, field="--out")
-    clean_leftovers(out)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes, so only it tidies
+    if main:
+        clean_leftovers(out)
     if not resume:
         expect(not tr.manifest_path(out).exists(),
                "already holds a trace; pass --resume to continue it or choose another --out", source=out)
@@ -155,7 +158,7 @@ def prepare(cfg, resume: bool, overrides: set[str] | None, config_cls) -> Plan:
     record = {"from_step": 0 if at is None else at + 1, "overrides": changed}
     if not ckpt.is_file():
         # killed or diverged before the first checkpoint: nothing to continue, so start over (same config)
-        for part in _RUN_PARTS:
+        for part in _RUN_PARTS if main else ():
             p = out / part
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         return Plan(saved, False, record)
