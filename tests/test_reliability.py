@@ -357,7 +357,10 @@ def test_swapped_cached_kernel_is_refused_not_loaded(tmp_path, monkeypatch):
                     "int answer(void) { return 666; }\n")
     cc = shutil.which("gcc") or shutil.which("cc")
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(tmp_path / "evil.so"), str(evil)], check=True)
-    shutil.copy(tmp_path / "evil.so", so)  # swapped behind our back; loading it would exit(99) this process
+    # swapped behind our back (a new file renamed over the cached one; writing into the old file in place would
+    # change the pages of the copy this process already mapped); loading it would exit(99) this process
+    shutil.copy(tmp_path / "evil.so", so.with_suffix(".tmp"))
+    os.replace(so.with_suffix(".tmp"), so)
     with pytest.raises(UserError, match="does not match the SHA-256"):
         native.build(src, "k", "a test kernel")
 
