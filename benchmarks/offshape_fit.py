@@ -9,6 +9,7 @@ shapes held out whole):
 
 * ``without``: the base profile with the issue-20 terms removed (row_multiple 1, chunk_bytes 0 everywhere):
   the model as it was;
+* ``rows_only``: row_multiple kept, chunk_bytes removed (what each term does on its own);
 * ``with``: the base profile as given (csr_c paths: row_multiple 128 and chunk_bytes 192 KiB from
   kernels/cpu/_csr.c; blocksparse_c paths: chunk_bytes 1 MiB from kernels/cpu/_blocksparse.c).
 """
@@ -28,10 +29,11 @@ from accelsim.kernels.records import read_measurements
 TERMS = ("row_multiple", "chunk_bytes")
 
 
-def without_terms(profile):
-    paths = {n: dataclasses.replace(s, row_multiple=1, chunk_bytes=0.0) for n, s in profile.paths.items()}
-    sources = {k: v for k, v in profile.sources.items() if k.split(".")[-1] not in TERMS}
-    return dataclasses.replace(profile, paths=paths, sources=sources, name=profile.name + "-without")
+def without_terms(profile, terms=TERMS, name="without"):
+    neutral = {"row_multiple": 1, "chunk_bytes": 0.0}
+    paths = {n: dataclasses.replace(s, **{t: neutral[t] for t in terms}) for n, s in profile.paths.items()}
+    sources = {k: v for k, v in profile.sources.items() if k.split(".")[-1] not in terms}
+    return dataclasses.replace(profile, paths=paths, sources=sources, name=f"{profile.name}-{name}")
 
 
 def _classes(summary: dict | None) -> dict:
@@ -51,12 +53,13 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doc = read_measurements(args.sweep)
     base = load_profile(args.hw)
-    variants = {"without": without_terms(base), "with": base}
+    variants = {"without": without_terms(base), "rows_only": without_terms(base, ("chunk_bytes",), "rows-only"),
+                "with": base}
     summary = {"sweep": args.sweep, "machine": doc.machine, "sweep_config": doc.config,
                "loadavg_at_fit": os.getloadavg(), "variants": {}}
     for name, prof in variants.items():
         src = out / f"base-{name}.yaml"
-        if name == "without":
+        if name != "with":
             src.write_text(profile_to_yaml(prof))
         else:
             src = Path(args.hw)
