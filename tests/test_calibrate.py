@@ -218,7 +218,7 @@ def test_quick_sweep_calibrate_validate_end_to_end_on_real_timings(tmp_path, cap
 
     meas, fit, vdir = tmp_path / "quick.json", tmp_path / "cpu-quick.yaml", tmp_path / "val"
     main(["kernels", "bench", "--quick", "--out", str(meas), "--densities", "0.5,0.2,0.05",
-          "--patterns", "unstructured,block16", "--repeats", "2", "--fff", "1x5,2x4"])
+          "--patterns", "unstructured,block16", "--repeats", "2", "--fff", "1x5,2x4", "--threads", "1"])
     main(["calibrate", str(meas), "--hw", "cpu-local", "--out", str(fit), "--threads", "1"])
     main(["validate", str(meas), "--hw", str(fit), "--out", str(vdir)])
     out = capsys.readouterr().out
