@@ -35,7 +35,8 @@ from accelsim.trainer.models import build_model, linear_layers, model_dims
 from accelsim.trainer.sparsity import SparsityConfig, build_method
 from accelsim.trainer.tokenizer import default_cache_dir, get_tokenizer
 from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
-from accelsim.trainer.train import CHECKPOINT, TrainConfig, TrainingDiverged, _lr_lambda, _masks, _progress
+from accelsim.trainer.train import (CHECKPOINT, TrainConfig, TrainingDiverged, _lr_lambda, _masks, _progress,
+                                    apply_update)
 
 METHODS = ("keep", "continue", "dense", "gmp", "movement")
 #: Model config of a finetune run, so a later run can load it as a teacher without its lineage.
@@ -307,14 +308,7 @@ def finetune(cfg: FinetuneConfig, *, progress: bool = True) -> Path:
                 if step == 0:
                     writer.patterns(0, _masks(method, sparse_layers), input_zero=dict(probe.values))
                 loss.backward()
-                method.before_optimizer_step(step)
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                change = method.after_optimizer_step(step)
+                lr, change = apply_update(step, model, method, optimizer, scheduler, cfg.grad_clip)
                 wall = time.perf_counter() - t0
                 densities = method.densities()
                 writer.step(step, value, lr, cfg.batch_size * seq_len, wall, kind, densities, change is not None)

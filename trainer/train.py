@@ -244,14 +244,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 if step == 0:
                     writer.patterns(0, _masks(method, sparse_layers), input_zero=dict(probe.values))
                 loss.backward()
-                method.before_optimizer_step(step)  # reads dense grads, then masks them: clip what is applied
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                change = method.after_optimizer_step(step)
+                lr, change = apply_update(step, model, method, optimizer, scheduler, cfg.grad_clip)
                 ddp.sync_masks(method, change)
                 if change is not None:
                     execution.mask_changed(step)  # sparse formats rebuilt (and timed) inside the step
@@ -304,6 +297,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     if ddp.is_main:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return out
+
+
+def apply_update(step: int, model, method, optimizer, scheduler, grad_clip: float | None):
+    """One optimiser update after backward, in the order every sparsity method relies on; returns (lr used, mask
+    change or None). Shared by pretraining and fine-tuning."""
+    method.before_optimizer_step(step)  # reads dense grads, then masks them: clip what is applied
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return lr, method.after_optimizer_step(step)
 
 
 def _as_tuple(x):
