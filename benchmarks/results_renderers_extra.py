@@ -1,0 +1,170 @@
+"""More result kinds for make_results_doc.py (DDP, fine-tuning, reliability, off-shape and published fits).
+
+A sibling module only so make_results_doc.py stays short; it registers through the same ``@renders`` and
+formats with the same helpers, and make_results_doc.py loads it right after its own renderers (so these
+sections follow them within a machine).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from make_results_doc import ms, pct, renders, sig, table, times
+
+
+def _span(xs: list[float], fmt=sig) -> str:
+    lo, hi = min(xs), max(xs)
+    return fmt(lo) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
+
+
+@renders("ddp.json", "Data-parallel training, 2 gloo processes vs 1 (`bench_ddp.py`)")
+def ddp(path: Path, d: dict) -> list[str]:
+    c, m, a = d["config"], d["measured"], d["allreduce"]
+    load = d.get("load_average_at_end")
+    lines = [f"Batch {c['batch']} × {c['seq']} ({c['method']}), {c['steps']} steps per run ({c['warmup']} warm-up "
+             f"dropped), {c['rounds']} interleaved rounds, medians"
+             + (f"; **under load**: load average at the end {', '.join(sig(x) for x in load)} on "
+                f"{d['machine'].get('cpus', '?')} CPUs" if load else "") + "."]
+    rows = [["1 process, 2 threads", ms(m["step_s_1proc_2threads"]),
+             "rounds " + _span([r["median_step_s"] for r in m["rounds_1proc"]], ms)],
+            ["1 process, 1 thread", ms(m["step_s_1proc_1thread"]),
+             "rounds " + _span([r["median_step_s"] for r in m["rounds_1proc_1thread"]], ms)],
+            ["2 processes, 1 thread each", ms(m["step_s_2proc_1thread"]),
+             "rounds " + _span([r["median_step_s"] for r in m["rounds_2proc"]], ms)],
+            ["2 processes / 1 process (2 threads)", times(m["ratio_2proc_over_1proc"]), ""],
+            ["2 processes / 1 process (1 thread)", times(m["ratio_2proc_over_1proc_1thread"]), ""],
+            ["all-reduce span per step (upper bound on exposed)", ms(m["allreduce_span_s"]),
+             f"{pct(m['allreduce_span_share_of_step'])} of the 2-process step"]]
+    link = (f"Fitted gloo link ({a['reps']} reps per size, {sig(min(a['bytes']) / 2 ** 10)} KiB–"
+            f"{sig(max(a['bytes']) / 2 ** 20)} MiB): bandwidth {sig(a['bandwidth_Bps'] / 1e9)} GB/s, latency "
+            f"{sig(a['latency_s'] * 1e6)} µs; fit error per size {_span(a['fit_rel_err'], pct)}.")
+    sim = [[name, f"`{s['profile']}`", ms(s["step_s_1device"]), ms(s["step_s_2devices"]),
+            times(s["step_s_2devices"] / s["step_s_1device"]), pct(s["allreduce_share_of_step"])]
+           for name, s in d["simulated"].items()]
+    return (lines + [""] + table(["measured", "step time", "note"], rows) + ["", link, ""]
+            + table(["simulated with", "profile", "1 device", "2 devices", "2 / 1", "exposed all-reduce share"], sim)
+            + (["", f"Note (from the file): {d['notes']}"] if d.get("notes") else []))
+
+
+@renders("finetune.json", "Fine-tuning recipes: accuracy and simulated time to accuracy (`bench_finetune.py`)")
+def finetune(path: Path, d: dict) -> list[str]:
+    t = d["target"]
+    lines = [f"Task `{d['task']}`, {d['pretrain_steps']} pretraining + {d['finetune_steps']} fine-tuning steps, "
+             f"batch {d['batch_size']} × {d['seq_len']}, {d['threads_per_run']} thread per run, seeds "
+             + ", ".join(f"{k} {v}" for k, v in d["seeds"].items())
+             + f". Target {t['metric']} {t['value']}. Step times measured here; times to target are simulated "
+               "from each run's trace and count every run of the lineage (pretraining included)."]
+    rec = d["recipes"]
+    rows = [[name, " → ".join(r["lineage"]), sig(r["final"]["eval_accuracy"]), sig(r["best_accuracy"]),
+             sig(r["final"]["eval_f1"]), sig(r["final_density"], 2), ms(r["measured_wall_s_median_step"]),
+             f"{sig(r['fwd_flops_per_step'] / 1e9)} GFLOP"] for name, r in rec.items()]
+    profiles = sorted({h for r in rec.values() for h in r["hardware"]})
+    sim = []
+    for h in profiles:
+        cells = []
+        for r in rec.values():
+            x = r["hardware"].get(h)
+            tt = x and x.get("time_to_target_s")
+            cells.append("not reached" if x and tt is None else "–" if not x
+                         else f"{sig(tt)} s (step {x['step_at_target']})")
+        sim.append([h] + cells)
+    return (lines + [""] + table(["recipe", "lineage", "final accuracy", "best", "F1", "density",
+                                  "median step (measured)", "forward FLOPs / step"], rows)
+            + ["", "Simulated time to the target (step of the fine-tuning run where it is reached):", ""]
+            + table(["profile"] + list(rec), sim))
+
+
+@renders("reliability.json", "Reliability: kill -9 and resume, fuzzed inputs (`bench_reliability.py`)")
+def reliability(path: Path, d: dict) -> list[str]:
+    k, a = d["kills"], d["args"]
+    resume = sorted(r["resume_s"] for r in k["results"])
+    lines = [f"Seed {a['seed']}. **{k['identical']} of {k['runs']}** runs killed with SIGKILL ({k['killed']} "
+             f"killed; {k['killed_before_first_checkpoint']} before the first checkpoint, "
+             f"{k['identical_before_first_checkpoint']} of those recovered) resumed to a trace identical to the "
+             f"uninterrupted reference ({sig(k['reference_s'])} s); resume took {_span(resume)} s "
+             f"(median {sig(resume[len(resume) // 2])} s). Fuzzed inputs, each opened the way the CLI opens it:"]
+    rows = []
+    for key, what in (("fuzz_manifests", "manifests"), ("fuzz_tables", "table parts"),
+                      ("fuzz_profiles", "hardware profiles")):
+        f = d.get(key)
+        if f:
+            rows.append([what, f"{f['inputs']:,}", f"{f.get('ok', 0):,}", f"{f.get('user', 0):,}",
+                         str(f.get("traceback", 0)), str(f.get("hang", 0)), str(f.get("accepted_invalid", 0)),
+                         str(f.get("refused_valid", 0)), str(f.get("simulated", "–")), f"{sig(f['seconds'])} s"])
+    return lines + [""] + table(["input", "inputs", "accepted", "one-line error", "tracebacks", "hangs",
+                                 "invalid accepted", "valid refused", "simulated", "wall time"], rows)
+
+
+@renders("offshape/offshape-summary.json", "Cost model off the fitted shapes (`bench_offshape.py`, `offshape_fit.py`)")
+def offshape(path: Path, d: dict) -> list[str]:
+    c, v = d["sweep_config"], d["variants"]
+    loads = [b[k][0] for b in c["blocks"] for k in ("loadavg_before", "loadavg_after")]
+    rounds = f"{c['rounds']} round{'s' if c['rounds'] != 1 else ''}"
+    lines = [f"{'Reduced sweep' if c.get('reduced') else 'Sweep'} `{d['sweep']}`: {rounds}, "
+             f"threads {', '.join(map(str, c['threads']))}, timed by {c['clock']}, {sig(c['sweep_wall_s'] / 60)} min; "
+             f"**under load**: 1-min load average {_span(loads)} during the sweep, "
+             f"{sig(d['loadavg_at_fit'][0])} at the fit. Held out whole (tokens, hidden): "
+             + ", ".join(f"({t}, {h})" for t, h in c["heldout_shapes"])
+             + ". Held-out MAPE per fit variant (pattern class of the mask):"]
+    names = list(v)
+    first = v[names[0]]
+    rows = [["train (in-sample)", str(first["n_train"])] + [pct(v[n]["train_mape"]) for n in names],
+            ["on-grid held-out", str(first["on_grid"]["overall"]["n"])]
+            + [pct(v[n]["on_grid"]["overall"]["mape"]) for n in names],
+            ["**off-shape, all**", f"**{first['off_shape']['overall']['n']}**"]
+            + [f"**{pct(v[n]['off_shape']['overall']['mape'])}**" for n in names]]
+    for p in sorted(first["off_shape"]["by_pattern"]):
+        rows.append([f"off-shape {p}", str(first["off_shape"]["by_pattern"][p]["n"])]
+                    + [pct(v[n]["off_shape"]["by_pattern"][p]["mape"]) if p in v[n]["off_shape"]["by_pattern"]
+                       else "–" for n in names])
+    if "off_shape_fastest" in first:
+        rows.append(["off-shape, path the model picks vs measured best",
+                     str(first["off_shape_fastest"]["overall"]["n"])]
+                    + [pct(v[n]["off_shape_fastest"]["overall"]["mape"]) for n in names])
+    rows.append(["fit wall time", ""] + [f"{sig(v[n]['fit_wall_s'])} s" for n in names])
+    return lines + [""] + table(["", "points"] + [f"`{n}`" for n in names], rows) + [
+        "", f"Variants and what each term does: `{path.parent.name}/README.md`."]
+
+
+def _factor(log_err: float) -> str:
+    return times(math.exp(log_err)) if log_err is not None else "–"
+
+
+def _err_row(name: str, s: dict) -> list[str]:
+    if not s.get("n"):
+        return [name, "0", "–", "–", "–", "–"]
+    return [name, str(s["n"]), sig(s["median_abs_log_err"], 2), _factor(s["median_abs_log_err"]),
+            pct(s["within_1.35x"], 0), str(s.get("no_path", 0))]
+
+
+_ERR_HEADER = ["", "points", "median \\|log err\\|", "as a factor", "within 1.35×", "no path (dense fallback)"]
+
+
+@renders("fit.json", "Accelerator profiles fitted to published speedups (`fit_published.py`)")
+def published_fit(path: Path, d: dict) -> list[str]:
+    lines = [f"Data `{d['data']}`. Held-out error, leaving one source out at a time (the profile refitted "
+             "without it); superseded rows (not fitted) scored apart. Published speedups, not measurements of ours."]
+    rows = []
+    for name, p in d["profiles"].items():
+        rows.append(_err_row(f"{name} held-out ({len(p['sources'])} sources)", p["held_out"]))
+        if p.get("superseded", {}).get("n"):
+            rows.append(_err_row(f"{name} superseded", p["superseded"]))
+    rows.append(_err_row("**all profiles, held-out**", d["held_out"]))
+    if d.get("superseded", {}).get("n"):
+        rows.append(_err_row("all profiles, superseded", d["superseded"]))
+    return lines + [""] + table(_ERR_HEADER, rows)
+
+
+@renders("*/published_validation.json", "Profiles vs published speedups (`accelsim validate --published`)")
+def published_validation(path: Path, d: dict) -> list[str]:
+    lines = [f"`{path.parent.name}` profiles scored against every row of `{d['points']}` (within = predicted "
+             f"within {d['within_factor']}× of published). For profiles fitted to these rows this is in-sample; "
+             "their held-out error is the fit's, above."]
+    rows = [_err_row("**all profiles**", d["overall"])]
+    for name, p in d["profiles"].items():
+        rows.append(_err_row(name, p))
+        if p.get("not_predicted"):
+            rows[-1][0] += f" ({len(p['not_predicted'])} rows not predicted)"
+    if d.get("superseded", {}).get("n"):
+        rows.append(_err_row("superseded rows", d["superseded"]))
+    return lines + [""] + table(_ERR_HEADER, rows)
