@@ -147,6 +147,17 @@ def test_verdict_says_which_profiles_are_measured(report):
             assert "Datasheets and stated assumptions only: " in para and hw in para.split("assumptions only:")[1]
 
 
+def test_verdict_says_which_cpu_a_cpu_profile_describes(report):
+    """The bundled CPU profile is a Zen 3's figures: the verdict says so, and warns when this is another CPU."""
+    from accelsim.kernels.machine import cpu_profile_note
+
+    files, _ = report
+    verdict = files["md"].read_text().split("## Verdict", 1)[1].split("\n## ", 1)[0]
+    text, other = cpu_profile_note(load_profile("cpu-zen3"))
+    assert text in verdict and "cpu-zen3" in text
+    assert ("calibrate-local" in text) == other
+
+
 def real_order(run: Path) -> list[str]:
     return sorted((h for h in HW if h != "ideal"), key=lambda h: _sim(run, h)["time_s"])
 

@@ -40,6 +40,10 @@ def verdict_section(rows: list[HwRow], runs: list[RunData], hw: list[str], info:
            f"{', '.join(by['published'])}. " if by["published"] else "")
         + (f"Datasheets and stated assumptions only: {', '.join(by['assumed'])}. " if by["assumed"] else "")
         + "See Hardware profiles.")]
+    for h in real:  # a CPU profile is some CPU's figures, not necessarily the reader's
+        if info[h].cpu_note:
+            text, other = info[h].cpu_note
+            blocks.append(Para(text + ".", warn=other))
     blocks.append(Image.of("time-energy", F.absolute_figure(rows, real, bounds, [r.name for r in runs]),
                            "simulated training time and energy per hardware, fastest real hardware first"))
     return Section("Verdict", blocks, "verdict")

@@ -29,6 +29,8 @@ class ProfileInfo:
     # where its efficiencies come from: "measured" (fitted by accelsim calibrate to kernels timed on that machine),
     # "published" (sparse paths fitted to others' published benchmarks) or "assumed" (datasheet + assumptions)
     basis: str = "assumed"
+    # for a CPU profile: which CPU it describes, and whether that is not the machine building the report
+    cpu_note: tuple[str, bool] | None = None
 
     @property
     def is_bound(self) -> bool:
@@ -39,17 +41,19 @@ def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileI
     """Kind and training dtype of each simulated profile (dtype from the profile; '?' if it cannot be loaded)."""
     from accelsim.errors import UserError
     from accelsim.hardware import load_profile
+    from accelsim.kernels.machine import cpu_profile_note
 
-    out = {}
+    out, note = {}, None
     for h in hardware:
         doc = next((r.sims[h].doc for r in runs if h in r.sims), {})
         name = str(doc.get("hardware", re.sub(r"-x\d+$", "", h)))
         try:
             prof = load_profile(name)
             kind, dtype, basis = prof.kind, prof.dtype, profile_basis(prof)
+            note = cpu_profile_note(prof)
         except UserError:
-            kind, dtype, basis = str(doc.get("kind", "?")), "?", "assumed"
-        out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, basis)
+            kind, dtype, basis, note = str(doc.get("kind", "?")), "?", "assumed", None
+        out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, basis, note)
     return out
 
 
