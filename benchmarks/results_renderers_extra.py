@@ -168,3 +168,19 @@ def published_validation(path: Path, d: dict) -> list[str]:
     if d.get("superseded", {}).get("n"):
         rows.append(_err_row("superseded rows", d["superseded"]))
     return lines + [""] + table(_ERR_HEADER, rows)
+
+
+@renders("sparse-training.json", "Sparse-executed training vs dense and masked (`bench_sparse_training.py`)")
+def sparse_training(path: Path, d: dict) -> list[str]:
+    load = d.get("loadavg_before", [])[:1] + d.get("loadavg_after", [])[:1]
+    lines = [f"{d['model']}, batch {d['batch_size']} × {d['seq_len']}, {d['steps']} steps per variant, interleaved in "
+             f"chunks of {d['chunk']}; predictions from `{d['profile']}`; load average {_span(load)} "
+             f"(before/after); decoder share of the dense step's FLOPs {pct(d['decoder_flops_share'])}."]
+    rows = []
+    for name, v in d["variants"].items():
+        rows.append([name, v["execution"], ms(v["median_step_s"]), times(v["speedup_median_step"]),
+                     f"{sig(v['measured_run_s'])} s", f"{sig(v['predicted_run_s'])} s", pct(v["run_error"]),
+                     times(v["speedup_run_measured"]), times(v["speedup_run_predicted"]), sig(v["final_eval_loss"], 4)])
+    return lines + [""] + table(["variant", "execution", "median step", "step speedup", "run, measured",
+                                 "run, predicted", "run error", "run speedup, measured", "run speedup, predicted",
+                                 "final eval loss"], rows)
