@@ -10,6 +10,8 @@ never changes the function the network computes.
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 
 import dataclasses
@@ -21,13 +23,13 @@ from accelsim.trainer.sparsity.masks import drop_smallest, grow_largest
 _DROP_GROW_HPARAMS = ("sparsity", "distribution", "init", "seed", "update_every", "drop_fraction", "end_fraction")
 
 
-class DropGrow(SparsityMethod):
+class DropGrow(SparsityMethod, abc.ABC):
     HPARAMS = _DROP_GROW_HPARAMS
     SIM_RULE = MethodRule(schedule="regrow")  # SET (Mocanu et al. 2018): sparse gradients only
 
+    @abc.abstractmethod
     def grow_scores(self, name: str) -> torch.Tensor:
-        """Unit-grid scores for growth; higher grows first."""
-        raise NotImplementedError
+        """Unit-grid scores for growth; higher grows first (SET: random, RigL: gradient magnitude)."""
 
     def is_update_step(self, step: int) -> bool:
         return self.schedule.is_update(step)
