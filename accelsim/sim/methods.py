@@ -60,7 +60,7 @@ class MethodRule:
 
 #: Rules of the methods that existed before the trainer recorded ``method.sim_rule`` (traces written then
 #: carry only the name); also the methods ``accelsim trace synth`` can generate. Kept equal to the rules
-#: the trainer's methods declare (tests/test_sim.py checks).
+#: the trainer's methods declare (tests/test_method_rules.py checks); a method added since needs no entry.
 LEGACY_RULES: dict[str, MethodRule] = {
     "dense": MethodRule(sparse_compute=False, schedule="none"),
     "static": MethodRule(schedule="none"),
@@ -68,8 +68,6 @@ LEGACY_RULES: dict[str, MethodRule] = {
     "rigl": MethodRule(dense_grad="on_update"),  # Evci et al. 2020
     "snfs": MethodRule(dense_grad="always"),  # sparse momentum
     "gmp": MethodRule(schedule="prune"),  # Zhu & Gupta 2017 gradual magnitude pruning
-    # Sanh et al. 2020: GMP's schedule, weights ranked by accumulated -grad x weight (gradients of active weights only)
-    "movement": MethodRule(schedule="prune"),
     # SR-STE N:M (Zhou et al. 2021): straight-through, so every weight gets its gradient every step
     "nm": MethodRule(dense_grad="always", structure="nm", schedule="recompute"),
 }
