@@ -196,6 +196,15 @@ class _Batches:
         self.tensors = {k: enc[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc}
         self.labels = torch.tensor([e[2] for e in examples], dtype=torch.long)
         self.n, self.seed = len(examples), seed
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """The epoch's seeded order, drawn once per epoch (not once per step) as trainer.data does."""
+        if epoch not in self._perms:
+            if len(self._perms) >= 2:  # a batch spans at most two epochs; older ones are done
+                self._perms.pop(min(self._perms))
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch, 2]).permutation(self.n)
+        return self._perms[epoch]
 
     def train_batch(self, step: int, batch_size: int) -> dict[str, torch.Tensor]:
         flat = np.arange(step * batch_size, (step + 1) * batch_size)
@@ -203,7 +212,7 @@ class _Batches:
         idx = np.empty(batch_size, dtype=np.int64)
         for e in np.unique(epochs):  # a batch spans at most two epochs; each has its own seeded order
             sel = epochs == e
-            idx[sel] = np.random.default_rng([self.seed, int(e), 2]).permutation(self.n)[pos[sel]]
+            idx[sel] = self._epoch_order(int(e))[pos[sel]]
         idx = torch.from_numpy(idx)
         return {**{k: v[idx] for k, v in self.tensors.items()}, "labels": self.labels[idx]}
 
