@@ -2,8 +2,9 @@
 
 Each sparse path of a profile is fitted to the dataset rows that name it (``Point.path``) with
 ``scipy.optimize.least_squares`` on the residuals log(predicted / published speedup) (soft-L1 loss, so one
-odd build in an issue thread does not drag a path), through the same ``with_params`` parameter API and
-ranges as ``accelsim calibrate`` (accelsim.hardware.params.PATH_PARAMS). A path's parameters are fitted
+odd build in an issue thread does not drag a path), through the same ``fittable_params`` / ``with_params``
+parameter API as ``accelsim calibrate`` (accelsim.hardware.params.PATH_PARAMS), within this module's own,
+narrower ranges (:data:`LOG_BOUNDS`, :data:`LIN_BOUNDS`). A path's parameters are fitted
 only as far as its rows can tell them apart: one peak fraction per dtype that has rows; d_half and the
 exponent only when the rows span several densities; the fixed per-call overhead (descriptor / plan set-up)
 only when they span several sizes. The dense path is not refitted: its fractions carry datasheet or
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from accelsim.hardware import HardwareProfile, load_profile, with_params
+from accelsim.hardware import HardwareProfile, fittable_params, load_profile, with_params
 from accelsim.kernels.published import Point, load_points
 from accelsim.kernels.published_validate import Prediction, error_stats, predict
 
@@ -116,14 +117,6 @@ def free_params(profile: HardwareProfile, path: str, rows: list[Point]) -> list[
     return keys[: max(1, len(rows) - 1)]  # never more parameters than rows minus one
 
 
-def _get(profile: HardwareProfile, key: str) -> float:
-    _, path, param, *dt = key.split(".")
-    spec = profile.paths[path]
-    if param == "peak_fraction":
-        return spec.peak_fraction[dt[0]] if dt else spec.peak_fraction["*"]
-    return {"d_half": spec.d_half, "exponent": spec.exponent, "overhead": spec.overhead_s}[param]
-
-
 def _to_x(key: str, value: float) -> float:
     param = key.split(".")[2]
     if param in LOG_BOUNDS:
@@ -159,7 +152,8 @@ def fit_path(profile: HardwareProfile, path: str, rows: list[Point]) -> tuple[Ha
     """Least-squares fit of ``path``'s free parameters to ``rows``; returns the updated profile."""
     profile = _with_dtype_fractions(profile, path, sorted({p.dtype for p in rows}))
     keys = free_params(profile, path, rows)
-    x0 = np.array([_to_x(k, _get(profile, k)) for k in keys])
+    now = fittable_params(profile)
+    x0 = np.array([_to_x(k, now[k]) for k in keys])
     lo, hi = _bounds(keys)
     x0 = np.clip(x0, lo, hi)
 
