@@ -16,7 +16,8 @@ import numpy as np
 
 from accelsim.errors import UserError, expect
 from accelsim.sim.result import SimResult
-from accelsim.trace import EVAL_COLUMNS, Trace, load_trace, read_manifest
+from accelsim.trace import EVAL_COLUMNS, Trace, read_manifest
+from accelsim.trace_check import open_trace
 
 #: ``--target-metric NAME=VALUE`` names -> eval table column (higher is better for all of them).
 METRICS = {"accuracy": "eval_accuracy", "acc": "eval_accuracy", "f1": "eval_f1", "mcc": "eval_mcc",
@@ -111,7 +112,7 @@ def simulate_lineage(run: str | Path, profiles: list, devices: int = 1,
     from accelsim.sim.api import simulate_many
 
     runs = linked_runs(run)
-    traces = [load_trace(r) for r in runs]
+    traces = [open_trace(r) for r in runs]  # validated as simulate_many would open them
     per_run = [simulate_many(t, profiles, devices) for t in traces]
     out = []
     last = traces[-1]
