@@ -166,7 +166,7 @@ def check_patterns(t: pa.Table, source: Path, hist_bins: int, block_sizes: tuple
     expect(bool(np.all(_np(t, "step") >= 0)), "expected steps >= 0", source=source, field="step")
     rows, cols, nnz = (_np(t, c).astype(np.int64) for c in ("rows", "cols", "nnz"))
     for name, v in (("rows", rows), ("cols", cols)):
-        expect(bool(np.all((v > 0) & (v <= 1 << 20))), "expected a positive size up to 1048576",
+        expect(bool(np.all((v > 0) & (v <= LIMITS["shape"]))), f"expected a positive size up to {LIMITS['shape']}",
                source=source, field=name)
     _finite(t, "density", source, high=1.0)
     dens = _np(t, "density")
