@@ -180,9 +180,7 @@ def run_trial(spec: dict[str, Any], report: Callable[[int, float], None] | None 
     called at each evaluation (Ray Tune's ASHA reads it)."""
     t0 = time.perf_counter()
     run = Path(spec["dir"]) / "run"
-    base = {"trial": spec["trial"], "params": json.dumps(spec["params"], sort_keys=True, default=str),
-            "method": str(spec["params"].get("method", "dense")),
-            "sparsity": float(spec["params"].get("sparsity", 0.0)), "run": str(run)}
+    base = _identity(spec)
     try:
         if spec["mode"] == "train":
             _train(spec["params"], run, report)
@@ -261,6 +259,13 @@ def _simulate(run: Path, profiles: list[str], devices: int, target: float | None
     return rows
 
 
+def _identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a trial's result that come from its spec alone (a finished or a missing trial)."""
+    return {"trial": spec["trial"], "params": json.dumps(spec["params"], sort_keys=True, default=str),
+            "method": str(spec["params"].get("method", "dense")),
+            "sparsity": float(spec["params"].get("sparsity", 0.0)), "run": str(Path(spec["dir"]) / "run")}
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -326,10 +331,7 @@ def _result_of(spec: dict[str, Any]) -> dict[str, Any]:
     path = Path(spec["dir"]) / "result.json"
     if path.is_file():
         return json.loads(path.read_text())
-    return {"trial": spec["trial"], "status": "failed", "error": "the trial did not finish", "rows": [],
-            "params": json.dumps(spec["params"], sort_keys=True, default=str),
-            "method": str(spec["params"].get("method", "dense")),
-            "sparsity": float(spec["params"].get("sparsity", 0.0)), "run": str(Path(spec["dir"]) / "run"),
+    return {**_identity(spec), "status": "failed", "error": "the trial did not finish", "rows": [],
             "trial_wall_s": None}
 
 
