@@ -21,11 +21,12 @@ the optimizer and the sparsity method see what the masked path gives them.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from accelsim.kernels.cpu.blocksparse import BlockLayout, native_linear, native_sddmm
+from accelsim.kernels.cpu.blocksparse import block_layout, native_linear, native_sddmm
 from accelsim.kernels.cpu.csr import to_csr
 from accelsim.kernels.cpu.csr_c import CSRArrays, native_csr_matmul
 
@@ -76,13 +77,9 @@ class _Blocks:
     def __init__(self, mask: torch.Tensor, b: int, transpose: bool):
         cols_w = mask.shape[1]
         m = mask.T.contiguous() if transpose else mask
-        R, C = m.shape[0] // b, m.shape[1] // b
-        bm = m.reshape(R, b, C, b).any(dim=3).any(dim=1)  # a block is kept when any of its weights is
-        rr, cc = bm.nonzero(as_tuple=True)  # row-major = BSR order
-        row_ptr = torch.zeros(R + 1, dtype=torch.int32)
-        row_ptr[1:] = torch.cumsum(bm.sum(1), 0)
-        # as kernels.cpu.blocksparse.block_layout, without copying values: ours are gathered every step
-        self.layout = BlockLayout(b, R, C, row_ptr, cc.to(torch.int32), rr.to(torch.int32), torch.empty(0, b, b))
+        # the structure of kernels.cpu.blocksparse.block_layout (a block is kept when any of its weights is);
+        # no values kept: ours are gathered from W every step
+        self.layout = dataclasses.replace(block_layout(m, m, b), blocks=torch.empty(0, b, b))
         rr, cc = self.layout.row.long()[:, None, None], self.layout.col.long()[:, None, None]
         p = torch.arange(b)[None, :, None]
         q = torch.arange(b)[None, None, :]
