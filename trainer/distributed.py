@@ -251,8 +251,10 @@ class Distributed:
         state = torch.load(path, weights_only=True)
         expect(int(state["step"]) == step, f"rank state is at step {int(state['step'])}, the checkpoint at {step}",
                source=path, field="step")
+        from accelsim.trainer.train import _as_tuple  # train imports this module
+
         torch.set_rng_state(state["torch_rng"])
-        random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
+        random.setstate(_as_tuple(state["python_rng"]))
 
     @property
     def checkpoints_on_interrupt(self) -> bool:
