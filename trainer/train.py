@@ -32,7 +32,7 @@ from accelsim.trainer.sparsity import SparsityConfig, build_method
 from accelsim.trainer import recovery
 from accelsim.trainer.tracer import InputZeroProbe, TraceWriter, host_info, library_versions
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = recovery.CHECKPOINT  # one name for the file that train writes and recovery reads
 DEFAULT_SPARSE_ROLES = LINEAR_ROLES  # every encoder Linear (accelsim.bert)
 
 
