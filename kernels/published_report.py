@@ -30,8 +30,12 @@ def print_published(report: dict, console: Console | None = None) -> None:
         console.print(f"superseded rows (prototypes, since-fixed set-up, misbuilt; not fitted): {n} points, "
                       f"median |log err| {med}, within: {within}")
     for prof, rep in report["profiles"].items():
+        if rep.get("unvalidated"):
+            console.print(f"{prof}: unvalidated, {rep['unvalidated']}")
+            continue
         worst = ", ".join(f"{w['id']} {w['predicted']:.2f} vs {w['published']:.2f}" for w in rep["worst"][:3])
-        console.print(f"{prof} worst: {worst}")
+        if worst:
+            console.print(f"{prof} worst: {worst}")
         if rep["not_predicted"]:
             console.print(f"{prof}: {len(rep['not_predicted'])} whole-model/step rows not predicted "
                           f"({rep['not_predicted'][0]['why']})")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from accelsim.errors import UserError
-from accelsim.hardware import HardwareProfile, kernel_time, load_profile
+from accelsim.hardware import HardwareProfile, kernel_time, list_profiles, load_profile
 from accelsim.kernels.published import BEST_TOKENS, Point, load_points
 
 #: a prediction within this factor of the published speedup counts as "within" (issue 16's bar)
@@ -30,6 +30,8 @@ _PRODUCTS = {
     # MLP in -> out -> in: both layers' three products
     "mlp_fwdbwd": lambda t, i, o: [(k, t, a, b) for a, b in ((i, o), (o, i))
                                    for k in ("matmul", "matmul_dx", "matmul_dw")],
+    # MLP in -> out -> in, forward only (inference): the two products; the activation between them is not costed
+    "mlp_fwd": lambda t, i, o: [("matmul", t, i, o), ("matmul", t, o, i)],
 }
 
 
@@ -154,19 +156,26 @@ def summarise(preds: list[Prediction], worst: int = 5) -> dict:
 def validate_published(hw: list[str] | None = None, points_path: str | Path | None = None,
                        out: str | Path | None = None, profiles: dict[str, HardwareProfile] | None = None) -> dict:
     """Predict every row whose ``profile`` is in ``hw`` (default: every profile the dataset names).
+    A bundled profile the dataset has no row for is reported as ``unvalidated`` (0 points), not refused,
+    so asking for every bundled profile shows which ones no published measurement checks.
     ``profiles`` maps a dataset profile name to the profile to use instead of the bundled one (a fitted
     profile). Writes published_validation.json and .png under ``out`` when given."""
     points = load_points(points_path)
     names = sorted({p.profile for p in points if p.profile})
     wanted = names if not hw else list(hw)
-    unknown = [h for h in wanted if h not in names]
+    unknown = [h for h in wanted if h not in names and h not in list_profiles()]
     if unknown:
-        raise UserError(f"no published rows for {', '.join(unknown)}; rows exist for {', '.join(names)}",
-                        field="--hw")
+        raise UserError(f"no published rows and no bundled profile for {', '.join(unknown)}; rows exist for "
+                        f"{', '.join(names)}", field="--hw")
     profiles = profiles or {}
     preds = [predict(profiles.get(p.profile) or p.profile, p) for p in points if p.profile in wanted]
+    summary = summarise(preds)
+    unvalidated = [h for h in wanted if h not in names]
+    for h in unvalidated:
+        summary["profiles"][h] = {"n": 0, "families": {}, "worst": [], "not_predicted": [], "superseded": {"n": 0},
+                                  "unvalidated": "no published rows (benchmarks/published/README.md, 'Not covered')"}
     report = {"points": str(points_path or "benchmarks/published/points.csv"), "within_factor": WITHIN,
-              **summarise(preds), "predictions": [asdict(x) for x in preds]}
+              **summary, "unvalidated": unvalidated, "predictions": [asdict(x) for x in preds]}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

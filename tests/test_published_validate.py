@@ -71,3 +71,43 @@ def test_bert_inference_rows_are_costed_as_a_forward_pass():
     # the tutorial's eager BERT-base: 2:4 slower than dense at batch 4 (0.71x), faster at 256 (1.16x);
     # the fitted A100 profile reproduces both directions
     assert predict("gpu-a100", row(4, 0.71)).predicted < 1.0 < predict("gpu-a100", row(256, 1.16)).predicted
+
+
+def test_mlp_fwd_is_the_two_forward_products():
+    # an inference FFN in -> out -> in (pytorch/ao#2012 rows): dense and sparse time are the two products' sums
+    from accelsim.hardware import kernel_time, load_profile
+
+    prof = load_profile("gpu-h100")
+    p = _point(profile="gpu-h100", op="mlp_fwd", dtype="fp8", tokens=512, in_features=1024, out_features=4096,
+               pattern="2:4", density=0.5, path="2:4-sparse-tc", speedup=1.3)
+    shapes = ((512, 1024, 4096), (512, 4096, 1024))
+    dense = sum(kernel_time(prof, "matmul", *s, 1.0, "unstructured", "fp8") for s in shapes)
+    sparse = sum(kernel_time(prof, "matmul", *s, 0.5, "2:4", "fp8", path="2:4-sparse-tc") for s in shapes)
+    pred = predict(prof, p)
+    assert not pred.no_path and math.isclose(pred.predicted, dense / sparse, rel_tol=1e-9)
+
+
+def test_int8_rows_are_recorded_but_not_predicted():
+    # no bundled profile has an int8 peak: an int8 kernel row is listed as not predicted, never guessed
+    pred = predict("cpu-xeon-8380", _point(profile="cpu-xeon-8380", dtype="int8", path="", pattern="block",
+                                           block=16, density=0.15, speedup=1.6))
+    assert pred.predicted is None and "int8" in pred.why
+
+
+def test_bundled_profile_without_rows_is_reported_unvalidated(tmp_path):
+    from accelsim.errors import UserError
+    from accelsim.kernels.published import COLUMNS
+    from accelsim.kernels.published_validate import validate_published
+
+    f = tmp_path / "points.csv"
+    f.write_text(",".join(COLUMNS) + "\n" + "a,src,H100,gpu-h100,lib,current,2:4-sparse-tc,kernel_fwd,fp16,4096,"
+                 "4096,4096,,,,2:4,,0.5,,,1.2,table,x,\n")
+    rep = validate_published(["fpga-u280", "gpu-h100"], points_path=f)
+    assert rep["unvalidated"] == ["fpga-u280"] and rep["profiles"]["fpga-u280"]["n"] == 0
+    assert rep["profiles"]["gpu-h100"]["n"] == 1
+    try:
+        validate_published(["no-such-profile"], points_path=f)
+    except UserError as err:
+        assert "no-such-profile" in str(err)
+    else:
+        raise AssertionError("an unknown profile name must be refused")
