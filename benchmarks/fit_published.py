@@ -17,7 +17,7 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
-from accelsim.hardware import load_profile_text
+from accelsim.hardware import load_profile, load_profile_text
 from accelsim.hardware.params import PATH_PARAMS
 from accelsim.kernels.published_fit import NARROWED, NEW_PATHS, fit_profile
 from accelsim.kernels.published_validate import error_stats, plot_predictions
@@ -57,20 +57,24 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report = {"date": str(date.today()), "machine": platform.node() + " " + platform.machine(),
               "data": "benchmarks/published/points.csv", "profiles": {}}
-    held_all, super_all = [], []
+    held_all, super_all, in_all = [], [], []
     for name in args.profiles.split(","):
         fit = fit_profile(name, base=handset(name))
         held_all += fit.held_out
         super_all += fit.superseded
-        rep = {"sources": fit.sources, "held_out": fit.held_out_stats(), "superseded": error_stats(fit.superseded),
-               "paths": {pf.path: {"rows": pf.rows, "params": pf.params, "in_sample": pf.in_sample} for pf in fit.paths},
+        in_all += fit.in_sample
+        rep = {"sources": fit.sources, "held_out": fit.held_out_stats(), "in_sample": error_stats(fit.in_sample),
+               "superseded": error_stats(fit.superseded),
+               "paths": {pf.path: {"rows": pf.rows, "params": pf.params, "in_sample": pf.in_sample,
+                                   "derived": {k: v for k, (v, _) in pf.derived.items()}} for pf in fit.paths},
                "held_out_rows": [{"id": h.id, "source": h.source, "published": h.published,
                                   "predicted": h.predicted, "no_path": h.no_path} for h in fit.held_out]}
         report["profiles"][name] = rep
-        print(name, "held-out", rep["held_out"], "| superseded", rep["superseded"])
+        print(name, "held-out", rep["held_out"], "| in-sample", rep["in_sample"], "| superseded", rep["superseded"])
         for pf in fit.paths:
             print(f"  {pf.path}: {len(pf.rows)} rows, in-sample {pf.in_sample}, params "
-                  + ", ".join(f"{k.split('.', 2)[2]}={v:.4g}" for k, v in pf.params.items()))
+                  + ", ".join(f"{k.split('.', 2)[2]}={v:.4g}" for k, v in pf.params.items())
+                  + "".join(f", derived {k.split('.', 2)[2]}={v:.4g}" for k, (v, _) in pf.derived.items()))
         if args.no_write:
             continue
         sources = {f"paths.{p}": why for p, (_, _, why) in NEW_PATHS.get(name, {}).items()
@@ -79,6 +83,11 @@ def main() -> None:
             sources.update(prov)
         for pf in fit.paths:
             sources.update(_provenance(name, fit, pf))
+            sources.update({key: f"derived: benchmarks/fit_published.py (kernels/published_fit.share_dtype_ratios), {how}"
+                            for key, (_, how) in pf.derived.items()})
+        # a previous fit's provenance of a parameter this fit leaves alone goes with it
+        stale = {k for k, v in load_profile(name).sources.items()
+                 if v.startswith(("fitted: benchmarks/fit_published.py", "derived: benchmarks/fit_published.py"))}
         fitted = {"method": "kernels/published_fit.py (benchmarks/fit_published.py): scipy least_squares, soft-L1 on "
                             "log(predicted / published speedup), each sparse path on the rows naming it; dense path kept",
                   "data": "benchmarks/published/points.csv", "date": report["date"],
@@ -86,11 +95,12 @@ def main() -> None:
                   "paths": {pf.path: {"rows": pf.rows, "in_sample_median_abs_log_err": pf.in_sample.get("median_abs_log_err")}
                             for pf in fit.paths}}
         write_profile(ROOT / "hwconfigs" / f"{name}.yaml", fit.profile, [pf.path for pf in fit.paths],
-                      {p: base for p, (base, _, _) in NEW_PATHS.get(name, {}).items()}, set(sources), sources, fitted)
+                      {p: base for p, (base, _, _) in NEW_PATHS.get(name, {}).items()}, set(sources) | stale, sources, fitted)
         print(f"  wrote hwconfigs/{name}.yaml")
     report["held_out"] = error_stats(held_all)
     report["superseded"] = error_stats(super_all)
-    print("all profiles held-out", report["held_out"])
+    report["in_sample"] = error_stats(in_all)
+    print("all profiles held-out", report["held_out"], "| in-sample", report["in_sample"])
     (out / "fit.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_predictions(held_all, out / "heldout.png", title="held-out sources: predicted vs published speedup")
     print(f"wrote {out / 'fit.json'}, {out / 'heldout.png'}")

@@ -147,9 +147,13 @@ def published_fit(path: Path, d: dict) -> list[str]:
     rows = []
     for name, p in d["profiles"].items():
         rows.append(_err_row(f"{name} held-out ({len(p['sources'])} sources)", p["held_out"]))
+        if p.get("in_sample", {}).get("n"):
+            rows.append(_err_row(f"{name} in-sample (fit to every source)", p["in_sample"]))
         if p.get("superseded", {}).get("n"):
             rows.append(_err_row(f"{name} superseded", p["superseded"]))
     rows.append(_err_row("**all profiles, held-out**", d["held_out"]))
+    if d.get("in_sample", {}).get("n"):
+        rows.append(_err_row("all profiles, in-sample", d["in_sample"]))
     if d.get("superseded", {}).get("n"):
         rows.append(_err_row("all profiles, superseded", d["superseded"]))
     return lines + [""] + table(_ERR_HEADER, rows)

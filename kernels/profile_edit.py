@@ -47,7 +47,8 @@ def path_block(spec: PathSpec) -> list[str]:
 
 
 #: path keys a fit may change; an existing block keeps every other line as written
-FIT_KEYS = ("description", "peak_fraction", "d_half", "exponent", "overhead", "row_multiple", "block_sizes")
+FIT_KEYS = ("description", "peak_fraction", "d_half", "exponent", "overhead", "dispatch_overhead", "row_multiple",
+            "block_sizes")
 
 
 def _merge(old: list[str], new: list[str]) -> list[str]:

@@ -38,8 +38,13 @@ BEST_TOKENS = (4, 16, 64, 256, 1024, 4096, 16384)
 #: software state: "superseded" rows are kernels or builds their own source reports replaced (a prototype,
 #: a per-call set-up later cached, a misconfigured build); validated and shown, not fitted
 SOFTWARE = ("current", "superseded")
+#: how each sparse call was issued (README "Columns"): "eager" = from eager PyTorch through a Python tensor
+#: subclass / autograd function (host time per call, kernel_time(..., eager=True)); "compiled" = inside a
+#: torch.compile graph; "" = a direct library call, device-side timing, or not stated
+DISPATCH = ("", "eager", "compiled")
 COLUMNS = ("id", "source", "hardware", "profile", "library", "software", "path", "op", "dtype", "tokens", "in_features",
-           "out_features", "model", "batch", "seq_len", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note")
+           "out_features", "model", "batch", "seq_len", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note",
+           "dispatch")
 
 
 class Point(BaseModel):
@@ -71,6 +76,12 @@ class Point(BaseModel):
     read: Literal[READS]
     where: str = Field(min_length=1)
     note: str = ""
+    dispatch: Literal[DISPATCH] = ""
+
+    @field_validator("dispatch", mode="before")
+    @classmethod
+    def _blank_str(cls, v):
+        return "" if v is None else v  # a row written before the column existed has no trailing field
 
     @field_validator("tokens", "in_features", "out_features", "block", "batch", "seq_len", mode="before")
     @classmethod

@@ -46,8 +46,10 @@ def bert_forward_ops(model: str, batch: int, seq: int, density: float = 1.0, lab
     return ops
 
 
-def forward_time(profile: HardwareProfile, ops: list[Op], dtype: str, pattern_kind: str, path: str | None) -> float:
-    """Seconds of the pass; sparse linears on ``path`` when it can run them, else the fastest path."""
+def forward_time(profile: HardwareProfile, ops: list[Op], dtype: str, pattern_kind: str, path: str | None,
+                 eager: bool = False) -> float:
+    """Seconds of the pass; sparse linears on ``path`` when it can run them, else the fastest path.
+    ``eager``: every op is dispatched from eager PyTorch (a path's ``dispatch_overhead`` bounds its calls)."""
     # every encoder layer repeats the same ops: cost each distinct op once (the fit calls this often)
     counts: dict[tuple, tuple[Op, int]] = {}
     for op in ops:
@@ -57,8 +59,8 @@ def forward_time(profile: HardwareProfile, ops: list[Op], dtype: str, pattern_ki
     for op, count in counts.values():
         pat = synthetic_pattern(op.n, op.k, op.density, pattern_kind) if op.sparse else None
         try:
-            t = op_cost(profile, op, pat, dtype=dtype, path=path if op.sparse else None).time_s
+            t = op_cost(profile, op, pat, dtype=dtype, path=path if op.sparse else None, eager=eager).time_s
         except UserError:
-            t = op_cost(profile, op, pat, dtype=dtype).time_s
+            t = op_cost(profile, op, pat, dtype=dtype, eager=eager).time_s
         total += count * t
     return total

@@ -68,19 +68,20 @@ def _family_paths(profile: HardwareProfile, p: Point) -> list[str]:
 def _sparse_time(profile, kind, m, k, n, p: Point, pattern: str, paths: list[str]) -> tuple[float, bool]:
     """Time of one product on the family's path; (time, ran_on_family_path). Phases a family path does not
     run (a 2:4 path's dX/dW) fall back to the fastest path at that density, as the simulator would."""
+    eager = p.dispatch == "eager"
     for path in paths:
         try:
-            return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, path=path), True
+            return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, path=path, eager=eager), True
         except UserError:
             continue
-    return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype), False
+    return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, eager=eager), False
 
 
 def _speedup_at(profile, p: Point, tokens: int, pattern: str, paths: list[str]) -> tuple[float, float, bool]:
     dense = sparse = 0.0
     on_family = False
     for kind, m, k, n in _PRODUCTS[p.op](tokens, p.in_features, p.out_features):
-        dense += kernel_time(profile, kind, m, k, n, 1.0, "unstructured", p.dtype)
+        dense += kernel_time(profile, kind, m, k, n, 1.0, "unstructured", p.dtype, eager=p.dispatch == "eager")
         t, used = _sparse_time(profile, kind, m, k, n, p, pattern, paths)
         sparse += t
         on_family |= used
@@ -106,9 +107,10 @@ def predict(profile: HardwareProfile | str, p: Point) -> Prediction:
     if p.op == "model_inference":  # a BERT forward pass, op by op (kernels.published_models)
         from accelsim.kernels.published_models import bert_forward_ops, forward_time
 
-        dense = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len), p.dtype, pattern, None)
+        eager = p.dispatch == "eager"
+        dense = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len), p.dtype, pattern, None, eager)
         sparse = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len, p.density), p.dtype,
-                              pattern, paths[0])
+                              pattern, paths[0], eager)
         return Prediction(**base, predicted=dense / sparse, log_err=math.log(dense / sparse / p.speedup),
                           no_path=False)
     grid = BEST_TOKENS if p.tokens == "best" else (p.tokens,)

@@ -287,7 +287,7 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
 
 
 def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None, *, resident: bool = True,
-            dtype: str | None = None, path: str | None = None, warm: bool = False) -> OpCost:
+            dtype: str | None = None, path: str | None = None, warm: bool = False, eager: bool = False) -> OpCost:
     """Cost of ``op`` on one device of ``profile``.
 
     ``pattern``: the layer's latest patterns.parquet row (None: uniform random at ``op.density``).
@@ -296,6 +296,8 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     ``path`` forces one path by name (UserError if it cannot run this op). ``warm``: the op runs again and
     again on the same weights (a kernel benchmark), so they stay in a cache that holds them; a training
     step (the simulator's default) touches every layer in turn and finds them in main memory.
+    ``eager``: the call is dispatched from eager framework code, so a path's ``dispatch_overhead`` (host
+    time per call) bounds it from below (products only; the simulator's default leaves it out).
     """
     profile = load_profile(profile)
     ctx = _Ctx(profile, dtype or profile.dtype, resident, warm)
@@ -324,7 +326,16 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     if not plans:
         raise UserError(f"no path can run op {op.name!r} in dtype {ctx.dtype}", source=profile.source_file,
                         field="paths")
-    return _fastest([_cost_plan(ctx, op, pl, pattern, density) for pl in plans])
+    return _fastest([_eager(_cost_plan(ctx, op, pl, pattern, density), pl.spec, eager) for pl in plans])
+
+
+def _eager(cost: OpCost, spec: PathSpec, eager: bool) -> OpCost:
+    """An eagerly dispatched call: the host issues it asynchronously in ``dispatch_overhead`` seconds, so
+    the device waits whenever that is longer than the kernel (a steady stream of such calls)."""
+    if eager and spec.dispatch_overhead_s > cost.time_s:
+        cost.overhead_s += spec.dispatch_overhead_s - cost.time_s
+        cost.time_s = spec.dispatch_overhead_s
+    return cost
 
 
 def _fastest(costs: list[OpCost]) -> OpCost:
@@ -368,7 +379,8 @@ _FFF_KERNELS = {"fff": ("fwd", True), "fff_dx": ("bwd_input", True), "fff_dw": (
 
 def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
                 pattern: str = "unstructured", dtype: str | None = None, *, path: str | None = None,
-                trees: int | None = None, depth: int | None = None, fff: dict | None = None) -> float:
+                trees: int | None = None, depth: int | None = None, fff: dict | None = None,
+                eager: bool = False) -> float:
     """Seconds for one product of a linear layer Y = X W^T (X: m x k, W: n x k at ``density``).
 
     ``kind``: "matmul" (forward), "matmul_dx" (input gradient) or "matmul_dw" (weight gradient), always
@@ -382,6 +394,7 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
     cond_matmul products of that phase, plus the GELU of the visited neurons for "fff"; ``fff`` is an
     fff-table row (None: balanced visits). "ff", "ff_dx", "ff_dw": the dense FF of width n (GELU included
     in "ff"), the baseline. ``path`` forces the products' path (e.g. "cmm" or the dense path).
+    ``eager``: dispatched from eager framework code (see :func:`op_cost`).
     """
     if kind in _FFF_KERNELS:
         return _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff)
@@ -399,7 +412,7 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
     op = Op(name=f"kernel.{kind}", kind="linear", phase=phase, m=om, k=ok, n=on, density=density,
             sparse=density < 1.0, flops_dense=dense, flops=dense * density)
     pat = synthetic_pattern(n, k, density, pattern) if density < 1.0 else None
-    return op_cost(profile, op, pat, dtype=dtype, path=path, warm=True).time_s
+    return op_cost(profile, op, pat, dtype=dtype, path=path, warm=True, eager=eager).time_s
 
 
 def _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff) -> float:

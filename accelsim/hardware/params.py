@@ -69,6 +69,14 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
     PathParam("overhead", "overhead_s", 0.0, "time", fit_bounds=(0.0, 10.0),
               fit_for=(("dense", 1), ("sparse", 1), ("conditional", 1)), log_floor=1e-8, absent_end="lo",
               sample=(1e-7, 1e-3), start=10e-6, doc="fixed seconds per call on top of the launch overhead"),
+    # host side of an eagerly dispatched call, not the kernel: the published PyTorch 2:4 rows show it (the
+    # tutorial's BERT-base at batch 4 takes the same 15.5 ms as at batch 16 when eager and 7.5 ms compiled;
+    # pytorch#111339: a 1-token product 0.196 ms sparse vs 0.022 ms dense), benchmarks/published/README.md
+    PathParam("dispatch_overhead", "dispatch_overhead_s", 0.0, "time", fit_bounds=(0.0, 1e-2), log_floor=1e-8,
+              absent_end="lo", start=50e-6,
+              doc="host seconds per call when dispatched from eager framework code (a Python tensor subclass): "
+                  "the host issues calls asynchronously, so such a call takes max(device time, this); compiled "
+                  "graphs and direct library calls do not pay it (kernel_time(..., eager=True))"),
     PathParam("decode_per_nnz", "decode_s_per_nnz", 0.0, "time", fit_bounds=(0.0, 1.0), log_floor=1e-13,
               absent_end="lo", sample=(1e-12, 1e-9), start=1e-10,
               doc="format handling per stored nonzero (one unit's time)"),
