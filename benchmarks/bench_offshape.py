@@ -31,9 +31,16 @@ from accelsim.kernels import timing
 from accelsim.kernels.bench import BenchConfig, run_bench, write_measurements
 from accelsim.kernels.local import PATHS
 
-#: (tokens, hidden, layers, fff shapes): the fitted grid, calibrate-local's (tokens 256/1024 x hidden 256/768)
-ON_GRID = [(256, 256, ("ffn_in", "attn"), ("1x7", "1x11")), (256, 768, ("ffn_in", "attn"), ("1x7", "1x11")),
-           (1024, 256, ("ffn_in", "attn"), ("1x7", "1x11")), (1024, 768, ("ffn_in", "attn"), ("1x7", "1x11"))]
+#: (tokens, hidden, layers, fff shapes): the fitted grid: calibrate-local's (tokens 256/1024 x hidden 256/768)
+#: and, unless --narrow, a wider irregular spread the fit also sees (few and many tokens, widths to 3072, a
+#: weight beyond the 32 MiB L3, an ffn_out product), so that a held-out shape is inside the fitted range
+#: rather than an extrapolation from four shapes
+CALIBRATE_LOCAL = [(256, 256, ("ffn_in", "attn"), ("1x7", "1x11")), (256, 768, ("ffn_in", "attn"), ("1x7", "1x11")),
+                   (1024, 256, ("ffn_in", "attn"), ("1x7", "1x11")), (1024, 768, ("ffn_in", "attn"), ("1x7", "1x11"))]
+WIDER = [(128, 512, ("ffn_in", "ffn_out", "attn"), ("1x7",)), (48, 1536, ("attn",), ()),
+         (2048, 384, ("ffn_in",), ("1x7",)), (512, 1536, ("attn",), ()), (128, 3072, ("attn",), ()),
+         (384, 1152, ("ffn_out",), ())]
+ON_GRID = CALIBRATE_LOCAL + WIDER
 #: held out whole: token counts and widths the grid never has, non-powers of two, widths up to 4096
 #: (1000 is not a multiple of 16: its block cases cannot exist, the others run)
 OFF_SHAPE = [(96, 320, ("ffn_in", "attn"), ("1x7", "1x11")), (200, 1000, ("ffn_out",), ("1x7",)),
@@ -49,12 +56,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--reduced", action="store_true")
+    ap.add_argument("--narrow", action="store_true", help="fit on calibrate-local's four shapes only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     off = OFF_SHAPE_REDUCED if args.reduced else OFF_SHAPE
-    # on-grid and off-shape blocks alternate, smallest first: a sweep cut short still has both kinds
-    blocks = [b for pair in zip(ON_GRID, off) for b in pair] + ON_GRID[len(off):] + off[len(ON_GRID):]
+    fit = CALIBRATE_LOCAL if args.narrow else ON_GRID
+    # on-grid and off-shape blocks alternate: a sweep cut short still has both kinds
+    blocks = [b for pair in zip(fit, off) for b in pair] + fit[len(off):] + off[len(fit):]
     clock = getattr(timing, "thread_cpu_clock", None) if args.threads == 1 else None
     out = Path(args.out)
     docs, t0 = [], time.perf_counter()
@@ -76,7 +85,8 @@ def main(argv=None) -> None:
                              hidden=sorted({b[1] for b in blocks[:i + 1]}), layers=sorted({x for b in blocks[:i + 1] for x in b[2]}),
                              blocks=log, heldout_shapes=[[b[0], b[1]] for b in blocks[:i + 1] if b in off],
                              clock="thread CPU time" if clock else "wall time",
-                             sweep_wall_s=time.perf_counter() - t0, reduced=args.reduced)
+                             sweep_wall_s=time.perf_counter() - t0, reduced=args.reduced,
+                             narrow=args.narrow)
         write_measurements(doc, out)
     print(f"sweep: {sum(e['records'] for e in log)} records in {time.perf_counter() - t0:.0f} s -> {out}")
 

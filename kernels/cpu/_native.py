@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import re
 from pathlib import Path
 
 from accelsim.kernels.native import FLAGS, build, cache_dir  # noqa: F401  (re-exported: where builds are cached)
@@ -47,3 +48,58 @@ def load_csr():
 
 def csr_available() -> str | None:
     return load_csr()[1]
+
+
+def _define(source: Path, name: str, isa_flags: frozenset = frozenset()) -> int:
+    """The integer value a ``#define`` of the C source gives ``name`` when built for a CPU with ``isa_flags``:
+    the first definition in the branch of ``#if defined(__AVX512F__) / #elif defined(__AVX__) / #else``
+    that the CPU takes, or the unconditional one. The kernels' tiling constants live in the C sources only;
+    the cost model reads them from there rather than from a second copy."""
+    branch, taken, value = None, False, None
+    for line in source.read_text().splitlines():
+        s = line.strip()
+        if s.startswith("#if defined(__AVX512F__)"):
+            branch = "avx512f" in isa_flags
+            taken = branch
+        elif s.startswith("#elif defined(__AVX__)"):
+            branch = not taken and "avx" in isa_flags
+            taken = taken or branch
+        elif s.startswith("#else") and branch is not None:
+            branch = not taken
+        elif s.startswith("#endif"):
+            branch = None
+        elif s.startswith(f"#define {name} ") and branch is not False:
+            expr = s[len(f"#define {name} "):].split("/*")[0].strip()
+            if re.fullmatch(r"[0-9()*<+ ]+", expr):  # integer arithmetic only: never evaluate anything else
+                value = int(_int_expr(expr))
+                break
+    if value is None:
+        raise ValueError(f"{source.name} defines no integer {name}")
+    return value
+
+
+def _int_expr(expr: str) -> int:
+    """An integer expression of digits, parentheses, '*', '+' and '<<' (the defines above), without eval."""
+    import ast
+    import operator
+
+    ops = {ast.Mult: operator.mul, ast.Add: operator.add, ast.LShift: operator.lshift}
+
+    def ev(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        raise ValueError(f"not an integer expression: {expr}")
+    return ev(ast.parse(expr, mode="eval").body)
+
+
+def structure_terms(isa_flags) -> dict[str, dict[str, int]]:
+    """Cost-model terms that follow from how the C kernels cut their work (accelsim.hardware.params:
+    row_multiple, chunk_bytes), for a CPU with ``isa_flags``, by kernel: ``csr_c`` computes tokens in chunks
+    of NA_MAX accumulators x VL lanes (a shorter last chunk costs about a full one) and reads X^T in panels of
+    CHUNK_BYTES; ``blocksparse_c`` runs token chunks of CHUNK_BYTES of X rows."""
+    flags = frozenset(isa_flags)
+    return {"csr_c": {"row_multiple": _define(CSR_SOURCE, "NA_MAX", flags) * _define(CSR_SOURCE, "VL", flags),
+                      "chunk_bytes": _define(CSR_SOURCE, "CHUNK_BYTES", flags)},
+            "blocksparse_c": {"chunk_bytes": _define(SOURCE, "CHUNK_BYTES", flags)}}
