@@ -34,7 +34,14 @@ ADAM_FLOPS_PER_PARAM = 10.0
 MASK_SCORE_FLOPS_PER_ELEMENT = 2.0
 
 #: Elementwise work per element (vector ops), used by the simulator's vector units.
-ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0}
+ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0,
+                   # sparse execution's own work (sparse_execution_ops): index arithmetic per element; a profile
+                   # without measured element times prices them by these and their memory traffic
+                   "gather": 1.0, "scatter": 1.0, "format_build": 4.0,
+                   # one add per element of dY (a reduction over the tokens)
+                   "bias_grad": 1.0}
+#: role of a linear layer's bias-gradient reduction (:func:`_bias_grad`)
+BIAS_GRAD = "bias_grad"
 
 LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
@@ -113,6 +120,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
             ops.append(_mm(f"{info.name}.dx", "linear", "bwd_input", T, out_f, in_f, **common))
             dw = dict(common, sparse=sp and not kind.dense_grad)
             ops.append(_mm(f"{info.name}.dw", "linear", "bwd_weight", out_f, T, in_f, **dw))
+            ops.append(_bias_grad(f"{info.name}.db", T, out_f, block=blk, layer=info.name))
         dh = H // heads
         for nm in ("scores", "context"):
             fwd = _mm(f"block{blk}.attn_{nm}.fwd", "attn_matmul", "fwd", S, dh, S, batch=B * heads, block=blk)
@@ -129,6 +137,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
         ops.extend(classifier_head_ops(B, H, int(head["labels"])))
         if md.get("teacher"):
             ops.extend(teacher_ops(manifest, md["teacher"]))
+        ops.extend(sparse_execution_ops(manifest, densities, kind))
         ops.append(_optimizer(manifest, densities, kind))
         if kind.mask_update:
             ops.extend(_mask_update_ops(manifest, densities))
@@ -138,6 +147,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
         ops.append(_mm(f"{nm}.fwd", "linear", "fwd", T, k_, n_, role=nm))
         ops.append(_mm(f"{nm}.dx", "linear", "bwd_input", T, n_, k_, role=nm))
         ops.append(_mm(f"{nm}.dw", "linear", "bwd_weight", n_, T, k_, role=nm))
+        ops.append(_bias_grad(f"{nm}.db", T, n_))
     ops.extend(_elementwise_pair("mlm_head.gelu_layernorm", "layernorm", 2 * T * H))
     # cross-entropy over the vocabulary: log-softmax reads the T x V logits and writes log-probs; its
     # backward reads both and writes the logits' gradient into a zero-filled buffer. At small hidden
@@ -146,9 +156,50 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     # profile can give it a measured time per element (vector path element_time).
     ops.append(Op("mlm_loss.fwd", "elementwise", "fwd", role="loss", elements=T * V))
     ops.append(Op("mlm_loss.bwd", "elementwise", "bwd_input", role="loss", elements=2 * T * V))
+    ops.extend(sparse_execution_ops(manifest, densities, kind))
     ops.append(_optimizer(manifest, densities, kind))
     if kind.mask_update:
         ops.extend(_mask_update_ops(manifest, densities))
+    return ops
+
+
+#: Roles of the work accelsim's own sparse execution (``manifest.execution == "sparse"``,
+#: accelsim.kernels.cpu.autograd) does around its kernels; a CPU profile's vector path times them per element
+#: (kernels.vector_ops.execution_rows, by ``accelsim hw calibrate-local``)
+GATHER, SCATTER, FORMAT_BUILD = "gather", "scatter", "format_build"
+
+
+def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind) -> list[Op]:
+    """What a sparse-executed run (the trainer's ``--execute sparse``) does besides the products, per sparse layer:
+
+    * every step, the current values gathered into the forward and input-gradient formats (2 x nnz
+      elements: the execution keeps no values between optimizer steps, the dense weight is the master copy);
+    * on steps without a dense gradient, the masked weight gradient scattered into a zero-filled
+      dense-shaped buffer (2 x rows x cols elements: the optimizer and the method read a dense gradient);
+    * on mask-update steps, the formats rebuilt from the new mask (rows x cols elements scanned);
+
+    and its optimizer is dense AdamW over every weight (see :func:`_optimizer`). A masked run (the default
+    execution) gets none of these: the simulator prices the sparse implementation it would have, not the
+    trainer's masked emulation. The layer's products are assumed to run on sparse formats (at the densities
+    where that execution is faster than dense, the profile's cost model picks sparse paths for them)."""
+    if manifest.execution != "sparse" or not kind.sparse_compute:
+        return []
+    ops = []
+    for info in manifest.layers:
+        d = densities.get(info.name, info.target_density) if info.sparse else 1.0
+        if not info.sparse or d >= 1.0:
+            continue
+        numel = info.shape[0] * info.shape[1]
+        common = dict(block=_block_index(info.name), layer=info.name, role="", density=d)
+        ops.append(Op(f"{info.name}.gather", "elementwise", "fwd", **dict(common, role=GATHER),
+                      elements=2 * round(numel * d)))
+        if not kind.dense_grad:
+            # a backward op: two elements per weight (read the zeroed buffer's line, write it), as above
+            ops.append(Op(f"{info.name}.scatter", "elementwise", "bwd_weight", **dict(common, role=SCATTER),
+                          elements=2 * numel))
+        if kind.mask_update:
+            ops.append(Op(f"{info.name}.format_build", "elementwise", "mask_update",
+                          **dict(common, role=FORMAT_BUILD), elements=numel))
     return ops
 
 
@@ -243,6 +294,13 @@ def fff_layer_ops(ffn: dict, blk: int, T: int, H: int, conditional: bool = True)
     return ops
 
 
+def _bias_grad(name: str, tokens: int, out_features: int, **kw) -> Op:
+    """A linear layer's bias gradient: dY summed over the tokens (tokens x out elements read). Every BERT
+    linear has a bias; at the vocabulary-wide decoder this reduction is a few milliseconds a step on a CPU
+    (benchmarks/bench_step_breakdown.py: aten::sum)."""
+    return Op(name, "elementwise", "bwd_weight", role=BIAS_GRAD, elements=tokens * out_features, **kw)
+
+
 def _elementwise_pair(name: str, role: str, elements: int, block: int = -1) -> list[Op]:
     """Forward and backward of an elementwise op; backward reads the saved input and the gradient."""
     return [Op(f"{name}.fwd", "elementwise", "fwd", block=block, role=role, elements=elements),
@@ -269,8 +327,10 @@ def _optimizer(manifest: Manifest, densities: dict[str, float], kind: StepKind) 
     rest = dense_params(manifest)
     total_dense = rest + sum(i.shape[0] * i.shape[1] for i in manifest.layers)
     updated = rest
+    # a sparse-executed run keeps torch's dense AdamW (the methods read dense weights and moments)
+    nnz_only = kind.sparse_compute and manifest.execution != "sparse"
     for i in manifest.layers:
-        d = densities.get(i.name, i.target_density) if (i.sparse and kind.sparse_compute) else 1.0
+        d = densities.get(i.name, i.target_density) if (i.sparse and nnz_only) else 1.0
         updated += round(i.shape[0] * i.shape[1] * d)
     return Op("optimizer", "optimizer", "optimizer", elements=updated,
               flops_dense=ADAM_FLOPS_PER_PARAM * total_dense, flops=ADAM_FLOPS_PER_PARAM * updated,

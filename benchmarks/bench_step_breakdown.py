@@ -8,6 +8,13 @@ simulator's step time itself. Categories are matched by name (CATEGORIES, worklo
 
     python benchmarks/bench_step_breakdown.py [--steps 16] [--batch 32] [--seq 128] [--hw cpu-local]
                                              [--out benchmarks/results/<machine>/step-breakdown.json]
+    python benchmarks/bench_step_breakdown.py --model bert-small --batch 16 --variant brigl90-b16-sparse \
+        --hw benchmarks/results/zen5-f26m2/cpu-zen5-f26m2.yaml      # a bench_sparse_training.py variant
+
+Sparse-executed variants (``--execute sparse``): the sparse layers' products are labelled by
+accelsim.kernels.cpu.autograd (record_function), so the C kernels' time is theirs; every op inside a label
+(aten ops included) is counted in the label's category, and the simulator's ops of sparse layers are split
+by phase the same way.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -25,7 +33,9 @@ import torch
 from accelsim import simulate
 from accelsim import trace as tr
 from accelsim.hardware import fits_on_chip, load_profile, op_cost
-from accelsim.workload import step_ops
+from accelsim.sim.schedule import plan_epochs
+from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER, step_ops
+from accelsim.kernels.cpu import autograd as sparse_autograd
 from accelsim.kernels.machine import machine_info
 from accelsim.trainer.data import DataConfig
 from accelsim.trainer.sparsity import SparsityConfig
@@ -43,15 +53,30 @@ CATEGORIES = [
 ]
 
 
+#: record_function label of the sparse execution -> category (every op under it counts there)
+LABELS = {sparse_autograd.GATHER: "sparse_gather", sparse_autograd.FWD: "sparse_fwd", sparse_autograd.DX: "sparse_dx",
+          sparse_autograd.DW: "sparse_dw", sparse_autograd.SCATTER: "sparse_dw_scatter"}
+_PHASE_CATEGORY = {"fwd": "sparse_fwd", "bwd_input": "sparse_dx", "bwd_weight": "sparse_dw"}
+#: accelsim.workload.sparse_execution_ops roles -> the label category that times the same work
+_EXECUTION_CATEGORY = {GATHER: "sparse_gather", SCATTER: "sparse_dw_scatter", FORMAT_BUILD: "optimizer"}
+
+
 def op_category(name: str) -> str:
+    if name in LABELS:
+        return LABELS[name]
     for cat, pat in CATEGORIES:
         if re.search(pat, name):
             return cat
     return "framework"
 
 
-def workload_category(op) -> str:
-    """The same categories for the simulator's ops (accelsim.workload)."""
+def workload_category(op, sparse_layers=frozenset()) -> str:
+    """The same categories for the simulator's ops (accelsim.workload); ``sparse_layers``: the layers a
+    sparse-executed run routes through the labelled products."""
+    if op.kind == "linear" and op.layer in sparse_layers:
+        return _PHASE_CATEGORY[op.phase]
+    if op.role in _EXECUTION_CATEGORY:
+        return _EXECUTION_CATEGORY[op.role]
     if op.name.startswith("mlm_loss"):
         return "loss"
     if op.kind == "attn_matmul" or ".softmax." in op.name:
@@ -60,12 +85,36 @@ def workload_category(op) -> str:
             "mask_update": "optimizer"}.get(op.kind, "elementwise")
 
 
-def measure(root: Path, steps: int, batch: int, seq: int, threads: int) -> tuple[Path, dict[str, float], float, dict]:
-    """Train ``steps`` dense steps under the profiler; per-category seconds per profiled step."""
+def _label_of(ev) -> str | None:
+    """Category of the nearest labelled ancestor: a sparse-execution label, or the optimizer's own
+    record_function (torch.optim labels its step "Optimizer.step#<class>.step"; AdamW's sqrt and mul_ are
+    otherwise plain elementwise aten ops)."""
+    while ev is not None:
+        if ev.name in LABELS:
+            return LABELS[ev.name]
+        if ev.name.startswith("Optimizer.step#"):
+            return "optimizer"
+        ev = ev.cpu_parent
+    return None
+
+
+def measure(root: Path, steps: int, batch: int, seq: int, threads: int, model: str = "bert-tiny",
+            variant: str | None = None, hw: str = "cpu-local") -> tuple[Path, dict[str, float], float, dict]:
+    """Train ``steps`` steps under the profiler; per-category seconds per profiled step. ``variant``: one of
+    bench_sparse_training.VARIANTS (default: dense)."""
     out = root / "run"
-    cfg = TrainConfig(model="bert-tiny", out=str(out), steps=steps, batch_size=batch, eval_every=10_000,
-                      checkpoint_every=10_000, threads=threads, data=DataConfig(seq_len=seq),
-                      sparsity=SparsityConfig(method="dense", sparsity=0.0))
+    if variant:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_sparse_training import config
+        cfg = config(variant, root, steps, hw, threads, model=model, batch=batch)
+        # no mask change, evaluation or checkpoint inside the profiled window (the medians of the benchmark
+        # leave update steps out too)
+        cfg.sparsity.update_every, cfg.eval_every, cfg.checkpoint_every = 10_000, 10_000, 10_000
+        out = Path(cfg.out)
+    else:
+        cfg = TrainConfig(model=model, out=str(out), steps=steps, batch_size=batch, eval_every=10_000,
+                          checkpoint_every=10_000, threads=threads, data=DataConfig(seq_len=seq),
+                          sparsity=SparsityConfig(method="dense", sparsity=0.0))
     wait, warm = 3, 2
     active = steps - wait - warm - 1  # the last step also evaluates and checkpoints: not profiled
     sched = torch.profiler.schedule(wait=wait, warmup=warm, active=active, repeat=1)
@@ -73,27 +122,36 @@ def measure(root: Path, steps: int, batch: int, seq: int, threads: int) -> tuple
         train(cfg, progress=False, on_step=lambda step, metrics: prof.step())
     cats: dict[str, float] = defaultdict(float)
     ops: dict[str, float] = defaultdict(float)
-    for ev in prof.key_averages():
-        if ev.key.startswith("ProfilerStep"):
+    events = prof.events()
+    # divide by the steps the profiler really recorded (its window can differ from ``active`` by the
+    # schedule's bookkeeping; each ProfilerStep event spans one step)
+    profiled = max(sum(1 for ev in events if ev.name.startswith("ProfilerStep")), 1)
+    for ev in events:
+        if ev.name.startswith("ProfilerStep"):
             continue
-        s = ev.self_cpu_time_total * 1e-6 / active
-        cats[op_category(ev.key)] += s
-        ops[ev.key] += s
+        s = ev.self_cpu_time_total * 1e-6 / profiled
+        cats[_label_of(ev) or op_category(ev.name)] += s
+        ops[ev.name] += s
     wall = tr.read_table(out, "steps")["wall_s"].to_numpy()[wait + warm:wait + warm + active]
     top = dict(sorted(ops.items(), key=lambda kv: -kv[1])[:25])
     return out, dict(cats), float(np.median(wall)), top
 
 
 def predict(run: Path, hw: str) -> tuple[dict[str, float], float, float]:
-    """(seconds per category from op_cost, their sum, the simulator's median step time) for one dense step."""
+    """(seconds per category from op_cost, their sum, the simulator's median step time) for the run's most
+    common step (the epoch with the most steps: its densities and pattern statistics, as the simulator
+    sees them)."""
     profile = load_profile(hw)
     trace = tr.load_trace(run)
     man = trace.manifest
-    densities = {info.name: 1.0 for info in man.layers}
-    resident = bool(fits_on_chip(profile, man, densities))
+    plan = plan_epochs(trace)
+    epoch = max(plan.epochs, key=lambda e: e.count)
+    resident = bool(fits_on_chip(profile, man, epoch.densities))
+    sparse_layers = frozenset(i.name for i in man.layers if i.sparse) if man.execution == "sparse" else frozenset()
     cats: dict[str, float] = defaultdict(float)
-    for op in step_ops(man, densities):
-        cats[workload_category(op)] += op_cost(profile, op, None, resident=resident).time_s
+    for op in step_ops(man, epoch.densities, epoch.kind):
+        pattern = epoch.patterns.get(op.layer) if op.layer else None
+        cats[workload_category(op, sparse_layers)] += op_cost(profile, op, pattern, resident=resident).time_s
     sim = simulate(run, profile)
     return dict(cats), float(sum(cats.values())), float(np.median(np.asarray(sim.timeline["time_s"])))
 
@@ -105,18 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--hw", default="cpu-local")
+    ap.add_argument("--model", default="bert-tiny")
+    ap.add_argument("--variant", default=None, help="a bench_sparse_training.py variant (default: dense)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     if a.steps < 8:
         ap.error("--steps must be at least 8 (3 untimed, 2 warm-up, the last one evaluates)")
     root = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
     try:
-        run, measured, wall, top = measure(root, a.steps, a.batch, a.seq, a.threads)
+        run, measured, wall, top = measure(root, a.steps, a.batch, a.seq, a.threads, a.model, a.variant, a.hw)
         predicted, pred_sum, sim_step = predict(run, a.hw)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     cats = sorted(set(measured) | set(predicted), key=lambda c: -measured.get(c, 0.0))
-    print(f"bert-tiny, batch {a.batch} x {a.seq} tokens, {a.threads} threads; per step (ms), profile {a.hw}")
+    print(f"{a.model} {a.variant or 'dense'}, batch {a.batch} x {a.seq} tokens, {a.threads} threads; per step (ms), profile {a.hw}")
     print(f"{'category':<12} {'measured':>9} {'predicted':>10} {'pred/meas':>9}")
     rows = {}
     for c in cats:
@@ -130,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print("largest ops (ms/step): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in list(top.items())[:10]))
     if a.out:
         a.out.write_text(json.dumps({
-            "model": "bert-tiny", "batch_size": a.batch, "seq_len": a.seq, "threads": a.threads, "profile": a.hw,
+            "model": a.model, "variant": a.variant or "dense", "batch_size": a.batch, "seq_len": a.seq, "threads": a.threads, "profile": a.hw,
             "machine": machine_info(), "categories": rows, "measured_total_s": total_m,
             "predicted_total_s": pred_sum, "step_wall_s": wall, "simulated_step_s": sim_step,
             "top_ops_s": top}, indent=2))

@@ -177,7 +177,7 @@ def fff(path: Path, d: dict) -> list[str]:
 @renders("step-breakdown*.json", "Whole training step: measured vs simulated (`bench_step_breakdown.py`)")
 def step_breakdown(path: Path, d: dict) -> list[str]:
     m, p = d["measured_total_s"], d["predicted_total_s"]
-    lines = [f"{d['model']} dense step, batch {d['batch_size']} × {d['seq_len']}, {d['threads']} threads, "
+    lines = [f"{d['model']} {d.get('variant', 'dense')} step, batch {d['batch_size']} × {d['seq_len']}, {d['threads']} threads, "
              f"profile `{d['profile']}`: measured {ms(m)}, predicted {ms(p)} (error {(p / m - 1) * 100:+.1f} %)."]
     rows = [[k, ms(v["measured_s"]), ms(v["predicted_s"]), times(v["ratio"]) if v["predicted_s"] else "not modelled"]
             for k, v in sorted(d["categories"].items(), key=lambda kv: -kv[1]["measured_s"])]

@@ -133,6 +133,7 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
     for path in d["paths"].values():
         for pat in _ZEN3_WORDING:
             path["description"] = re.sub(pat, "", path["description"])
+    terms = _structure_terms(d, machine)
     src = d["sources"]
     here = f"measured on this machine by `accelsim hw calibrate-local` ({machine['date'][:10]})"
     fma = "512-bit" if allc.get("fma512_gflops_all_threads") == gflops else "256-bit"
@@ -147,13 +148,15 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
         "memory.l3.capacity": "sysfs cache index3 on this machine",
         "memory.dram.capacity": "MemTotal of /proc/meminfo on this machine",
         "paths.vector.element_time": f"{files['vector']}: torch ops at bert-tiny batch shapes, forward and "
-                                     f"autograd backward, interleaved medians, {here}",
+                                     f"autograd backward, and the sparse execution's gather / scatter / format "
+                                     f"build at a 3072 x 768 weight of density 0.1, interleaved medians, {here}",
     })
     for level in ("l2", "l3", "dram"):
         if level in memory:
             src[f"memory.{level}.bandwidth"] = (f"{files['memory']}: numpy copy of {memory[level]['bytes'] >> 10} KiB, "
                                                 f"read+write bytes, best of {memory[level]['tries']} "
                                                 f"({memory[level].get('clock', 'perf_counter')}), {here}")
+    src.update(terms)
     for key, text in list(src.items()):  # the template's own fits: starting values here, refitted where possible
         if text.startswith("fitted by `accelsim calibrate`"):
             src[key] = f"starting value from the bundled {template} calibration (a Zen 3), refitted when this " \
@@ -167,6 +170,24 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
     import yaml
 
     return load_profile_text(yaml.safe_dump(d, sort_keys=False, width=120), source=f"<{name} base>")
+
+
+def _structure_terms(d: dict, machine: dict) -> dict[str, str]:
+    """Give the C kernels' paths the terms their tiling implies on this CPU (kernels.cpu._native.structure_terms:
+    csr_c's token chunk and X^T panel on the CSR forward / input-gradient paths, blocksparse_c's token chunk on
+    the block paths) before the fit, so it need not absorb them (issue 20: off-shape error 18.1 % -> 13.0 % on
+    benchmarks/results/zen5-f26m2/offshape); returns their sources."""
+    from accelsim.kernels.cpu._native import CSR_SOURCE, SOURCE, structure_terms
+
+    terms, src = structure_terms(machine["isa_flags"]), {}
+    for name, path in d["paths"].items():
+        kernel = ("csr_c" if path["pattern"] == "unstructured" and set(path.get("phases") or ()) <= {"fwd", "bwd_input"}
+                  else "blocksparse_c" if path["pattern"] == "block" else None)
+        for key, value in (terms.get(kernel) or {}).items():
+            path[key] = f"{value} B" if key == "chunk_bytes" else value
+            c = CSR_SOURCE if kernel == "csr_c" else SOURCE
+            src[f"paths.{name}.{key}"] = f"{c.name} #defines for this CPU's ISA (kernels.cpu._native.structure_terms)"
+    return src
 
 
 def _timed(stage: str, fn, log: dict, say):
@@ -206,7 +227,7 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     from accelsim.kernels.probe import copy_bandwidth, level_tries, memory_levels, probe_peak
     from accelsim.kernels.validation import validate
     from accelsim.kernels.timing import thread_cpu_clock
-    from accelsim.kernels.vector_ops import element_time, measure_ops
+    from accelsim.kernels.vector_ops import element_time, execution_rows, measure_ops
 
     import torch
 
@@ -249,7 +270,8 @@ def calibrate_local(out_dir: Path, *, name: str | None = None, config: LocalConf
     _dump(files["memory"], machine, results=memory)
     b, s, h, heads, v = config.vector_shape
     with thread_cpu_clock() if cpu_clock else nullcontext():
-        rows = _timed("vector", lambda: measure_ops(b, s, h, heads, v, repeats=config.vector_repeats), log, say)
+        rows = _timed("vector", lambda: {**measure_ops(b, s, h, heads, v, repeats=config.vector_repeats),
+                                         **execution_rows(config.vector_repeats)}, log, say)
     vector = element_time(rows)
     _dump(files["vector"], machine, args=dict(zip(("batch", "seq", "hidden", "heads", "vocab"), config.vector_shape),
                                               repeats=config.vector_repeats), threads=th, ops=rows,

@@ -74,3 +74,68 @@ def element_time(rows: dict) -> dict[str, dict[str, float]]:
         a[1] += r["bwd_s"]
         a[2] += r["elements"]
     return {role: {"fwd": f / n, "bwd": b / (2 * n)} for role, (f, b, n) in acc.items()}
+
+
+#: the weight and density the sparse-execution work is timed at (accelsim.workload.sparse_execution_ops): a
+#: BERT-base-sized 768 x 3072 layer at the densities sparse execution runs (about 0.1)
+EXECUTION_SHAPE, EXECUTION_DENSITY = (3072, 768), 0.1
+
+
+def execution_rows(repeats: int = 5) -> dict[str, dict]:
+    """The sparse execution's own work around its kernels (accelsim.kernels.cpu.autograd), timed as the
+    trainer runs it, in element_time's row format (role = accelsim.workload's GATHER / SCATTER / FORMAT_BUILD):
+
+    * gather: the values of a layer's forward and input-gradient formats index-selected from the dense weight
+      (SparseWeight.refresh; elements: the values gathered), the mean of the unstructured and block-16 families;
+    * scatter: the masked weight gradient written into a zero-filled dense-shaped buffer (a backward op:
+      two elements per weight, as workload counts it);
+    * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
+      the mean of the unstructured and block-16 families (the two the CPU profile picks between)."""
+    from accelsim.kernels.cpu.autograd import Paths, SparseWeight
+    from accelsim.patterns import pattern_stats
+    from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER
+
+    torch.manual_seed(0)
+    rows, cols = EXECUTION_SHAPE
+    numel = rows * cols
+    W = torch.randn(rows, cols)
+    # block-aligned 16x16 mask at the density (a block-RigL layer); unstructured at the same density
+    blocks = torch.rand(rows // 16, cols // 16) < EXECUTION_DENSITY
+    mask_b = blocks.repeat_interleave(16, 0).repeat_interleave(16, 1)
+    mask_u = torch.rand(rows, cols) < EXECUTION_DENSITY
+    index = mask_u.reshape(-1).nonzero().squeeze(1)
+    vals = torch.randn(index.numel())
+
+    def refresh(fmt):
+        def run():
+            fmt._version = None  # as after an optimizer step: the values are gathered again
+            fmt.refresh(W)
+        return run
+
+    def scatter():
+        out = torch.zeros(rows, cols)
+        out.view(-1).index_copy_(0, index, vals)
+        return out
+
+    def build(mask, family):
+        def run():
+            pattern_stats(mask.numpy())
+            return SparseWeight(mask, Paths(family, family, family))
+        return run
+
+    # the forward and input-gradient formats of each family, values gathered as the trainer does
+    fmt_u = SparseWeight(mask_u, Paths("unstructured", "unstructured", "unstructured"))
+    fmt_b = SparseWeight(mask_b, Paths("block16", "block16", "block16"))
+    t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "scatter": scatter,
+                    "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16")}, repeats=repeats,
+                   keep=("gather_u", "gather_b", "scatter", "build_u", "build_b"))
+    # per value of one format: a refresh fills two formats (forward and input gradient)
+    per_value = (t["gather_u"] / (2 * int(mask_u.sum())) + t["gather_b"] / (2 * int(mask_b.sum()))) / 2
+    nnz = int(index.numel())
+    return {
+        "gather": {"role": GATHER, "shape": [rows, cols], "elements": nnz, "fwd_s": per_value * nnz, "bwd_s": 0.0},
+        "scatter": {"role": SCATTER, "shape": [rows, cols], "elements": numel, "fwd_s": 0.0, "bwd_s": t["scatter"]},
+        "format build": {"role": FORMAT_BUILD, "shape": [rows, cols], "elements": numel,
+                         "fwd_s": (t["build_u"] + t["build_b"]) / 2, "bwd_s": 0.0},
+    }
+

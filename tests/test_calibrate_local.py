@@ -40,6 +40,16 @@ def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
     assert not foreign and "this machine" in note
     doc = json.loads((tmp_path / "calibrate-local.json").read_text())
     assert doc["wall_s"] > 0 and set(doc["stages"]) == {"peak", "memory", "vector", "sweep", "fit", "validate"}
+    # the C kernels' tiling terms come from their sources for this CPU's ISA, before the fit (issue 20)
+    from accelsim.kernels.cpu._native import structure_terms
+    terms = structure_terms(here["isa_flags"])
+    assert prof.paths["csr-spmm-fwd"].row_multiple == terms["csr_c"]["row_multiple"]
+    assert prof.paths["bsr16-fwd"].chunk_bytes == terms["blocksparse_c"]["chunk_bytes"]
+    assert "structure_terms" in prof.sources["paths.csr-spmm-dx.row_multiple"]
+    # the sparse execution's own work (accelsim.workload.sparse_execution_ops) is timed per element too
+    from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER
+    et = prof.paths["vector"].element_time_s
+    assert et[GATHER]["fwd"] > 0 and et[SCATTER]["bwd"] > 0 and et[FORMAT_BUILD]["fwd"] > 0
     assert any(line.startswith("sweep:") for line in lines)
 
 
@@ -106,3 +116,20 @@ def test_run_and_simulate_warn_once_per_foreign_cpu_profile(capsys):
     assert len(warned) == (0 if zen3_is_here else 1)  # the alias is the same profile: one warning
     assert err.count("\n") == len(warned) and all(line.startswith("accelsim: warning: cpu-zen3 describes")
                                                    for line in err.splitlines())
+
+
+def test_structure_terms_follow_the_isa_branch_of_the_c_sources(tmp_path):
+    from accelsim.kernels.cpu import _native
+
+    # csr_c: NA_MAX accumulators x VL lanes of the branch the compiler takes for this ISA
+    assert _native.structure_terms({"avx512f", "avx", "avx2"})["csr_c"]["row_multiple"] == 8 * 16
+    assert _native.structure_terms({"avx", "avx2"})["csr_c"]["row_multiple"] == 8 * 8
+    assert _native.structure_terms(set())["csr_c"]["row_multiple"] == 8 * 4
+    terms = _native.structure_terms(set())
+    assert terms["csr_c"]["chunk_bytes"] == 192 * 1024 and terms["blocksparse_c"]["chunk_bytes"] == 1 << 20
+    src = tmp_path / "k.c"
+    src.write_text("#define A (3 << 2)\n#define B sizeof(float)\n")
+    assert _native._define(src, "A") == 12
+    with pytest.raises(ValueError):  # anything but integer arithmetic is refused, never evaluated
+        _native._define(src, "B")
+

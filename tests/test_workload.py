@@ -5,7 +5,8 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
 from accelsim.trace import LayerInfo, Manifest
-from accelsim.workload import ADAM_FLOPS_PER_PARAM, StepKind, phase_flops, step_ops
+from accelsim.workload import (ADAM_FLOPS_PER_PARAM, FORMAT_BUILD, GATHER, SCATTER, StepKind, phase_flops,
+                               sparse_execution_ops, step_ops)
 
 ROLE_BY_SUFFIX = {"attention.self.query": "q", "attention.self.key": "k", "attention.self.value": "v",
                   "attention.output.dense": "attn_out", "intermediate.dense": "ffn_in", "output.dense": "ffn_out"}
@@ -69,6 +70,31 @@ def test_optimizer_counts_only_nonzeros_when_sparse():
     pf = phase_flops(step_ops(man, {}, StepKind()))
     assert pf["flops_optimizer_dense"] == ADAM_FLOPS_PER_PARAM * man.model["params"]
     assert pf["flops_optimizer"] == ADAM_FLOPS_PER_PARAM * (man.model["params"] - 0.75 * listed)
+
+
+def test_sparse_execution_adds_its_own_work_and_a_dense_optimizer():
+    """A sparse-executed trace (trainer --execute sparse) is priced with what that execution does besides the
+    products; a masked trace (the default) keeps the ideal sparse implementation (no such ops, nnz optimizer)."""
+    import dataclasses
+
+    _, masked = _tiny()
+    sparse = dataclasses.replace(masked, execution="sparse")
+    dens = {i.name: 0.25 for i in masked.layers}
+    assert sparse_execution_ops(masked, dens, StepKind()) == []
+    ops = sparse_execution_ops(sparse, dens, StepKind())
+    n_layers = len(masked.layers)
+    assert [o.role for o in ops].count(GATHER) == n_layers and [o.role for o in ops].count(SCATTER) == n_layers
+    w = masked.layers[0].shape[0] * masked.layers[0].shape[1]
+    gather = next(o for o in ops if o.role == GATHER and o.layer == masked.layers[0].name)
+    assert gather.elements == 2 * round(0.25 * w) and gather.phase == "fwd"
+    # a dense-gradient step computes dW densely (no scatter); a mask update rebuilds every layer's formats
+    upd = sparse_execution_ops(sparse, dens, StepKind(dense_grad=True, mask_update=True))
+    assert SCATTER not in {o.role for o in upd} and [o.role for o in upd].count(FORMAT_BUILD) == n_layers
+    assert all(o.flops == 0 for o in ops + upd)  # no FLOPs: the trace's FLOP columns are unchanged
+    assert sparse_execution_ops(sparse, dens, StepKind(sparse_compute=False)) == []
+    opt = {m.execution: next(o for o in step_ops(m, dens) if o.kind == "optimizer") for m in (masked, sparse)}
+    assert opt["masked"].elements < opt["sparse"].elements == masked.model["params"]
+    assert phase_flops(step_ops(masked, dens))["flops_fwd"] == phase_flops(step_ops(sparse, dens))["flops_fwd"]
 
 
 def test_step_breakdown_categories_cover_the_profiler_and_the_workload():

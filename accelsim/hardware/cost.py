@@ -45,7 +45,7 @@ NM_EXACT = 1.0 - 1e-9
 #: bytes of a cache line: operand rows of a product that are not whole lines pay the path's unaligned_penalty
 CACHE_LINE = 64
 #: workload op phase -> key of a vector path's element_time table
-ELEMENT_PHASE = {"fwd": "fwd", "bwd_input": "bwd"}
+ELEMENT_PHASE = {"fwd": "fwd", "bwd_input": "bwd", "bwd_weight": "bwd", "mask_update": "fwd"}
 
 
 @dataclass

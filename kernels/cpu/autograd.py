@@ -25,12 +25,18 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from accelsim.kernels.cpu.blocksparse import block_layout, native_linear, native_sddmm
 from accelsim.kernels.cpu.csr import to_csr
 from accelsim.kernels.cpu.csr_c import CSRArrays, native_csr_matmul
 
 FAMILIES = ("dense", "unstructured", "block16", "block32")
+
+#: torch.profiler labels of the parts of a sparse layer's step (benchmarks/bench_step_breakdown.py reads them;
+#: the C kernels are not aten ops, so without a label their time is nobody's)
+GATHER, FWD, DX, DW, SCATTER = ("accelsim::gather_values", "accelsim::sparse_fwd", "accelsim::sparse_dx",
+                                "accelsim::sparse_dw", "accelsim::scatter_dw")
 
 
 @dataclass(frozen=True)
@@ -154,14 +160,14 @@ class SparseWeight:
         the full product here too and leaves the masking to the method, as the masked path does)."""
         if dense or self.paths.dw == "dense":
             return dY.T @ X
-        out = torch.zeros(self.shape, dtype=X.dtype)
-        flat = out.view(-1)
         if self._dw is not None:
-            G = native_sddmm(dY, X, self._dw.layout)
-            flat.index_copy_(0, self._dw.g_index, G.reshape(-1))
+            vals, index = native_sddmm(dY, X, self._dw.layout).reshape(-1), self._dw.g_index
         else:
             vals = torch.sparse.sampled_addmm(self._mask_csr, dY.T.contiguous(), X, beta=0.0).values()
-            flat.index_copy_(0, self._dw_index, vals)
+            index = self._dw_index
+        with record_function(SCATTER):
+            out = torch.zeros(self.shape, dtype=X.dtype)
+            out.view(-1).index_copy_(0, index, vals)
         return out
 
 
@@ -174,11 +180,13 @@ class SparseLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X, W, b, fmt: SparseWeight, dense_grad: bool):
-        fmt.refresh(W)
-        Y = fmt.forward(X, W)
-        # the CSR kernel returns the transposed view of a contiguous Yᵀ; downstream dropout draws its mask in
-        # memory order, so a transposed layout would drop other elements than the masked path does
-        Y = Y.contiguous()
+        with record_function(GATHER):
+            fmt.refresh(W)
+        with record_function(FWD):
+            Y = fmt.forward(X, W)
+            # the CSR kernel returns the transposed view of a contiguous Yᵀ; downstream dropout draws its mask in
+            # memory order, so a transposed layout would drop other elements than the masked path does
+            Y = Y.contiguous()
         if b is not None:
             Y.add_(b)
         ctx.fmt, ctx.dense_grad, ctx.has_bias = fmt, dense_grad, b is not None
@@ -190,8 +198,10 @@ class SparseLinearFunction(torch.autograd.Function):
         X, W = ctx.saved_tensors
         dY = dY.contiguous()
         fmt = ctx.fmt
-        dX = fmt.input_grad(dY, W) if ctx.needs_input_grad[0] else None
-        dW = fmt.weight_grad(dY, X, ctx.dense_grad) if ctx.needs_input_grad[1] else None
+        with record_function(DX):
+            dX = fmt.input_grad(dY, W) if ctx.needs_input_grad[0] else None
+        with record_function(DW):
+            dW = fmt.weight_grad(dY, X, ctx.dense_grad) if ctx.needs_input_grad[1] else None
         db = dY.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dX, dW, db, None, None
 
