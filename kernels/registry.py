@@ -24,6 +24,17 @@ DEVICE_MODULES = {"cpu": ("accelsim.kernels.cpu",), "cuda": ("accelsim.kernels.c
 TOLERANCES = {"float32": (1e-3, 1e-3), "float16": (2e-2, 2e-2), "bfloat16": (6e-2, 6e-2)}
 
 
+#: layout note of a kernel whose natural result is the transpose of a contiguous Yᵀ: the timed call copies it
+#: to row-major, because that is what the next op of a training step reads (a transposed view left to the
+#: consumer costs more there: strided GELU / LayerNorm / dropout and autograd's own copies, issue 17)
+OUT_T = "out: Yᵀ computed, copied to row-major"
+
+
+def row_major(result):
+    """A kernel's transposed-view result as the row-major tensor a training step's next op needs."""
+    return result.contiguous()
+
+
 @dataclass(frozen=True)
 class Prepared:
     run: Callable[[], Any]

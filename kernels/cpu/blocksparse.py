@@ -12,10 +12,9 @@ import torch
 
 from accelsim.kernels.cases import Operands, block_of
 from accelsim.kernels.cpu import _native
-from accelsim.kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.registry import OUT_T, KernelPath, Prepared, register, row_major
 
 BLOCKS = ("block16", "block32")
-OUT_T = "out: transposed view"  # input read row-major; result is the transpose of a contiguous Yᵀ
 
 
 @dataclass(frozen=True)
@@ -130,9 +129,9 @@ def _bsr_build(op: str):
         b = block_of(o.case.pattern)
         if op == "matmul":
             Wb = to_bsr(o.W, b)
-            return Prepared(lambda: bsr_matmul(o.X, Wb), layout=OUT_T)
+            return Prepared(lambda: row_major(bsr_matmul(o.X, Wb)), layout=OUT_T)
         WTb = to_bsr(o.W.T.contiguous(), b)
-        return Prepared(lambda: bsr_matmul(o.dY, WTb), layout=OUT_T)
+        return Prepared(lambda: row_major(bsr_matmul(o.dY, WTb)), layout=OUT_T)
     return build
 
 

@@ -12,11 +12,10 @@ import warnings
 import torch
 
 from accelsim.kernels.cases import Operands
-from accelsim.kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.registry import OUT_T, KernelPath, Prepared, register, row_major
 
 DEVICES = ("cpu", "cuda")
 SPARSE = ("*",)  # any mask is a valid CSR matrix; structured patterns may still win with their own paths
-OUT_T = "out: transposed view"  # input read row-major; result is the transpose of a contiguous Yᵀ
 
 
 def to_csr(dense: torch.Tensor) -> torch.Tensor:
@@ -46,12 +45,12 @@ def csr_sddmm(dY: torch.Tensor, X: torch.Tensor, mask_csr: torch.Tensor) -> torc
 
 def _fwd(o: Operands) -> Prepared:
     Wc = to_csr(o.W)
-    return Prepared(lambda: csr_matmul(o.X, Wc), layout=OUT_T)
+    return Prepared(lambda: row_major(csr_matmul(o.X, Wc)), layout=OUT_T)
 
 
 def _dx(o: Operands) -> Prepared:
     WTc = to_csr(o.W.T.contiguous())
-    return Prepared(lambda: csr_matmul_dx(o.dY, WTc), layout=OUT_T)
+    return Prepared(lambda: row_major(csr_matmul_dx(o.dY, WTc)), layout=OUT_T)
 
 
 def _dw(o: Operands) -> Prepared:

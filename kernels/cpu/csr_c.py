@@ -13,8 +13,8 @@ import torch
 
 from accelsim.kernels.cases import Operands
 from accelsim.kernels.cpu import _native
-from accelsim.kernels.cpu.csr import OUT_T, SPARSE, to_csr
-from accelsim.kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.cpu.csr import SPARSE, to_csr
+from accelsim.kernels.registry import OUT_T, KernelPath, Prepared, register, row_major
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def _build(op: str):
     def build(o: Operands) -> Prepared:
         if op == "matmul":
             W = csr_arrays(o.W)
-            return Prepared(lambda: native_csr_matmul(o.X, W), layout=OUT_T)
+            return Prepared(lambda: row_major(native_csr_matmul(o.X, W)), layout=OUT_T)
         WT = csr_arrays(o.W.T)  # dX = dY·W: the forward product of Wᵀ (CSR+CSC storage, as csr_torch)
-        return Prepared(lambda: native_csr_matmul(o.dY, WT), layout=OUT_T)
+        return Prepared(lambda: row_major(native_csr_matmul(o.dY, WT)), layout=OUT_T)
     return build
 
 

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from accelsim.kernels.cases import Operands, block_of
-from accelsim.kernels.registry import KernelPath, Prepared, on_set_threads, register
+from accelsim.kernels.registry import OUT_T, KernelPath, Prepared, on_set_threads, register, row_major
 
-OUT_T = "out: transposed view"  # input read row-major; result is the transpose of a contiguous Yᵀ
 
 
 def find_mkl_rt() -> str | None:
@@ -79,9 +78,9 @@ def _builder(kind: str, block: bool):
         b = block_of(o.case.pattern) if block else None
         if kind == "fwd":
             W_sp = _scipy(o.W, b)
-            return Prepared(lambda: mkl_matmul(o.X, W_sp), layout=OUT_T)
+            return Prepared(lambda: row_major(mkl_matmul(o.X, W_sp)), layout=OUT_T)
         WT_sp = _scipy(o.W.T.contiguous(), b)  # dX = dY·W = (Wᵀ·dYᵀ)ᵀ
-        return Prepared(lambda: mkl_matmul(o.dY, WT_sp), layout=OUT_T)
+        return Prepared(lambda: row_major(mkl_matmul(o.dY, WT_sp)), layout=OUT_T)
     return build
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from accelsim.kernels.cases import Operands, nm_of
-from accelsim.kernels.registry import KernelPath, Prepared, register
+from accelsim.kernels.registry import OUT_T, KernelPath, Prepared, register, row_major
 
 NM_PATTERNS = ("2:4",)
 DEVICES = ("cpu", "cuda")
@@ -84,7 +84,7 @@ def _scatter_back(c: NMWeight):
 
 def _gather_fwd(o: Operands) -> Prepared:
     c = _compressed(o)
-    return Prepared(lambda: nm_gather_matmul(o.X, c), layout="out: transposed view")
+    return Prepared(lambda: row_major(nm_gather_matmul(o.X, c)), layout=OUT_T)
 
 
 def _gather_dw(o: Operands) -> Prepared:
