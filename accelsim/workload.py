@@ -39,9 +39,11 @@ ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.
                    # without measured element times prices them by these and their memory traffic
                    "gather": 1.0, "scatter": 1.0, "format_build": 4.0,
                    # one add per element of dY (a reduction over the tokens)
-                   "bias_grad": 1.0}
+                   "bias_grad": 1.0, "mask_apply": 1.0}
 #: role of a linear layer's bias-gradient reduction (:func:`_bias_grad`)
 BIAS_GRAD = "bias_grad"
+#: role of a sparse-executed layer's gradient and weight masking around the update (sparse_execution_ops)
+MASK_APPLY = "mask_apply"
 
 LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
@@ -177,6 +179,7 @@ def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: 
     * on steps without a dense gradient, the masked weight gradient scattered into a zero-filled
       dense-shaped buffer (2 x rows x cols elements: the optimizer and the method read a dense gradient);
     * on mask-update steps, the formats rebuilt from the new mask (rows x cols elements scanned);
+    * the gradient masked before the update and the weight after it (2 x rows x cols elements);
 
     and its optimizer is dense AdamW over every weight (see :func:`_optimizer`). A masked run (the default
     execution) gets none of these: the simulator prices the sparse implementation it would have, not the
@@ -200,6 +203,10 @@ def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: 
         if kind.mask_update:
             ops.append(Op(f"{info.name}.format_build", "elementwise", "mask_update",
                           **dict(common, role=FORMAT_BUILD), elements=numel))
+        # the method masks the dense gradient before the update and the weight after it (the execution keeps
+        # dense weights): two elementwise passes over the layer
+        ops.append(Op(f"{info.name}.mask_apply", "elementwise", "optimizer", **dict(common, role=MASK_APPLY),
+                      elements=2 * numel))
     return ops
 
 

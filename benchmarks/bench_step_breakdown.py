@@ -34,7 +34,7 @@ from accelsim import simulate
 from accelsim import trace as tr
 from accelsim.hardware import fits_on_chip, load_profile, op_cost
 from accelsim.sim.schedule import plan_epochs
-from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER, step_ops
+from accelsim.workload import FORMAT_BUILD, GATHER, MASK_APPLY, SCATTER, step_ops
 from accelsim.kernels.cpu import autograd as sparse_autograd
 from accelsim.kernels.machine import machine_info
 from accelsim.trainer.data import DataConfig
@@ -58,7 +58,8 @@ LABELS = {sparse_autograd.GATHER: "sparse_gather", sparse_autograd.FWD: "sparse_
           sparse_autograd.DW: "sparse_dw", sparse_autograd.SCATTER: "sparse_dw_scatter"}
 _PHASE_CATEGORY = {"fwd": "sparse_fwd", "bwd_input": "sparse_dx", "bwd_weight": "sparse_dw"}
 #: accelsim.workload.sparse_execution_ops roles -> the label category that times the same work
-_EXECUTION_CATEGORY = {GATHER: "sparse_gather", SCATTER: "sparse_dw_scatter", FORMAT_BUILD: "optimizer"}
+_EXECUTION_CATEGORY = {GATHER: "sparse_gather", SCATTER: "sparse_dw_scatter", FORMAT_BUILD: "optimizer",
+                       MASK_APPLY: "optimizer"}
 
 
 def op_category(name: str) -> str:

@@ -5,8 +5,8 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
 from accelsim.trace import LayerInfo, Manifest
-from accelsim.workload import (ADAM_FLOPS_PER_PARAM, FORMAT_BUILD, GATHER, SCATTER, StepKind, phase_flops,
-                               sparse_execution_ops, step_ops)
+from accelsim.workload import (ADAM_FLOPS_PER_PARAM, FORMAT_BUILD, GATHER, MASK_APPLY, SCATTER, StepKind,
+                               phase_flops, sparse_execution_ops, step_ops)
 
 ROLE_BY_SUFFIX = {"attention.self.query": "q", "attention.self.key": "k", "attention.self.value": "v",
                   "attention.output.dense": "attn_out", "intermediate.dense": "ffn_in", "output.dense": "ffn_out"}
@@ -84,6 +84,7 @@ def test_sparse_execution_adds_its_own_work_and_a_dense_optimizer():
     ops = sparse_execution_ops(sparse, dens, StepKind())
     n_layers = len(masked.layers)
     assert [o.role for o in ops].count(GATHER) == n_layers and [o.role for o in ops].count(SCATTER) == n_layers
+    assert [o.role for o in ops].count(MASK_APPLY) == n_layers  # gradient and weight masked around the update
     w = masked.layers[0].shape[0] * masked.layers[0].shape[1]
     gather = next(o for o in ops if o.role == GATHER and o.layer == masked.layers[0].name)
     assert gather.elements == 2 * round(0.25 * w) and gather.phase == "fwd"

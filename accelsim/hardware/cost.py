@@ -33,8 +33,11 @@ from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
 from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, Op, fff_layer_ops
 
-#: AdamW traffic per updated parameter: fp32 weight, grad, two moments read; weight and moments written.
-ADAM_BYTES_PER_PARAM = 28.0
+#: Update traffic per updated parameter: AdamW's fp32 weight, grad and two moments read, weight and moments
+#: written (28 B), after global-norm gradient clipping (BERT's clip 1.0, as the trainer does: the norm reads
+#: the grad, the scaling reads and writes it, 12 B). The profiler's optimizer time on the Zen 5 is about twice
+#: the 28 B figure (benchmarks/results/zen5-f26m2/step-breakdown-*.json).
+ADAM_BYTES_PER_PARAM = 40.0
 #: Mask update traffic per candidate weight: fp32 weight and score read, one mask bit written.
 MASK_BYTES_PER_ELEMENT = 8.125
 #: Share of a cache a warm op's weights may fill and still stay there between calls (the rest holds the
