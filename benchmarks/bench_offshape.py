@@ -59,6 +59,8 @@ def main(argv=None) -> None:
     ap.add_argument("--narrow", action="store_true", help="fit on calibrate-local's four shapes only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1, help="rounds per block (a sparse time is the median of its "
+                    "ratios to the dense time of its own round): more rounds, less noise, proportionally longer")
     args = ap.parse_args(argv)
     off = OFF_SHAPE_REDUCED if args.reduced else OFF_SHAPE
     fit = CALIBRATE_LOCAL if args.narrow else ON_GRID
@@ -71,7 +73,7 @@ def main(argv=None) -> None:
     for i, (tokens, hidden, layers, fff) in enumerate(blocks):
         load0, b0 = os.getloadavg(), time.perf_counter()
         cfg = BenchConfig(tokens=(tokens,), hidden=(hidden,), layers=layers, densities=DENSITIES, fff=fff,
-                          threads=(args.threads,), repeats=args.repeats, rounds=1, paths=PATHS)
+                          threads=(args.threads,), repeats=args.repeats, rounds=args.rounds, paths=PATHS)
         with clock() if clock else contextlib.nullcontext():
             docs.append(run_bench(cfg))
         entry = {"tokens": tokens, "hidden": hidden, "layers": list(layers), "fff": list(fff),
