@@ -33,17 +33,19 @@ ADAM_FLOPS_PER_PARAM = 10.0
 #: Mask update per candidate weight: magnitude/score plus a top-k selection of ~log2(n) compares.
 MASK_SCORE_FLOPS_PER_ELEMENT = 2.0
 
-#: Elementwise work per element (vector ops), used by the simulator's vector units.
-ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0,
-                   # sparse execution's own work (sparse_execution_ops): index arithmetic per element; a profile
-                   # without measured element times prices them by these and their memory traffic
-                   "gather": 1.0, "scatter": 1.0, "format_build": 4.0,
-                   # one add per element of dY (a reduction over the tokens)
-                   "bias_grad": 1.0, "mask_apply": 1.0}
 #: role of a linear layer's bias-gradient reduction (:func:`_bias_grad`)
 BIAS_GRAD = "bias_grad"
-#: role of a sparse-executed layer's gradient and weight masking around the update (sparse_execution_ops)
-MASK_APPLY = "mask_apply"
+#: Roles of the work accelsim's own sparse execution (``manifest.execution == "sparse"``,
+#: accelsim.kernels.cpu.autograd) does around its kernels (:func:`sparse_execution_ops`); a CPU profile's vector
+#: path times the first three per element (kernels.vector_ops.execution_rows, by ``accelsim hw calibrate-local``)
+GATHER, SCATTER, FORMAT_BUILD, MASK_APPLY = "gather", "scatter", "format_build", "mask_apply"
+
+#: Elementwise work per element (vector ops), used by the simulator's vector units.
+ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0,
+                   BIAS_GRAD: 1.0,  # one add per element of dY (a reduction over the tokens)
+                   # index arithmetic per element; a profile without measured element times prices these by it
+                   # and by their memory traffic
+                   GATHER: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0}
 
 LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
@@ -165,12 +167,6 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     return ops
 
 
-#: Roles of the work accelsim's own sparse execution (``manifest.execution == "sparse"``,
-#: accelsim.kernels.cpu.autograd) does around its kernels; a CPU profile's vector path times them per element
-#: (kernels.vector_ops.execution_rows, by ``accelsim hw calibrate-local``)
-GATHER, SCATTER, FORMAT_BUILD = "gather", "scatter", "format_build"
-
-
 def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind) -> list[Op]:
     """What a sparse-executed run (the trainer's ``--execute sparse``) does besides the products, per sparse layer:
 
@@ -193,20 +189,14 @@ def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: 
         if not info.sparse or d >= 1.0:
             continue
         numel = info.shape[0] * info.shape[1]
-        common = dict(block=_block_index(info.name), layer=info.name, role="", density=d)
-        ops.append(Op(f"{info.name}.gather", "elementwise", "fwd", **dict(common, role=GATHER),
-                      elements=2 * round(numel * d)))
-        if not kind.dense_grad:
-            # a backward op: two elements per weight (read the zeroed buffer's line, write it), as above
-            ops.append(Op(f"{info.name}.scatter", "elementwise", "bwd_weight", **dict(common, role=SCATTER),
-                          elements=2 * numel))
+        work = [(GATHER, "fwd", 2 * round(numel * d))]
+        if not kind.dense_grad:  # a backward op counts two elements per weight, as _elementwise_pair's do
+            work.append((SCATTER, "bwd_weight", 2 * numel))
         if kind.mask_update:
-            ops.append(Op(f"{info.name}.format_build", "elementwise", "mask_update",
-                          **dict(common, role=FORMAT_BUILD), elements=numel))
-        # the method masks the dense gradient before the update and the weight after it (the execution keeps
-        # dense weights): two elementwise passes over the layer
-        ops.append(Op(f"{info.name}.mask_apply", "elementwise", "optimizer", **dict(common, role=MASK_APPLY),
-                      elements=2 * numel))
+            work.append((FORMAT_BUILD, "mask_update", numel))
+        work.append((MASK_APPLY, "optimizer", 2 * numel))  # the gradient before the update, the weight after
+        ops.extend(Op(f"{info.name}.{role}", "elementwise", phase, block=_block_index(info.name), layer=info.name,
+                      role=role, density=d, elements=n) for role, phase, n in work)
     return ops
 
 

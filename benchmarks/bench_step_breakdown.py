@@ -123,14 +123,10 @@ def measure(root: Path, steps: int, batch: int, seq: int, threads: int, model: s
         train(cfg, progress=False, on_step=lambda step, metrics: prof.step())
     cats: dict[str, float] = defaultdict(float)
     ops: dict[str, float] = defaultdict(float)
-    events = prof.events()
-    # divide by the steps the profiler really recorded (its window can differ from ``active`` by the
-    # schedule's bookkeeping; each ProfilerStep event spans one step)
-    profiled = max(sum(1 for ev in events if ev.name.startswith("ProfilerStep")), 1)
-    for ev in events:
+    for ev in prof.events():
         if ev.name.startswith("ProfilerStep"):
             continue
-        s = ev.self_cpu_time_total * 1e-6 / profiled
+        s = ev.self_cpu_time_total * 1e-6 / active
         cats[_label_of(ev) or op_category(ev.name)] += s
         ops[ev.name] += s
     wall = tr.read_table(out, "steps")["wall_s"].to_numpy()[wait + warm:wait + warm + active]

@@ -175,7 +175,7 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
 def _structure_terms(d: dict, machine: dict) -> dict[str, str]:
     """Give the C kernels' paths the terms their tiling implies on this CPU (kernels.cpu._native.structure_terms:
     csr_c's token chunk and X^T panel on the CSR forward / input-gradient paths, blocksparse_c's token chunk on
-    the block paths) before the fit, so it need not absorb them (issue 20: off-shape error 18.1 % -> 13.0 % on
+    the block paths) before the fit, so it need not absorb them (issue 20: off-shape error 18.6 % -> 13.8 % on
     benchmarks/results/zen5-f26m2/offshape); returns their sources."""
     from accelsim.kernels.cpu._native import CSR_SOURCE, SOURCE, structure_terms
 

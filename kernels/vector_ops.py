@@ -91,7 +91,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
       two elements per weight, as workload counts it);
     * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
       the mean of the unstructured and block-16 families (the two the CPU profile picks between)."""
-    from accelsim.kernels.cpu.autograd import Paths, SparseWeight
+    from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats
     from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER
 
@@ -107,15 +107,10 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     vals = torch.randn(index.numel())
 
     def refresh(fmt):
-        def run():
-            fmt._version = None  # as after an optimizer step: the values are gathered again
-            fmt.refresh(W)
-        return run
+        return lambda: fmt.refresh(W, force=True)  # as after an optimizer step: the values are gathered again
 
     def scatter():
-        out = torch.zeros(rows, cols)
-        out.view(-1).index_copy_(0, index, vals)
-        return out
+        return scatter_to_dense((rows, cols), index, vals)
 
     def build(mask, family):
         def run():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import re
 from pathlib import Path
 
 from accelsim.kernels.native import FLAGS, build, cache_dir  # noqa: F401  (re-exported: where builds are cached)
@@ -69,10 +68,8 @@ def _define(source: Path, name: str, isa_flags: frozenset = frozenset()) -> int:
         elif s.startswith("#endif"):
             branch = None
         elif s.startswith(f"#define {name} ") and branch is not False:
-            expr = s[len(f"#define {name} "):].split("/*")[0].strip()
-            if re.fullmatch(r"[0-9()*<+ ]+", expr):  # integer arithmetic only: never evaluate anything else
-                value = int(_int_expr(expr))
-                break
+            value = _int_expr(s[len(f"#define {name} "):].split("/*")[0].strip())
+            break
     if value is None:
         raise ValueError(f"{source.name} defines no integer {name}")
     return value
@@ -91,7 +88,11 @@ def _int_expr(expr: str) -> int:
         if isinstance(node, ast.BinOp) and type(node.op) in ops:
             return ops[type(node.op)](ev(node.left), ev(node.right))
         raise ValueError(f"not an integer expression: {expr}")
-    return ev(ast.parse(expr, mode="eval").body)
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        raise ValueError(f"not an integer expression: {expr}") from None
+    return ev(tree.body)
 
 
 def structure_terms(isa_flags) -> dict[str, dict[str, int]]:

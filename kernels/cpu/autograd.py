@@ -124,10 +124,11 @@ class SparseWeight:
         self._version: tuple[int, int] | None = None
         self._vals: dict[str, object] = {}
 
-    def refresh(self, W: torch.Tensor) -> None:
-        """Gather the current values of W into the sparse formats (only when W changed since the last call)."""
+    def refresh(self, W: torch.Tensor, force: bool = False) -> None:
+        """Gather the current values of W into the sparse formats (only when W changed since the last call,
+        unless ``force``)."""
         key = (id(W), W._version)
-        if key == self._version:
+        if key == self._version and not force:
             return
         with torch.no_grad():
             Wc = W.detach().contiguous()
@@ -166,9 +167,15 @@ class SparseWeight:
             vals = torch.sparse.sampled_addmm(self._mask_csr, dY.T.contiguous(), X, beta=0.0).values()
             index = self._dw_index
         with record_function(SCATTER):
-            out = torch.zeros(self.shape, dtype=X.dtype)
-            out.view(-1).index_copy_(0, index, vals)
-        return out
+            return scatter_to_dense(self.shape, index, vals)
+
+
+def scatter_to_dense(shape: tuple, index: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+    """A zero-filled dense tensor of ``shape`` with ``vals`` at the flat positions ``index`` (the dense-shaped
+    weight gradient the optimizer and the sparsity method read)."""
+    out = torch.zeros(shape, dtype=vals.dtype)
+    out.view(-1).index_copy_(0, index, vals)
+    return out
 
 
 class SparseLinearFunction(torch.autograd.Function):
@@ -199,11 +206,10 @@ class SparseLinearFunction(torch.autograd.Function):
         dY = dY.contiguous()
         fmt = ctx.fmt
         with record_function(DX):
-            dX = fmt.input_grad(dY, W) if ctx.needs_input_grad[0] else None
             # the CSR kernel's dX is the transposed view of a contiguous dXᵀ: copied once here, as the kernel
             # sweep times it (kernels.registry.row_major), instead of leaving every elementwise backward op
             # upstream to run strided (bert-small RigL-90: gelu_backward 66 ms a step on the view, 13 ms row-major)
-            dX = dX.contiguous() if dX is not None else None
+            dX = fmt.input_grad(dY, W).contiguous() if ctx.needs_input_grad[0] else None
         with record_function(DW):
             dW = fmt.weight_grad(dY, X, ctx.dense_grad) if ctx.needs_input_grad[1] else None
         db = dY.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
