@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accelsim.errors import UserError
+from accelsim.kernels.published_models import MODELS
 
 #: where the bundled dataset lives (repository checkout; the package-dir mapping keeps kernels/ at the root)
 DEFAULT_POINTS = Path(__file__).resolve().parent.parent / "benchmarks" / "published" / "points.csv"
@@ -28,7 +29,8 @@ OPS = ("kernel_fwd", "linear_fwdbwd", "mlp_fwdbwd", "mlp_fwd", "model_inference"
 KERNEL_OPS = ("kernel_fwd", "linear_fwdbwd", "mlp_fwdbwd", "mlp_fwd")
 #: how the number was read (README: "How values were read")
 READS = ("table", "text", "text-crossover", "figure", "figure-colour", "notebook-output", "issue-text",
-         "issue-text-range", "issue-comment", "pr-comment", "pr-table", "pr-output", "pr-text", "results-log")
+         "issue-text-range", "issue-comment", "pr-comment", "pr-table", "pr-output", "pr-text", "results-log",
+         "results-file")
 PATTERNS = ("unstructured", "2:4", "block")
 #: int8 rows are recorded (a published int8 sparse-vs-int8 dense ratio) but no bundled profile has an int8
 #: peak, so the validator lists them as not predicted
@@ -64,7 +66,7 @@ class Point(BaseModel):
     tokens: int | Literal["best"] | None = None  # rows of X; "best" = best over BEST_TOKENS
     in_features: int | None = None
     out_features: int | None = None
-    model: str = ""  # whole-model rows: a BERT preset the validator can build (accelsim.bert.PRESETS), else ""
+    model: str = ""  # whole-model rows: a model the validator can build (kernels.published_models.MODELS), else ""
     batch: int | None = None
     seq_len: int | None = None
     pattern: Literal[PATTERNS]
@@ -100,6 +102,8 @@ class Point(BaseModel):
                 raise ValueError(f"op {self.op} needs tokens, in_features and out_features")
         if self.model and (not self.batch or not self.seq_len):
             raise ValueError(f"model {self.model!r} needs batch and seq_len")
+        if self.model and self.model not in MODELS:
+            raise ValueError(f"model {self.model!r} is none the validator builds; expected one of {', '.join(MODELS)}")
         if self.pattern == "block" and not self.block:
             raise ValueError("pattern 'block' needs a block size")
         if self.pattern != "block" and self.block:

@@ -5,7 +5,8 @@ Each sparse path of a profile is fitted to the dataset rows that name it (``Poin
 odd build in an issue thread does not drag a path), through the same ``fittable_params`` / ``with_params``
 parameter API as ``accelsim calibrate`` (accelsim.hardware.params.PATH_PARAMS), within this module's own,
 narrower ranges (:data:`LOG_BOUNDS`, :data:`LIN_BOUNDS`). A path's parameters are fitted
-only as far as its rows can tell them apart: one peak fraction per dtype that has rows; d_half and the
+only as far as its rows can tell them apart: one peak fraction per dtype that has rows (dtypes of
+equal datasheet peak share one, :func:`tied_dtypes`); d_half and the
 exponent only when the rows span several densities; the fixed per-call overhead (descriptor / plan set-up)
 only when they span several sizes. The dense path is not refitted: its fractions carry datasheet or
 measured sources, and a speedup only sees the sparse path relative to it.
@@ -27,7 +28,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from accelsim.hardware import HardwareProfile, fittable_params, load_profile, with_params
-from accelsim.kernels.published import Point, load_points
+from accelsim.kernels.published import BEST_TOKENS, Point, load_points
 from accelsim.kernels.published_validate import Prediction, error_stats, predict
 
 #: paths the published rows show exist, per profile: name -> (copy parameters from, changes, provenance)
@@ -37,7 +38,19 @@ NEW_PATHS: dict[str, dict[str, tuple[str, dict, str]]] = {
         dtypes=("fp32",), block_sizes=(16, 32)),
         "the published rows show fp32 block-sparse products beat dense on the A100 from ~85 % sparsity "
         "(PopSparse notebook cuSPARSE BSR b16; Quansight Triton BSR); block 32 as the half-precision bsr path, "
-        "rows exist for block 16 only; fields other than the fitted ones copied from the bsr path")},
+        "rows exist for block 16 only; fields other than the fitted ones copied from the bsr path"),
+        # Triton's BSR kernel gains much per kept weight with the block size (Quansight: break-even at 99 %
+        # sparsity for block 16, 90 % for 32, 60 % for 64), so each block size is its own path, as the IPU's are
+        "bsr-b16": ("bsr", dict(
+            description="block-sparse (BSR) tensor-core kernels at block 16 (Triton bsr_dense_mm)", block_sizes=(16,)),
+            "Quansight BSR post: Triton bsr_dense_mm in fp16 breaks even only at 99 % sparsity at block 16 (90 % at "
+            "block 32); fields other than the fitted ones copied from the bsr path"),
+        "bsr-b64": ("bsr", dict(
+            description="block-sparse (BSR) tensor-core kernels at block 64 (Triton bsr_dense_mm / bsr_dense_addmm)",
+            block_sizes=(64,)),
+            "block-64 rows: Quansight BSR post (fp16 break-even at 60 % sparsity) and torchao SuperBlock's "
+            "benchmark_results.txt (ViT-B/16 and ViT-H/14 in bf16, MLPs 80-90 % sparse); fields other than the "
+            "fitted ones copied from the bsr path")},
     "ipu-gc200": {
         "popsparse-static-element": ("popsparse-dynamic", dict(
             description="PopSparse static sparse matmul at element granularity (block size 1, pattern fixed "
@@ -82,7 +95,10 @@ NARROWED = {
     "ipu-gc200": {"popsparse-static": (dict(
         description="PopSparse static block-sparse matmul, block 16 (pattern fixed at compile time)",
         block_sizes=(16,)), {})},
-    "gpu-a100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD})},
+    "gpu-a100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD}),
+                 "bsr": (dict(description="block-sparse (BSR) tensor-core kernels at block 32 (Triton bsr_dense_mm)",
+                              block_sizes=(32,)),
+                         {"paths.bsr.block_sizes": "blocks 16 and 64 are the bsr-b16 and bsr-b64 paths (see theirs)"})},
     "gpu-h100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD + "; the same "
                                                             "torch subclass on Hopper"})},
 }
@@ -115,15 +131,49 @@ def _with_dtype_fractions(profile: HardwareProfile, path: str, dtypes: list[str]
     return dataclasses.replace(profile, paths=paths)
 
 
+def tied_dtypes(profile: HardwareProfile, dtypes) -> dict[str, str]:
+    """dtype -> the dtype whose fitted fraction it shares: dtypes of equal datasheet peak (A100 / H100 bf16 and
+    fp16: the same tensor-core instruction rate, operand bytes and kernels) are one parameter, so a source
+    timed in bf16 also tells the path's fp16 efficiency. Why: fitted apart, each source held out left its
+    dtype at a ratio-derived or starting value; tied, the A100 held-out median |log err| goes 0.185 -> 0.172
+    on the same rows (the final fit: bsr-b64 0.33 for both, apart 0.45 bf16 / 0.39 fp16)."""
+    peak = profile.compute.peak_flops
+    out: dict[str, str] = {}
+    for dt in sorted(dtypes):
+        out[dt] = next((o for o in sorted(dtypes) if peak.get(o) == peak.get(dt)), dt)
+    return out
+
+
+#: ratio of the largest to the smallest sparse product (m * k * n per call) a path's rows must span before a
+#: fixed per-call overhead is fitted
+SPAN = 10.0
+
+
+def _work_per_call(p: Point) -> list[float]:
+    """m * k * n of the row's sparse products (a 'best'-batch row: at the largest batch, where throughput
+    peaks and a fixed cost has faded, so it tells no overhead apart)."""
+    if p.kernel:
+        return [float(BEST_TOKENS[-1] if p.tokens == "best" else p.tokens) * p.in_features * p.out_features]
+    if p.model:
+        from accelsim.kernels.published_models import forward_ops
+
+        return [float(op.m) * op.k * op.n for op in forward_ops(p.model, p.batch, p.seq_len, p.density) if op.sparse]
+    return []
+
+
 def free_params(profile: HardwareProfile, path: str, rows: list[Point]) -> list[str]:
     """The parameter keys of ``path`` its rows can determine (see the module docstring)."""
-    keys = [f"paths.{path}.peak_fraction.{dt}" for dt in sorted({p.dtype for p in rows})]
+    ties = tied_dtypes(profile, {p.dtype for p in rows})
+    keys = [f"paths.{path}.peak_fraction.{dt}" for dt in sorted(set(ties.values()))]
     if len({p.density for p in rows}) >= 3 and profile.paths[path].pattern != "2:4":
         keys += [f"paths.{path}.d_half", f"paths.{path}.exponent"]
     # the device-side per-call overhead from rows without eager dispatch (an eager row's fixed cost is the
-    # host's, dispatch_overhead); a fixed cost needs sizes that differ to be told from the efficiency
-    sizes = {(p.tokens, p.in_features, p.out_features) for p in rows if p.dispatch != "eager"}
-    if len(sizes) >= 2 and len(rows) > len(keys) + 1:
+    # host's, dispatch_overhead); a fixed cost is told from the efficiency only by products whose work differs
+    # by a decade (SPAN): A100 block-sparse rows 6x apart (Quansight's 4096^3, ViT MLPs; blocks 32 and 64 on
+    # one path) fitted 381 us per call with the fraction at its bound 1, for the same held-out error as 0.68
+    # and no overhead
+    work = [w for p in rows if p.dispatch != "eager" for w in _work_per_call(p)]
+    if work and max(work) >= SPAN * min(work) and len(rows) > len(keys) + 1:
         keys.append(f"paths.{path}.overhead")
     if any(p.dispatch == "eager" for p in rows):
         keys.append(f"paths.{path}.dispatch_overhead")
@@ -172,8 +222,19 @@ def fit_path(profile: HardwareProfile, path: str, rows: list[Point]) -> tuple[Ha
     lo, hi = _bounds(keys)
     x0 = np.clip(x0, lo, hi)
 
+    ties = tied_dtypes(profile, {p.dtype for p in rows})
+    prefix = f"paths.{path}.peak_fraction."
+
+    def spread(values: dict[str, float]) -> dict[str, float]:
+        """A tied dtype's fraction is its representative's."""
+        out = dict(values)
+        for dt, rep in ties.items():
+            if dt != rep and prefix + rep in values:
+                out[prefix + dt] = values[prefix + rep]
+        return out
+
     def apply(x) -> HardwareProfile:
-        return with_params(profile, {k: _from_x(k, v) for k, v in zip(keys, x)})
+        return with_params(profile, spread({k: _from_x(k, v) for k, v in zip(keys, x)}))
 
     def residuals(x):
         prof = apply(x)
@@ -194,6 +255,7 @@ def fit_path(profile: HardwareProfile, path: str, rows: list[Point]) -> tuple[Ha
     # 4 significant digits: what the profile YAML carries
     params = {k: (0.0 if (a and v == lo_k) else float(f"{_from_x(k, v):.4g}"))
               for k, a, v, lo_k, m in zip(keys, absent, x, lo, moved) if m or (a and v == lo_k)}
+    params = spread(params)
     fitted = with_params(profile, params)
     return fitted, PathFit(path, [p.id for p in rows], params,
                            error_stats([predict(fitted, p) for p in rows]))

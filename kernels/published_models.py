@@ -1,4 +1,4 @@
-"""Whole-model rows of the published dataset: a BERT forward pass (inference) costed op by op.
+"""Whole-model rows of the published dataset: a BERT or ViT forward pass (inference) costed op by op.
 
 The simulator replays training traces; a published inference timing (PyTorch's 2:4 tutorial: BERT-base
 question answering at batch 4..256, sequence 384) is one forward pass. This builds that pass from the same
@@ -8,8 +8,14 @@ attention matmuls, softmax / LayerNorm / GELU / residual, the QA head — and co
 ``op_cost`` (the simulator's per-op model). The sparse run differs only in the encoder linears, which run
 on the row's own path (the dense path where that path cannot run them), so the result shows how much of
 a kernel speedup survives the rest of the model.
+
+ViT rows (torchao's SuperBlock benchmark: ViT-B/16 and ViT-H/14 at batch 256) are the same encoder with
+torchvision's layout: a patch-embedding product, a fused QKV projection, and only the MLP linears sparse
+(the benchmark's filter sparsifies modules named ``mlp``).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from accelsim.bert import PRESETS
 from accelsim.errors import UserError
@@ -29,7 +35,7 @@ def bert_forward_ops(model: str, batch: int, seq: int, density: float = 1.0, lab
     """The ops of one BERT forward pass; encoder linears at ``density`` (the QA head stays dense, as in
     the tutorial, whose sparsifier takes only the encoder's nn.Linear layers)."""
     if model not in PRESETS:
-        raise UserError(f"unknown model {model!r}; expected one of {', '.join(PRESETS)}", field="model")
+        raise UserError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}", field="model")
     d = PRESETS[model]
     T, H, I, heads = batch * seq, d.hidden, d.intermediate, d.heads
     ops = [Op("embeddings", "embedding", "fwd", elements=T * H),
@@ -44,6 +50,60 @@ def bert_forward_ops(model: str, batch: int, seq: int, density: float = 1.0, lab
             ops.append(Op(f"block{blk}.{nm}", "elementwise", "fwd", role=nm, elements=elems))
     ops.append(_mm("qa_head", "linear", T, H, labels))
     return ops
+
+
+@dataclass(frozen=True)
+class VitDims:
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+    patch: int
+    image: int = 224  # torchvision's evaluation crop (the benchmark's default val_crop_size)
+    classes: int = 1000
+
+    @property
+    def seq(self) -> int:
+        return (self.image // self.patch) ** 2 + 1  # patches + the class token
+
+
+#: torchvision vit_b_16 / vit_h_14 (Dosovitskiy et al. 2021, table 1: L / H / MLP / heads)
+VIT_PRESETS: dict[str, VitDims] = {
+    "vit-b-16": VitDims(12, 768, 12, 3072, 16),
+    "vit-h-14": VitDims(32, 1280, 16, 5120, 14),
+}
+#: every model a whole-model row may name
+MODELS = (*PRESETS, *VIT_PRESETS)
+
+
+def vit_forward_ops(model: str, batch: int, seq: int, density: float = 1.0) -> list[Op]:
+    """The ops of one torchvision ViT forward pass; the MLP linears at ``density`` (attention and the
+    patch embedding stay dense, as SuperBlock's ``mlp`` filter leaves them)."""
+    d = VIT_PRESETS[model]
+    if seq != d.seq:
+        raise UserError(f"{model} at {d.image}px has {d.seq} tokens per image, not {seq}", field="seq_len")
+    T, H, I, heads = batch * seq, d.hidden, d.intermediate, d.heads
+    ops = [_mm("conv_proj", "linear", batch * (seq - 1), 3 * d.patch ** 2, H),
+           Op("pos_embedding", "elementwise", "fwd", role="residual", elements=T * H)]
+    for blk in range(d.layers):
+        ops += [_mm(f"block{blk}.in_proj", "linear", T, H, 3 * H), _mm(f"block{blk}.out_proj", "linear", T, H, H),
+                _mm(f"block{blk}.mlp0", "linear", T, H, I, density=density),
+                _mm(f"block{blk}.mlp3", "linear", T, I, H, density=density)]
+        for nm in ("scores", "context"):
+            ops.append(_mm(f"block{blk}.attn_{nm}", "attn_matmul", seq, H // heads, seq, batch=batch * heads))
+        for nm, elems in (("softmax", batch * heads * seq * seq), ("layernorm", 2 * T * H), ("gelu", T * I),
+                          ("residual", 2 * T * H)):
+            ops.append(Op(f"block{blk}.{nm}", "elementwise", "fwd", role=nm, elements=elems))
+    ops += [Op("ln", "elementwise", "fwd", role="layernorm", elements=T * H),
+            _mm("head", "linear", batch, H, d.classes)]
+    return ops
+
+
+def forward_ops(model: str, batch: int, seq: int, density: float = 1.0) -> list[Op]:
+    """The forward pass of a whole-model row's ``model`` (a BERT preset or a ViT)."""
+    if model in VIT_PRESETS:
+        return vit_forward_ops(model, batch, seq, density)
+    return bert_forward_ops(model, batch, seq, density)
 
 
 def forward_time(profile: HardwareProfile, ops: list[Op], dtype: str, pattern_kind: str, path: str | None,

@@ -6,9 +6,10 @@ wins" rule would hide behind the dense fallback. A row whose family has no path 
 predicted at 1.0x (what the simulator would run: the dense path) and flagged ``no_path``.
 
 Errors are |log(predicted / published)| of the speedup (dense time / sparse time), summarised per profile
-and per family (pattern + path): the median, the share within 1.35x, and the worst rows. Whole-model and
-training-step rows (``op`` model_inference / train_step) need a workload the simulator does not build from
-a dataset row (a BERT QA inference, SAM, ViT), so they are listed as not predicted, never guessed.
+and per family (pattern + path): the median, the share within 1.35x, and the worst rows. A whole-model
+inference row naming a BERT preset or a torchvision ViT (``model``) is costed op by op
+(kernels.published_models); other whole-model rows (SAM) and training steps need a workload the simulator
+does not build from a dataset row, so they are listed as not predicted, never guessed.
 """
 from __future__ import annotations
 
@@ -50,10 +51,14 @@ class Prediction:
 
 
 def synthetic_kind(p: Point) -> str | None:
+    """The pattern kind the cost model runs the row's weight as: its own block size, or for a block larger
+    than any synthetic kind the largest that divides it, at the same density (every kept 128 x 128 block is
+    four kept 64 x 64 tiles)."""
     if p.pattern == "block":
-        kind = f"block{p.block}"
         from accelsim.hardware import SYNTHETIC_KINDS
-        return kind if kind in SYNTHETIC_KINDS else None
+        sizes = [int(k[5:]) for k in SYNTHETIC_KINDS if k.startswith("block")]
+        fits = [b for b in sizes if p.block % b == 0 and (b == p.block or p.block > max(sizes))]
+        return f"block{max(fits)}" if fits else None
     return p.pattern
 
 
@@ -104,12 +109,12 @@ def predict(profile: HardwareProfile | str, p: Point) -> Prediction:
     if pattern is None or not paths:
         return Prediction(**base, predicted=1.0, log_err=math.log(1.0 / p.speedup), no_path=True,
                           why="no path for this family: dense fallback")
-    if p.op == "model_inference":  # a BERT forward pass, op by op (kernels.published_models)
-        from accelsim.kernels.published_models import bert_forward_ops, forward_time
+    if p.op == "model_inference":  # a BERT or ViT forward pass, op by op (kernels.published_models)
+        from accelsim.kernels.published_models import forward_ops, forward_time
 
         eager = p.dispatch == "eager"
-        dense = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len), p.dtype, pattern, None, eager)
-        sparse = forward_time(profile, bert_forward_ops(p.model, p.batch, p.seq_len, p.density), p.dtype,
+        dense = forward_time(profile, forward_ops(p.model, p.batch, p.seq_len), p.dtype, pattern, None, eager)
+        sparse = forward_time(profile, forward_ops(p.model, p.batch, p.seq_len, p.density), p.dtype,
                               pattern, paths[0], eager)
         return Prediction(**base, predicted=dense / sparse, log_err=math.log(dense / sparse / p.speedup),
                           no_path=False)

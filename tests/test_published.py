@@ -45,6 +45,7 @@ def test_loader_accepts_a_good_row(tmp_path):
     (GOOD.replace("fp16", "fp64"), "dtype"),
     (GOOD.replace(",current,", ",old,"), "software"),
     (GOOD.replace(",256,,,,", ",256,bert-base,,,"), "row"),  # a model row needs batch and seq_len
+    (GOOD.replace(",256,,,,", ",256,resnet-50,8,224,"), "row"),  # a model the validator cannot build
 ])
 def test_loader_names_the_bad_field(tmp_path, bad, field):
     with pytest.raises(UserError) as err:

@@ -41,3 +41,62 @@ def test_extend_adds_the_paths_the_data_shows():
     assert {"popsparse-static-element", "popsparse-dynamic-block", "popsparse-static-b4"} <= set(ipu.paths)
     assert ipu.paths["popsparse-static"].block_sizes == (16,)
     assert dataclasses.asdict(extend(load_profile("gpu-a100")).paths["bsr-fp32"])["dtypes"] == ("fp32",)
+
+
+def test_block_sizes_fitted_apart_recover_their_own_efficiency():
+    # block 16 and block 32 as separate A100 paths (Quansight: Triton BSR breaks even at 99 % vs 90 %
+    # sparsity): rows drawn from known, very different fractions are fitted back path by path
+    base = extend(load_profile("gpu-a100"))
+    true = {"paths.bsr-b16.peak_fraction.fp16": 0.05, "paths.bsr.peak_fraction.fp16": 0.6}
+    truth = with_params(base, true)
+    rows = []
+    for path, block in (("bsr-b16", 16), ("bsr", 32)):
+        for i, d in enumerate((0.3, 0.1, 0.03)):
+            p = Point(id=f"{path}{i}", source="syn", hardware="synthetic", profile="gpu-a100", library="x",
+                      path=path, op="kernel_fwd", dtype="fp16", tokens=4096, in_features=4096, out_features=4096,
+                      pattern="block", block=block, density=d, speedup=1.0, read="table", where="synthetic")
+            rows.append(p.model_copy(update={"speedup": predict(truth, p).predicted}))
+    fit = fit_profile("gpu-a100", points=rows, base=load_profile("gpu-a100"))
+    assert fit.held_out_stats()["n"] == 6
+    got = {k: v for pf in fit.paths for k, v in pf.params.items()}
+    for key, want in true.items():
+        assert abs(got[key] / want - 1) < 0.15, (key, got[key], want)
+    assert fit.profile.paths["bsr-b16"].block_sizes == (16,) and fit.profile.paths["bsr"].block_sizes == (32,)
+
+
+def test_dtypes_of_equal_peak_share_one_fitted_fraction():
+    # A100 bf16 and fp16 have the same tensor-core peak: rows in both dtypes fit one fraction, recovered
+    # from synthetic rows drawn at a known shared value; a dtype of another peak (fp32) stays its own
+    base = load_profile("gpu-a100")
+    assert base.compute.peak_flops["bf16"] == base.compute.peak_flops["fp16"]
+    key = "paths.2:4-sparse-tc.peak_fraction."
+    truth = with_params(base, {key + "bf16": 0.3, key + "fp16": 0.3})
+    rows = []
+    for i, (dt, t) in enumerate((dt, t) for dt in ("bf16", "fp16") for t in (2048, 8192)):
+        p = Point(id=f"r{i}", source="syn", hardware="synthetic", profile="gpu-a100", library="x", path="2:4-sparse-tc",
+                  op="kernel_fwd", dtype=dt, tokens=t, in_features=4096, out_features=4096, pattern="2:4",
+                  density=0.5, speedup=1.0, read="table", where="synthetic")
+        rows.append(p.model_copy(update={"speedup": predict(truth, p).predicted}))
+    _, pf = fit_path(base, "2:4-sparse-tc", rows)
+    bf16, fp16 = pf.params[key + "bf16"], pf.params[key + "fp16"]
+    assert bf16 == fp16 and abs(bf16 / 0.3 - 1) < 0.05
+    from accelsim.kernels.published_fit import tied_dtypes
+
+    assert tied_dtypes(base, {"bf16", "fp16", "fp32"}) == {"bf16": "bf16", "fp16": "bf16", "fp32": "fp32"}
+
+
+def test_per_call_overhead_is_fitted_only_over_a_decade_of_work():
+    # a fixed per-call cost is told from the efficiency only by products of very different size
+    from accelsim.kernels.published_fit import SPAN, free_params
+
+    prof = load_profile("gpu-a100")
+
+    def rows(tokens):
+        return [Point(id=f"r{i}", source="syn", hardware="synthetic", profile="gpu-a100", library="x",
+                      path="csr-spmm", op="kernel_fwd", dtype="fp32", tokens=t, in_features=4096, out_features=4096,
+                      pattern="unstructured", density=0.1, speedup=1.0, read="table", where="synthetic")
+                for i, t in enumerate(tokens)]
+
+    assert "paths.csr-spmm.overhead" not in free_params(prof, "csr-spmm", rows([1024, 2048, 4096, 8192]))
+    wide = [64, 256, 1024, int(64 * SPAN) * 4]
+    assert "paths.csr-spmm.overhead" in free_params(prof, "csr-spmm", rows(wide))

@@ -75,6 +75,30 @@ def test_bert_inference_rows_are_costed_as_a_forward_pass():
     assert predict("gpu-a100", row(4, 1.02, "compiled")).predicted > 0.9
 
 
+def test_vit_inference_rows_are_torchvision_vits_with_sparse_mlps():
+    import pytest
+
+    from accelsim.errors import UserError
+    from accelsim.kernels.published_models import vit_forward_ops
+
+    # torchvision's model docs: vit_b_16 17.56 and vit_h_14 167.29 GFLOPS (multiply-adds) per 224 px image
+    for model, seq, gmacs in (("vit-b-16", 197, 17.56), ("vit-h-14", 257, 167.29)):
+        ops = vit_forward_ops(model, 1, seq)
+        macs = sum(op.flops_dense for op in ops if op.kind in ("linear", "attn_matmul")) / 2e9
+        assert abs(macs / gmacs - 1) < 0.01, (model, macs)
+    sparse = [op for op in vit_forward_ops("vit-b-16", 2, 197, density=0.1) if op.sparse]
+    assert len(sparse) == 12 * 2 and all(op.name.split(".")[1] in ("mlp0", "mlp3") for op in sparse)
+    with pytest.raises(UserError, match="197 tokens"):
+        vit_forward_ops("vit-b-16", 2, 196)
+
+    # a block-64 ViT row (SuperBlock) is costed on the fitted block-64 path: a speedup, as published (1.44x)
+    row = _point(op="model_inference", tokens=256 * 197, in_features=None, out_features=None, model="vit-b-16",
+                 batch=256, seq_len=197, pattern="block", block=64, density=0.1, dtype="bf16", path="bsr-b64",
+                 speedup=1.44, dispatch="compiled")
+    pred = predict("gpu-a100", row)
+    assert pred.predicted is not None and not pred.no_path and pred.predicted > 1.0
+
+
 def test_mlp_fwd_is_the_two_forward_products():
     # an inference FFN in -> out -> in (pytorch/ao#2012 rows): dense and sparse time are the two products' sums
     from accelsim.hardware import kernel_time, load_profile
@@ -113,3 +137,23 @@ def test_bundled_profile_without_rows_is_reported_unvalidated(tmp_path):
         assert "no-such-profile" in str(err)
     else:
         raise AssertionError("an unknown profile name must be refused")
+
+
+def test_block64_path_runs_on_block64_patterns_a_trace_cannot_carry():
+    # Triton BSR / SuperBlock's block 64 is a kernel block size, not a trace one: the fitted bsr-b64 path runs a
+    # synthetic block-64 pattern, and never a trace pattern row (which has no block64_frac)
+    from accelsim.hardware import kernel_time, load_profile, op_cost, synthetic_pattern
+    from accelsim.workload import Op
+
+    prof = load_profile("gpu-a100")
+    assert prof.paths["bsr-b64"].block_sizes == (64,) and prof.paths["bsr"].block_sizes == (32,)
+    pat = synthetic_pattern(3072, 768, 0.1, "block64")
+    assert abs(pat["block64_frac"] - 0.1) < 1e-9 and abs(pat["block32_frac"] - 0.1) < 1e-9
+    flops = 2.0 * 50432 * 768 * 3072
+    op = Op("mlp0", "linear", "fwd", m=50432, k=768, n=3072, density=0.1, sparse=True, flops_dense=flops,
+            flops=0.1 * flops)
+    assert op_cost(prof, op, pat, dtype="bf16").path == "bsr-b64"
+    row = {k: v for k, v in pat.items() if k != "block64_frac"}
+    assert op_cost(prof, op, row, dtype="bf16").path != "bsr-b64"
+    dense = kernel_time(prof, "matmul", 50432, 768, 3072, 1.0, "unstructured", "bf16")
+    assert kernel_time(prof, "matmul", 50432, 768, 3072, 0.1, "block64", "bf16", path="bsr-b64") < dense

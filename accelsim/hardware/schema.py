@@ -14,7 +14,7 @@ from typing import Any
 from accelsim.errors import UserError
 from accelsim.hardware.params import PATH_PARAMS, PathParam
 from accelsim.hardware.quantities import parse_quantity
-from accelsim.trace import BLOCK_SIZES
+from accelsim.hardware.synthetic import KERNEL_BLOCK_SIZES
 
 FORMAT_VERSION = 1
 #: Magnitudes a quantity may have, in SI units (FLOP/s, B/s, B, s, J, W): beyond them a product of rates and
@@ -239,7 +239,8 @@ def _memory(r: Reader, top: dict, kind: str):
 def _execution(r: Reader, top: dict):
     from accelsim.hardware.profile import BSP, Execution
 
-    ex = r.mapping(r.get(top, "execution", ""), "execution", ("overlap", "launch_overhead", "items_per_unit", "bsp"))
+    ex = r.mapping(r.get(top, "execution", ""), "execution", ("overlap", "launch_overhead", "items_per_unit", "bsp",
+                                                              "cold_activations"))
     bsp = None
     if ex.get("bsp") is not None:
         b = r.mapping(ex["bsp"], "execution.bsp", ("sync", "exchange_bandwidth", "exchange_energy",
@@ -252,7 +253,8 @@ def _execution(r: Reader, top: dict):
                   supersteps_per_op=r.count(b, "supersteps_per_op", w))
     return Execution(overlap=r.flag(ex, "overlap", "execution"),
                      launch_overhead_s=r.quantity(ex, "launch_overhead", "execution", "time", positive=False),
-                     items_per_unit=r.count(ex, "items_per_unit", "execution"), bsp=bsp)
+                     items_per_unit=r.count(ex, "items_per_unit", "execution"), bsp=bsp,
+                     cold_activations=r.flag(ex, "cold_activations", "execution") if "cold_activations" in ex else False)
 
 
 #: keys of a path other than its numeric parameters (those: accelsim/hardware/params.py)
@@ -300,8 +302,9 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
         if pattern == "block":
             bs = r.get(p, "block_sizes", where)
             if not isinstance(bs, list) or not bs or not all(
-                    isinstance(b, int) and not isinstance(b, bool) and b in BLOCK_SIZES for b in bs):
-                raise r.fail(f"{where}.block_sizes", f"expected a non-empty list drawn from {list(BLOCK_SIZES)}")
+                    isinstance(b, int) and not isinstance(b, bool) and b in KERNEL_BLOCK_SIZES for b in bs):
+                raise r.fail(f"{where}.block_sizes",
+                             f"expected a non-empty list drawn from {list(KERNEL_BLOCK_SIZES)}")
             sizes = tuple(bs)
             r.leaves.append(f"{where}.block_sizes")
         elif "block_sizes" in p:

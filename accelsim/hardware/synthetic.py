@@ -17,7 +17,12 @@ from scipy import stats
 
 from accelsim.trace import BLOCK_SIZES, HIST_BINS
 
-SYNTHETIC_KINDS = ("unstructured", "2:4", "block4", "block8", "block16", "block32")
+#: block sizes a kernel path may run: the trace vocabulary's (patterns.parquet carries their block fractions)
+#: plus 64, Triton BSR's and SuperBlock's block (benchmarks/published/points.csv). A trace's pattern rows carry
+#: no block64_frac, so a block-64 path runs only on synthetic patterns (kernel_time, published rows), never
+#: on a trained layer the trace cannot describe at that size.
+KERNEL_BLOCK_SIZES = (*BLOCK_SIZES, 64)
+SYNTHETIC_KINDS = ("unstructured", "2:4", *(f"block{b}" for b in KERNEL_BLOCK_SIZES))
 
 
 def _binned(trials: int, scale: int, density: float, length: int, count: int) -> list[int]:
@@ -59,7 +64,7 @@ def _synthetic(rows: int, cols: int, density: float, kind: str) -> dict[str, obj
         br, bc = max(rows // b, 1), max(cols // b, 1)
         _axis(out, "row", bc, b, d, cols, rows, b)
         _axis(out, "col", br, b, d, rows, cols, b)
-        for bb in BLOCK_SIZES:  # a bb-tile covers (bb/b)^2 independent blocks when bb >= b, else lies in one
+        for bb in KERNEL_BLOCK_SIZES:  # a bb-tile covers (bb/b)^2 independent blocks when bb >= b, else one
             out[f"block{bb}_frac"] = 1.0 - (1.0 - d) ** ((bb // b) ** 2) if bb >= b else d
         out["nm_2_4_frac"] = 1.0 - d if b >= 4 else 0.0
         out["nm_4_8_frac"] = 1.0 - d if b >= 8 else (1.0 - d) ** 2 + 2 * d * (1 - d)
@@ -72,7 +77,7 @@ def _synthetic(rows: int, cols: int, density: float, kind: str) -> dict[str, obj
         out["density"], out["nnz"] = d, int(round(rows * cols * d))
         _axis(out, "row", cols // 2, 1, 2 * d, cols, rows)
         _axis(out, "col", rows, 1, d, rows, cols)
-        for b in BLOCK_SIZES:
+        for b in KERNEL_BLOCK_SIZES:
             out[f"block{b}_frac"] = 1.0 - (1.0 - 2 * d) ** (b * b // 2)
         out["nm_2_4_frac"], out["nm_4_8_frac"] = 1.0, 1.0
         out["row_model"] = (cols // 2, 1, 1, 2.0)
@@ -80,7 +85,7 @@ def _synthetic(rows: int, cols: int, density: float, kind: str) -> dict[str, obj
         return out
     _axis(out, "row", cols, 1, d, cols, rows)
     _axis(out, "col", rows, 1, d, rows, cols)
-    for b in BLOCK_SIZES:
+    for b in KERNEL_BLOCK_SIZES:
         out[f"block{b}_frac"] = 1.0 - (1.0 - d) ** (b * b)
     out["nm_2_4_frac"] = float(stats.binom.cdf(2, 4, d))
     out["nm_4_8_frac"] = float(stats.binom.cdf(4, 8, d))
