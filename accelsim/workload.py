@@ -39,10 +39,16 @@ BIAS_GRAD = "bias_grad"
 #: accelsim.kernels.cpu.autograd) does around its kernels (:func:`sparse_execution_ops`); a CPU profile's vector
 #: path times the first three per element (kernels.vector_ops.execution_rows, by ``accelsim hw calibrate-local``)
 GATHER, SCATTER, FORMAT_BUILD, MASK_APPLY = "gather", "scatter", "format_build", "mask_apply"
+#: role of multi-head attention's layout copies (:func:`step_ops`)
+HEAD_LAYOUT = "head_layout"
+#: role of the optimizer step (AdamW after global-norm clipping); a CPU profile may time it per parameter
+OPTIMIZER = "optimizer"
 
 #: Elementwise work per element (vector ops), used by the simulator's vector units.
 ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0,
                    BIAS_GRAD: 1.0,  # one add per element of dY (a reduction over the tokens)
+                   HEAD_LAYOUT: 1.0,  # a strided copy
+                   OPTIMIZER: ADAM_FLOPS_PER_PARAM,  # per updated parameter
                    # index arithmetic per element; a profile without measured element times prices these by it
                    # and by their memory traffic
                    GATHER: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0}
@@ -132,9 +138,14 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
             # two products (one per operand) in backward, both activation gradients
             ops.append(_mm(f"block{blk}.attn_{nm}.bwd", "attn_matmul", "bwd_input", S, dh, 2 * S,
                            batch=B * heads, block=blk))
-        # dropout acts on the attention probabilities and on both sublayer outputs (BERT's three sites)
+        # dropout acts on the attention probabilities and on both sublayer outputs (BERT's three sites).
+        # head_layout: Q, K and V are split into (batch, heads, seq, head_dim) order for the batched products
+        # and the context merged back, four T x H copies forward and four in backward (transformers' BERT on
+        # torch's SDPA: 32 copies of 2048 x 512 in a bert-small step, about 11 ms of its 690 on the Zen 5,
+        # benchmarks/bench_step_breakdown.py)
         for nm, elems in (("softmax", B * heads * S * S), ("layernorm", 2 * T * H),
-                          ("gelu", ffn_act), ("residual", 2 * T * H), ("dropout", B * heads * S * S + 2 * T * H)):
+                          ("gelu", ffn_act), ("residual", 2 * T * H), ("dropout", B * heads * S * S + 2 * T * H),
+                          (HEAD_LAYOUT, 4 * T * H)):
             ops.extend(_elementwise_pair(f"block{blk}.{nm}", nm, elems, block=blk))
     head = md.get("head") or {"type": "mlm"}
     if head["type"] == "classifier":
@@ -329,7 +340,7 @@ def _optimizer(manifest: Manifest, densities: dict[str, float], kind: StepKind) 
     for i in manifest.layers:
         d = densities.get(i.name, i.target_density) if (i.sparse and nnz_only) else 1.0
         updated += round(i.shape[0] * i.shape[1] * d)
-    return Op("optimizer", "optimizer", "optimizer", elements=updated,
+    return Op("optimizer", "optimizer", "optimizer", role=OPTIMIZER, elements=updated,
               flops_dense=ADAM_FLOPS_PER_PARAM * total_dense, flops=ADAM_FLOPS_PER_PARAM * updated,
               density=updated / max(total_dense, 1), sparse=updated < total_dense)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
-from accelsim.hardware.cost import CACHE_LINE, tile_fill
+from accelsim.hardware.cost import CACHE_LINE, L1_SET_SPAN, tile_fill
 from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
@@ -73,9 +73,15 @@ def _unaligned(p: Point) -> bool:
     return any((d * b) % CACHE_LINE for d in (p.tokens, p.d_in, p.d_out))
 
 
+def _aliased(p: Point) -> bool:
+    b = DTYPE_BYTES.get(p.dtype, 4)
+    k = {"matmul": p.d_in, "matmul_dx": p.d_out}.get(p.kind)
+    return k is not None and (k * b) % L1_SET_SPAN == 0
+
+
 #: parameters whose term only some cases exercise: fitted only when a training point of the path does
 #: (a block kernel only ever runs filled tiles; the BERT-shaped cases are aligned, the FFF widths are not)
-IDENTIFIABLE = {"scatter_penalty": _scattered, "unaligned_penalty": _unaligned}
+IDENTIFIABLE = {"scatter_penalty": _scattered, "unaligned_penalty": _unaligned, "aliased_penalty": _aliased}
 
 
 def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list[str]]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from accelsim.kernels import host_memory
+
 #: ISA extensions that change what sparse/dense kernels can do (vector width, bf16/int8 dot, AMX).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
              "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
@@ -80,6 +82,7 @@ def machine_info(device: str = "cpu") -> dict:
         "torch": torch.__version__,
         "torch_mkl": _mkl_version(),
         "torch_threads": torch.get_num_threads(),
+        "host_memory": host_memory.retain_state(),
         "numpy": np.__version__,
         "scipy": _optional_version("scipy"),
         "sparse_dot_mkl": _optional_version("sparse_dot_mkl"),

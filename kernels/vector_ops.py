@@ -16,11 +16,17 @@ import torch.nn.functional as F
 from accelsim.kernels.timing import measure
 
 
+def _split_heads(B: int, S: int, heads: int):
+    """Q/K/V into (batch, heads, seq, head_dim) order, contiguous, as the batched attention products read them."""
+    return lambda x: x.view(B, S, heads, -1).transpose(1, 2).contiguous()
+
+
 def cases(B: int, S: int, H: int, heads: int, V: int) -> dict[str, tuple[str, tuple, Callable]]:
     """name -> (workload role, input shape, function of the input); the loss case's role is its op name."""
     T = B * S
     labels = torch.randint(0, V, (T,))
     return {
+        "head layout": ("head_layout", (B, S, H), _split_heads(B, S, heads)),
         "softmax": ("softmax", (B, heads, S, S), lambda x: torch.softmax(x, -1)),
         "layernorm": ("layernorm", (T, H), lambda x: F.layer_norm(x, (H,))),
         "gelu": ("gelu", (T, 4 * H), F.gelu),
@@ -50,7 +56,8 @@ def time_op(shape: tuple, fn: Callable, repeats: int) -> tuple[float, float]:
 
 def measure_ops(batch: int = 32, seq: int = 128, hidden: int = 128, heads: int = 2, vocab: int = 8192,
                 repeats: int = 7, progress: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
-    """{case name: {"role", "shape", "elements", "fwd_s", "bwd_s"}} (bert-tiny batch-32 shapes by default)."""
+    """{case name: {"role", "shape", "elements", "fwd_s", "bwd_s"[, "bwd_elements"]}} (bert-tiny batch-32 shapes
+    by default), plus the bias gradient and the optimizer step (:func:`bias_grad_row`, :func:`optimizer_row`)."""
     torch.manual_seed(0)
     rows = {}
     for name, (role, shape, fn) in cases(batch, seq, hidden, heads, vocab).items():
@@ -61,7 +68,50 @@ def measure_ops(batch: int = 32, seq: int = 128, hidden: int = 128, heads: int =
         rows[name] = {"role": role, "shape": list(shape), "elements": n, "fwd_s": fwd_s, "bwd_s": bwd_s}
         if progress:
             progress(name, rows[name])
+    for name, row in (("bias grad", bias_grad_row(batch * seq, 4 * hidden, repeats)),
+                      ("optimizer", optimizer_row(hidden, repeats))):
+        rows[name] = row
+        if progress:
+            progress(name, row)
     return rows
+
+
+def bias_grad_row(tokens: int, width: int, repeats: int) -> dict:
+    """A linear layer's bias gradient, dY (tokens x width) summed over the tokens, as autograd computes it:
+    a backward op of one element per element of dY (accelsim.workload._bias_grad)."""
+    from accelsim.workload import BIAS_GRAD
+
+    dY = torch.randn(tokens, width)
+    t, _ = measure({"sum": lambda: dY.sum(0)}, repeats=repeats, keep=("sum",))
+    return {"role": BIAS_GRAD, "shape": [tokens, width], "elements": tokens * width, "fwd_s": 0.0,
+            "bwd_s": t["sum"], "bwd_elements": 1}
+
+
+#: parameters of the optimizer case: a BERT layer's weights at hidden 512 (4 x H^2 attention + 8 x H^2 FFN, with
+#: biases), about 3.2 M parameters, 100 MB of weights, gradients and moments: past the caches, as in training
+OPTIMIZER_HIDDEN = 512
+
+
+def optimizer_row(hidden: int, repeats: int) -> dict:
+    """The trainer's update (accelsim.trainer.train): global-norm gradient clipping to 1.0, then torch's AdamW
+    step, timed per parameter on one BERT layer of OPTIMIZER_HIDDEN (``hidden`` is not used: the update streams
+    every parameter's state from memory, so its rate is that of a layer past the caches, not of the test model)."""
+    from accelsim.workload import OPTIMIZER
+
+    H = OPTIMIZER_HIDDEN
+    shapes = [(H, H)] * 4 + [(4 * H, H), (H, 4 * H)] + [(H,)] * 5 + [(4 * H,)]
+    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+
+    def step():
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    t, _ = measure({"step": step}, repeats=repeats, keep=("step",))
+    n = sum(p.numel() for p in params)
+    return {"role": OPTIMIZER, "shape": [n], "elements": n, "fwd_s": t["step"], "bwd_s": 0.0}
 
 
 def element_time(rows: dict) -> dict[str, dict[str, float]]:
@@ -69,11 +119,16 @@ def element_time(rows: dict) -> dict[str, dict[str, float]]:
     a backward op counts two elements per activation, accelsim.workload)."""
     acc: dict[str, list[float]] = {}
     for r in rows.values():
-        a = acc.setdefault(r["role"], [0.0, 0.0, 0.0])
+        a = acc.setdefault(r["role"], [0.0, 0.0, 0.0, 0.0])
         a[0] += r["fwd_s"]
         a[1] += r["bwd_s"]
         a[2] += r["elements"]
-    return {role: {"fwd": f / n, "bwd": b / (2 * n)} for role, (f, b, n) in acc.items()}
+        a[3] += r.get("bwd_elements", 2) * r["elements"]  # workload's backward elements per input element
+    out = {}
+    for role, (f, b, n, nb) in acc.items():
+        # a role timed in one direction only (the bias gradient, the optimizer) has no entry for the other
+        out[role] = {k: v for k, v, timed in (("fwd", f / n, f > 0), ("bwd", b / nb, b > 0)) if timed}
+    return out
 
 
 #: the weight and density the sparse-execution work is timed at (accelsim.workload.sparse_execution_ops): a

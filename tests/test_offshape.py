@@ -168,3 +168,41 @@ def test_fit_recovers_spill_and_efficiency_with_token_chunks_and_chunk_bytes(tmp
     assert p["paths.csr-spmm.spill_bytes"] == pytest.approx(4e5, rel=0.05)
     off = [q for q in cal.heldout if q.off_shape and q.hw_path == "csr-spmm"]
     assert off and max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off) < 0.02
+
+
+def test_aliased_penalty_charges_operand_rows_a_multiple_of_4_kib_apart():
+    """k * 4 B a multiple of 4 KiB (k = 1024, 2048, 3072 in fp32): the forward and input-gradient products pay
+    1 + aliased_penalty; k = 1000 or 1536 and the weight gradient do not."""
+    base = with_params(load_profile(SIMPLE), {"paths.bsr.overhead": 0.0})
+    pen = with_params(base, {"paths.bsr.aliased_penalty": 0.5})
+
+    def t(prof, kind, k, n=512):
+        return kernel_time(prof, kind, 512, k, n, 0.2, "block16", path="bsr")
+
+    for k in (1024, 2048, 3072):
+        assert t(pen, "matmul", k) > 1.3 * t(base, "matmul", k)
+    # the input gradient reads dY, whose rows are the layer's n outputs
+    assert t(pen, "matmul_dx", 1008, n=1024) > 1.3 * t(base, "matmul_dx", 1008, n=1024)
+    assert t(pen, "matmul_dx", 1024, n=1008) == pytest.approx(t(base, "matmul_dx", 1024, n=1008), rel=1e-12)
+    for k in (1000, 1536):
+        assert t(pen, "matmul", k) == pytest.approx(t(base, "matmul", k), rel=1e-12)
+    assert t(pen, "matmul_dw", 1024) == pytest.approx(t(base, "matmul_dw", 1024), rel=1e-12)
+
+
+def test_fit_recovers_the_aliased_penalty(tmp_path):
+    """Synthetic block-16 timings with a known aliased_penalty, on shapes with and without aliased rows: the
+    fit recovers it (and the efficiency) and predicts held-out irregular shapes."""
+    truth = with_params(load_profile(SIMPLE), {"paths.bsr.peak_fraction": 0.6, "paths.bsr.aliased_penalty": 0.3,
+                                               "paths.bsr.overhead": 0.0, "paths.bsr.d_half": 0.0})
+    shapes = [(128, 256), (512, 256), (128, 768), (512, 768), (256, 384), (256, 640), (96, 320), (200, 1008)]
+    recs = [_record(truth, op, t, layer, h, "block16", d) for op in ("matmul", "matmul_dx") for t, h in shapes
+            for layer in ("ffn_in", "ffn_out") for d in (0.5, 0.3, 0.2, 0.1, 0.05)]
+    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": recs,
+           "config": {"heldout_shapes": [[96, 320], [200, 1008]]}}
+    start = with_params(load_profile(SIMPLE), {"paths.bsr.peak_fraction": 0.3})
+    cal = fit_profile(doc, start)
+    p = cal.fitted["params"]
+    assert p["paths.bsr.aliased_penalty"] == pytest.approx(0.3, rel=0.05)
+    assert p["paths.bsr.peak_fraction"] == pytest.approx(0.6, rel=0.05)
+    off = [q for q in cal.heldout if q.off_shape and q.hw_path == "bsr"]
+    assert off and max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off) < 0.02

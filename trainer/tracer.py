@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from accelsim import trace as tr
+from accelsim.kernels import host_memory
 from accelsim.patterns import pattern_stats
 from accelsim.workload import StepKind, phase_flops, step_ops
 
@@ -49,7 +50,7 @@ def host_info() -> dict[str, Any]:
     except Exception:  # no passwd entry in some containers; the user name is informational only
         user = ""
     return {"hostname": socket.gethostname(), "user": user, "platform": platform.platform(), "cpu": cpu,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "host_memory": host_memory.retain_state()}
 
 
 class InputZeroProbe:

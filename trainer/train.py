@@ -23,6 +23,7 @@ import torch
 from accelsim import trace as tr
 from accelsim.bert import LINEAR_ROLES
 from accelsim.errors import UserError, expect
+from accelsim.kernels.host_memory import retain_freed_memory
 from accelsim.trainer.data import DataConfig, build_data
 from accelsim.trainer.distributed import Distributed
 from accelsim.trainer.execution import EXECUTIONS, build_execution
@@ -54,6 +55,9 @@ class TrainConfig:
     save_masks: str = "auto"  # "auto" | "none" | N (every N-th mask change)
     sparse_roles: tuple[str, ...] = DEFAULT_SPARSE_ROLES  # embeddings, LayerNorm and MLM head stay dense
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    # keep freed host memory in the process (accelsim.kernels.host_memory): without it every step page-faults its
+    # activations back in, 7-10 % of a bert-small CPU step, a cost of the allocator that no hardware profile models
+    retain_freed_memory: bool = True
     dropout: float = 0.1
     # "dense" or "fff:KxD": UltraSparseBERT fast feedforward layers replace every block's FFN (trainer.fff);
     # they are conditionally sparse by design, so --method normally stays dense (it then sparsifies attention only)
@@ -178,6 +182,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.retain_freed_memory:
+        retain_freed_memory()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     ddp = Distributed(cfg.seed, cfg.threads)  # under torchrun: this rank's place; otherwise every call a no-op

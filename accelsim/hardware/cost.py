@@ -7,7 +7,8 @@ a product executing a fraction ``x`` of the dense FLOPs ``F`` on a path with par
                with eff(x) = e * x^a / (x^a + d0^a); the per-nonzero part follows the row-nnz spread
                across work items, and compute_s is the makespan of those items on the device's units;
                a path's scatter_penalty g scales the per-nonzero part by 1 + g*(1 - tile_fill), and
-               its unaligned_penalty u all of it by 1 + u when k or n rows are not whole cache lines
+               its unaligned_penalty u all of it by 1 + u when k or n rows are not whole cache lines, and
+               its aliased_penalty v by 1 + v when the dense operand's rows are a multiple of 4 KiB apart
     memory   = sum over levels of bytes(level) / bandwidth(level)   (+ BSP exchange bytes)
     time     = max(compute, memory) if the profile overlaps transfers else compute + memory,
                + launch overhead + path overhead (+ BSP syncs)
@@ -47,8 +48,11 @@ WARM_SHARE = 0.5
 NM_EXACT = 1.0 - 1e-9
 #: bytes of a cache line: operand rows of a product that are not whole lines pay the path's unaligned_penalty
 CACHE_LINE = 64
+#: bytes between addresses that share an L1 set on x86 cores (size / ways: 32 KiB / 8 on Zen 3, 48 KiB / 12 on Zen 5);
+#: operand rows this far apart alias, and pay the path's aliased_penalty
+L1_SET_SPAN = 4096
 #: workload op phase -> key of a vector path's element_time table
-ELEMENT_PHASE = {"fwd": "fwd", "bwd_input": "bwd", "bwd_weight": "bwd", "mask_update": "fwd"}
+ELEMENT_PHASE = {"fwd": "fwd", "bwd_input": "bwd", "bwd_weight": "bwd", "mask_update": "fwd", "optimizer": "fwd"}
 
 
 @dataclass
@@ -62,6 +66,7 @@ class OpCost:
     work_items: list[float]  # durations, longest first; see accelsim.hardware.items for the convention
     path: str  # name of the chosen path in the profile ("dense-gemm", "csr-spmm", ...)
     overhead_s: float = 0.0  # launch + path fixed overhead + BSP syncs, included in time_s
+    stall_s: float = 0.0  # cold activations streamed from main memory after the overlapped part, in time_s
     units_per_item: float = 1.0  # engines one work item stands for (>1 only when items < units)
     block: int = 0  # block size of a block path, else 0
     candidates: dict[str, float] = field(default_factory=dict)  # time_s of every path considered
@@ -167,8 +172,22 @@ class _Ctx:
             return self.scratch
         return self.main
 
+    @property
+    def cold(self) -> bool:
+        """A training-step op on a profile measured in hot loops (execution.cold_activations): its activations
+        come from main memory, not from the cache the profile's loops kept them in. Not for a warm call (a kernel
+        benchmark's loop, which is what the profile measured)."""
+        return self.p.execution.cold_activations and not self.warm and self.main is not None
+
+    def act_home(self, act_bytes: float):
+        """The level an op's activations stream from: main memory for a cold op, else :meth:`act_level`.
+        Streamed linearly (elementwise ops, dense products), hardware prefetch overlaps that with compute."""
+        return self.main if self.cold else self.act_level(act_bytes)
+
     def finish(self, plan_name: str, overhead: float, compute_items: np.ndarray, flops: float,
-               traffic: list[tuple[object, float]], block: int = 0) -> OpCost:
+               traffic: list[tuple[object, float]], block: int = 0, cold: float = 0.0) -> OpCost:
+        """``cold``: activation bytes fetched from main memory after the overlapped part: a sparse kernel reads
+        its dense operand where its indices say, which no prefetcher runs ahead of (see _cost_plan)."""
         p = self.p
         items = np.sort(np.asarray(compute_items, dtype=float))[::-1]
         compute_s = compute_time(items, p.compute.count, self.units_per_item)
@@ -184,13 +203,19 @@ class _Ctx:
             memory_s += amount / bw
             energy[f"memory:{name}"] = energy.get(f"memory:{name}", 0.0) + amount * pj * 1e-12
         overhead += p.execution.launch_overhead_s
+        stall = 0.0
+        if cold > 0:
+            stall = cold / self.main.bandwidth_Bps
+            nbytes[self.main.name] = nbytes.get(self.main.name, 0.0) + cold
+            key = f"memory:{self.main.name}"
+            energy[key] = energy.get(key, 0.0) + cold * self.main.energy_pj_per_byte * 1e-12
         bsp = p.execution.bsp
         if bsp is not None:
             overhead += bsp.supersteps_per_op * bsp.sync_s
         busy = max(compute_s, memory_s) if p.execution.overlap and bsp is None else compute_s + memory_s
-        return OpCost(compute_s=compute_s, memory_s=memory_s, time_s=busy + overhead, flops_executed=flops,
+        return OpCost(compute_s=compute_s, memory_s=memory_s, time_s=busy + overhead + stall, flops_executed=flops,
                       bytes=nbytes, energy_j=energy, work_items=items.tolist(), path=plan_name,
-                      overhead_s=overhead, units_per_item=self.units_per_item, block=block)
+                      overhead_s=overhead, units_per_item=self.units_per_item, block=block, stall_s=stall)
 
     def even_items(self, balanced_s: float) -> np.ndarray:
         per = balanced_s * self.p.compute.count / (self.units_per_item * self.n_items)
@@ -218,6 +243,8 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
         per_flop *= math.ceil(op.m / spec.row_multiple) * spec.row_multiple / op.m
     if spec.unaligned_penalty and ((op.k * ctx.b) % CACHE_LINE or (op.n * ctx.b) % CACHE_LINE):
         per_flop *= 1.0 + spec.unaligned_penalty
+    if spec.aliased_penalty and aliased_rows(op, ctx.b):
+        per_flop *= 1.0 + spec.aliased_penalty
     t_nnz = per_flop * x  # per-nonzero work: follows the row-nnz distribution
     if spec.scatter_penalty:
         t_nnz *= 1.0 + spec.scatter_penalty * (1.0 - tile_fill(pattern, density))
@@ -237,11 +264,25 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     if dims is not None:
         act_bytes = dims["act"] * ctx.b
         w_bytes = dims["w"] * plan.stored * (ctx.b + spec.index_bytes_per_nnz)
-        traffic = [(ctx.weight_home(w_bytes), w_bytes), (ctx.act_level(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
+        # cold activations: a dense product streams them, overlapped with its FMAs; a sparse one gathers X
+        # where its indices say, so a hot-loop-measured time does not hide their fetch from main memory
+        # (bert-small, Zen 5: a 512 x 512 block-16 forward at density 0.1 takes 0.67-0.8 ms in a training step,
+        # 0.37 ms in a loop; X and Y, 8 MB, take 0.22 ms at its main-memory bandwidth)
+        irregular = ctx.cold and spec.pattern != "dense"
+        home = ctx.act_level(act_bytes) if irregular else ctx.act_home(act_bytes)
+        traffic = [(ctx.weight_home(w_bytes), w_bytes), (home, act_bytes)] + ctx.exchange(act_bytes)
+        cold = act_bytes if irregular else 0.0
     else:  # attention products: both operands and the output are activations
         act_bytes = op.batch * (op.m * op.k + op.k * op.n + op.m * op.n) * ctx.b
-        traffic = [(ctx.act_level(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
-    return ctx.finish(spec.name, spec.overhead_s, items, flops_dense * x, traffic, plan.block)
+        traffic = [(ctx.act_home(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
+        cold = 0.0
+    return ctx.finish(spec.name, spec.overhead_s, items, flops_dense * x, traffic, plan.block, cold=cold)
+
+
+def aliased_rows(op: Op, nbytes: int) -> bool:
+    """A forward or input-gradient product whose dense operand (X or dY, rows of op.k elements) has rows a whole
+    multiple of L1_SET_SPAN apart (the weight gradient streams its operands a line per row: no tile reuse)."""
+    return op.kind == "linear" and op.phase != "bwd_weight" and (op.k * nbytes) % L1_SET_SPAN == 0
 
 
 def tile_fill(pattern: dict | None, density: float) -> float:
@@ -273,14 +314,14 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
     rate = ctx.p.compute.vector_flops.get("fp32", ctx.vector) if op.kind in ("optimizer", "mask_update") \
         else ctx.vector
     per_element = spec.element_time_s.get(op.role or "", {}).get(ELEMENT_PHASE.get(op.phase, ""))
-    if per_element is not None and op.kind == "elementwise":  # measured for this role and phase
+    if per_element is not None and op.kind in ("elementwise", "optimizer"):  # measured for this role and phase
         items = ctx.even_items(op.elements * per_element)
     else:
         items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
     e = float(op.elements)
     traffic = {
-        "elementwise": lambda: [(ctx.act_level(2 * e * ctx.b), 2 * e * ctx.b)] + ctx.exchange(2 * e * ctx.b),
-        "embedding": lambda: [(ctx.weight_level, e * ctx.b), (ctx.act_level(e * ctx.b), e * ctx.b)],
+        "elementwise": lambda: [(ctx.act_home(2 * e * ctx.b), 2 * e * ctx.b)] + ctx.exchange(2 * e * ctx.b),
+        "embedding": lambda: [(ctx.weight_level, e * ctx.b), (ctx.act_home(e * ctx.b), e * ctx.b)],
         "optimizer": lambda: [(ctx.weight_level, e * (ADAM_BYTES_PER_PARAM + (ctx.b if ctx.b < 4 else 0)))],
         "mask_update": lambda: [(ctx.weight_level, e * MASK_BYTES_PER_ELEMENT)],
     }[op.kind]()

@@ -68,6 +68,9 @@ class Execution:
     launch_overhead_s: float  # per op (kernel launch, thread fork, program step)
     items_per_unit: int  # work items per compute unit: 1 = static partition, >1 = dynamic scheduling
     bsp: BSP | None = None
+    # the profile's op times were measured in hot loops (operands in cache): in a training step every op's
+    # activations stream from main memory as well, paid on top (accelsim.hardware.cost, "cold activations")
+    cold_activations: bool = False
 
 
 _P = PATH_PARAMS  # the numeric parameters' defaults, units, ranges and meaning: accelsim/hardware/params.py
@@ -95,6 +98,7 @@ class PathSpec:
     chunk_bytes: float = _P["chunk_bytes"].default
     scatter_penalty: float = _P["scatter_penalty"].default
     unaligned_penalty: float = _P["unaligned_penalty"].default
+    aliased_penalty: float = _P["aliased_penalty"].default
     row_multiple: int = _P["row_multiple"].default  # pad X's rows (tokens) to a multiple: small-m 2:4 kernels
     block_sizes: tuple[int, ...] = ()
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
@@ -224,6 +228,8 @@ def profile_to_dict(profile: HardwareProfile) -> dict[str, Any]:
     ex: dict[str, Any] = {"overlap": p.execution.overlap,
                           "launch_overhead": q(p.execution.launch_overhead_s, "time"),
                           "items_per_unit": p.execution.items_per_unit}
+    if p.execution.cold_activations:
+        ex["cold_activations"] = True
     if p.execution.bsp is not None:
         b = p.execution.bsp
         ex["bsp"] = {"sync": q(b.sync_s, "time"), "exchange_bandwidth": q(b.exchange_bandwidth_Bps, "bandwidth"),

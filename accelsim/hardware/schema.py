@@ -239,7 +239,8 @@ def _memory(r: Reader, top: dict, kind: str):
 def _execution(r: Reader, top: dict):
     from accelsim.hardware.profile import BSP, Execution
 
-    ex = r.mapping(r.get(top, "execution", ""), "execution", ("overlap", "launch_overhead", "items_per_unit", "bsp"))
+    ex = r.mapping(r.get(top, "execution", ""), "execution", ("overlap", "launch_overhead", "items_per_unit", "bsp",
+                                                              "cold_activations"))
     bsp = None
     if ex.get("bsp") is not None:
         b = r.mapping(ex["bsp"], "execution.bsp", ("sync", "exchange_bandwidth", "exchange_energy",
@@ -252,7 +253,8 @@ def _execution(r: Reader, top: dict):
                   supersteps_per_op=r.count(b, "supersteps_per_op", w))
     return Execution(overlap=r.flag(ex, "overlap", "execution"),
                      launch_overhead_s=r.quantity(ex, "launch_overhead", "execution", "time", positive=False),
-                     items_per_unit=r.count(ex, "items_per_unit", "execution"), bsp=bsp)
+                     items_per_unit=r.count(ex, "items_per_unit", "execution"), bsp=bsp,
+                     cold_activations=r.flag(ex, "cold_activations", "execution") if "cold_activations" in ex else False)
 
 
 #: keys of a path other than its numeric parameters (those: accelsim/hardware/params.py)
