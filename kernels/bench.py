@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from accelsim.errors import UserError, expect
+from accelsim.kernels.host_memory import retain_freed_memory
 from accelsim.kernels.cases import OPS, PATTERNS, Case, nm_of, pattern_supports
 from accelsim.kernels.fff_bench import FFFCase, iter_fff_cases, make_fff_record, pick_fastest_fff
 from accelsim.kernels.fff_bench import parse_shape as parse_fff_shape
@@ -182,6 +183,9 @@ def run_bench(config: BenchConfig | None = None, *, out: str | Path | None = Non
     if cfg.device.startswith("cuda"):
         expect(torch.cuda.is_available(), "no CUDA device available for --device cuda", field="device")
     threads = cfg.threads or (torch.get_num_threads(),)
+    # the trainer's allocator policy: a kernel's fresh output is not page-faulted in (else the fit learns the
+    # faults as output_bandwidth, a cost training no longer pays; accelsim.kernels.host_memory)
+    retain_freed_memory()
     planned = list(iter_cases(cfg))
     todo = [(th, layer, case) for th in threads for layer, case in (i for i, reason in planned if reason is None)]
     skipped = [dict(item, reason=reason) for item, reason in planned if reason is not None]
