@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 # the public API, imported lazily so that `import accelsim` stays cheap (no simpy, pyarrow or profiles loaded)
 _API = {
     "simulate": "accelsim.sim.api",
-    "kernel_time": "accelsim.hardware.cost",
+    "kernel_time": "accelsim.hardware.kernel_time",
     "load_profile": "accelsim.hardware.profile",
 }
 

@@ -1,6 +1,7 @@
 """Hardware profiles (hwconfigs/*.yaml) and the per-op analytic cost model the simulator schedules."""
 from accelsim.hardware.capacity import allreduce_time, fits_on_chip, training_state_bytes
-from accelsim.hardware.cost import OpCost, kernel_time, op_cost
+from accelsim.hardware.cost import OpCost, op_cost
+from accelsim.hardware.kernel_time import kernel_time
 from accelsim.hardware.items import MAX_ITEMS, makespan
 from accelsim.hardware.profile import (
     BSP,

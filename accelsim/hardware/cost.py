@@ -31,8 +31,8 @@ from accelsim.hardware.conditional import cmm_work, cond_shape
 from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
-from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, Op, fff_layer_ops
+from accelsim.hardware.synthetic import synthetic_pattern
+from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, Op
 
 #: Update traffic per updated parameter: AdamW's fp32 weight, grad and two moments read, weight and moments
 #: written (28 B), after global-norm gradient clipping (BERT's clip 1.0, as the trainer does: the norm reads
@@ -409,72 +409,3 @@ def _cond_cost(ctx: _Ctx, op: Op, fff: dict | None, path: str | None) -> OpCost:
         raise UserError(f"no path{f' named {path!r}' if path else ''} can run op {op.name!r} (cond_matmul, "
                         f"{op.phase}, dtype {ctx.dtype}); paths: {', '.join(ctx.p.paths)}", source=ctx.p.source_file)
     return _fastest(costs)
-
-
-#: kernel_time kinds -> (phase, op dims from the forward layer's m, k, n)
-_KERNELS = {"matmul": ("fwd", lambda m, k, n: (m, k, n)),
-            "matmul_dx": ("bwd_input", lambda m, k, n: (m, n, k)),
-            "matmul_dw": ("bwd_weight", lambda m, k, n: (n, m, k))}
-#: FFF kinds -> (phase, conditional): one FFF layer's two products of that phase (the forward with its GELU),
-#: as the cond_matmul ops the simulator sees ("fff*") or as the dense FF of equal width ("ff*")
-_FFF_KERNELS = {"fff": ("fwd", True), "fff_dx": ("bwd_input", True), "fff_dw": ("bwd_weight", True),
-                "ff": ("fwd", False), "ff_dx": ("bwd_input", False), "ff_dw": ("bwd_weight", False)}
-
-
-def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
-                pattern: str = "unstructured", dtype: str | None = None, *, path: str | None = None,
-                trees: int | None = None, depth: int | None = None, fff: dict | None = None,
-                eager: bool = False) -> float:
-    """Seconds for one product of a linear layer Y = X W^T (X: m x k, W: n x k at ``density``).
-
-    ``kind``: "matmul" (forward), "matmul_dx" (input gradient) or "matmul_dw" (weight gradient), always
-    described by the forward layer's m, k, n. ``pattern``: one of SYNTHETIC_KINDS. Same code path as the
-    simulator: builds the Op and a synthetic pattern row and returns ``op_cost(..., warm=True).time_s``, the
-    time of the product called repeatedly, as a kernel benchmark measures it (weights that fit a cache stay
-    there; the simulator costs a training step's ops cold, with weights in main memory).
-
-    FFF kinds (docs/hardware-profiles.md, "kernel_time"): "fff", "fff_dx", "fff_dw" time one FFF layer of
-    ``trees`` x ``depth`` (m = tokens, k = hidden, n = neurons = trees * (2^(depth+1) - 1)): the two
-    cond_matmul products of that phase, plus the GELU of the visited neurons for "fff"; ``fff`` is an
-    fff-table row (None: balanced visits). "ff", "ff_dx", "ff_dw": the dense FF of width n (GELU included
-    in "ff"), the baseline. ``path`` forces the products' path (e.g. "cmm" or the dense path).
-    ``eager``: dispatched from eager framework code (see :func:`op_cost`).
-    """
-    if kind in _FFF_KERNELS:
-        return _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff)
-    if kind not in _KERNELS:
-        raise UserError(f"unknown kernel kind {kind!r}; expected one of {', '.join([*_KERNELS, *_FFF_KERNELS])}")
-    if pattern not in SYNTHETIC_KINDS:
-        raise UserError(f"unknown pattern {pattern!r}; expected one of {', '.join(SYNTHETIC_KINDS)}")
-    if not (0.0 < density <= 1.0) or min(m, k, n) < 1:
-        raise UserError(f"expected 0 < density <= 1 and positive sizes, got m={m} k={k} n={n} density={density}")
-    if pattern == "2:4" and density > 0.5:
-        raise UserError(f"a 2:4 pattern keeps at most half of the weights, got density={density}")
-    phase, dims = _KERNELS[kind]
-    om, ok, on = dims(m, k, n)
-    dense = 2.0 * om * ok * on
-    op = Op(name=f"kernel.{kind}", kind="linear", phase=phase, m=om, k=ok, n=on, density=density,
-            sparse=density < 1.0, flops_dense=dense, flops=dense * density)
-    pat = synthetic_pattern(n, k, density, pattern) if density < 1.0 else None
-    return op_cost(profile, op, pat, dtype=dtype, path=path, warm=True, eager=eager).time_s
-
-
-def _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff) -> float:
-    phase, conditional = _FFF_KERNELS[kind]
-    if min(m, k, n) < 1 or density != 1.0:
-        raise UserError(f"expected positive sizes and no density for {kind!r} (the path fraction follows from "
-                        f"trees and depth), got m={m} k={k} n={n} density={density}")
-    if conditional or trees is not None or depth is not None:
-        ok = isinstance(trees, int) and isinstance(depth, int) and trees >= 1 and 0 <= depth <= 40
-        if not ok or trees * ((1 << (depth + 1)) - 1) != n:
-            raise UserError(f"{kind!r} needs trees >= 1 and 0 <= depth <= 40 with n = trees * (2^(depth+1) - 1) "
-                            f"neurons, got trees={trees} depth={depth} n={n}")
-    ffn = {"type": "fff", "trees": trees or n, "depth": depth or 0, "train_mode": "gather"}
-    ops = [op for op in fff_layer_ops(ffn, 0, m, k, conditional) if op.phase == phase]
-    total = sum(op_cost(profile, op, fff if conditional else None, dtype=dtype, path=path, warm=True).time_s
-                for op in ops)
-    if phase == "fwd":  # the activation between the two products: on the visited neurons only when conditional
-        width = (trees * (depth + 1)) if conditional else n
-        gelu = Op(name=f"kernel.{kind}.gelu", kind="elementwise", phase="fwd", role="gelu", elements=m * width)
-        total += op_cost(profile, gelu, dtype=dtype).time_s
-    return total
