@@ -174,7 +174,7 @@ def published_validation(path: Path, d: dict) -> list[str]:
     return lines + [""] + table(_ERR_HEADER, rows)
 
 
-@renders("sparse-training.json", "Sparse-executed training vs dense and masked (`bench_sparse_training.py`)")
+@renders("sparse-training*.json", "Sparse-executed training vs dense and masked (`bench_sparse_training.py`)")
 def sparse_training(path: Path, d: dict) -> list[str]:
     load = d.get("loadavg_before", [])[:1] + d.get("loadavg_after", [])[:1]
     lines = [f"{d['model']}, batch {d['batch_size']} × {d['seq_len']}, {d['steps']} steps per variant, interleaved in "
