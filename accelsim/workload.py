@@ -141,8 +141,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
         # dropout acts on the attention probabilities and on both sublayer outputs (BERT's three sites).
         # head_layout: Q, K and V are split into (batch, heads, seq, head_dim) order for the batched products
         # and the context merged back, four T x H copies forward and four in backward (transformers' BERT on
-        # torch's SDPA: 32 copies of 2048 x 512 in a bert-small step, about 11 ms of its 690 on the Zen 5,
-        # benchmarks/bench_step_breakdown.py)
+        # torch's SDPA: torch.profiler lists 32 such aten::copy_ calls in a 4-layer step)
         for nm, elems in (("softmax", B * heads * S * S), ("layernorm", 2 * T * H),
                           ("gelu", ffn_act), ("residual", 2 * T * H), ("dropout", B * heads * S * S + 2 * T * H),
                           (HEAD_LAYOUT, 4 * T * H)):

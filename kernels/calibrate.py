@@ -19,7 +19,8 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
-from accelsim.hardware.cost import CACHE_LINE, L1_SET_SPAN, tile_fill
+from accelsim.hardware.cost import CACHE_LINE, aliased_rows, tile_fill
+from accelsim.hardware.kernel_time import PRODUCT_KINDS, product_op
 from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
@@ -74,9 +75,8 @@ def _unaligned(p: Point) -> bool:
 
 
 def _aliased(p: Point) -> bool:
-    b = DTYPE_BYTES.get(p.dtype, 4)
-    k = {"matmul": p.d_in, "matmul_dx": p.d_out}.get(p.kind)
-    return k is not None and (k * b) % L1_SET_SPAN == 0
+    return p.kind in PRODUCT_KINDS and aliased_rows(product_op(p.kind, p.tokens, p.d_in, p.d_out),
+                                                    DTYPE_BYTES.get(p.dtype, 4))
 
 
 #: parameters whose term only some cases exercise: fitted only when a training point of the path does

@@ -4,10 +4,10 @@ PyTorch's CPU allocator has no cache: every activation, gradient and kernel outp
 and is freed at the end of its life. glibc serves blocks above its mmap threshold with ``mmap`` and gives
 them back to the kernel on ``free`` (and trims the heap top above its trim threshold), so the next step
 touches brand-new pages and pays a minor page fault per 4 KiB. Measured on the Zen 5 (bert-small, 2048
-tokens per step, 2 threads): about 80,000 faults per dense step, 7-10 % of its wall time; with the
-thresholds raised, zero. PyTorch's own CPU performance guides recommend a caching allocator (jemalloc,
-tcmalloc) for the same reason; raising glibc's thresholds gets the same effect without preloading a
-library.
+tokens per step, 2 threads, benchmarks/results/zen5-f26m2/step-memory.json): 75,000-90,000 faults per step,
+5 % of a dense step's wall time, 11-16 % of a sparse-executed one's; with the thresholds raised, zero.
+PyTorch's Performance Tuning Guide ("Switch Memory allocator") recommends jemalloc or tcmalloc for the same
+reason; raising glibc's thresholds gets the effect without preloading a library.
 
 Why ``mallopt`` through ctypes: it is the C library this process already runs on (no new native code is
 loaded), and glibc's ``GLIBC_TUNABLES`` would only apply to a process started with it. Elsewhere (musl,

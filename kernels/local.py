@@ -152,8 +152,8 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
                                      f"autograd backward, the bias gradient, the clipped AdamW step on a hidden-512 "
                                      f"layer, and the sparse execution's gather / scatter / format "
                                      f"build at a 3072 x 768 weight of density 0.1, interleaved medians, {here}",
-        # why the flag: a bert-small step's 2048 x 512 head-layout copy takes 0.35 ns an element in training and
-        # 0.05 in a loop; a 512 x 512 block-sparse forward 0.7 ms and 0.37 ms (benchmarks/results/zen5-f26m2)
+        # why the flag: benchmarks/results/zen5-f26m2/step-memory.json (a bert-small step's block-sparse products
+        # 1.1-1.8x their back-to-back time; a head-layout copy from main memory 4x its in-cache time)
         "execution.cold_activations": "every time above is measured in a loop that keeps the op's operands in "
                                       "cache; a training step streams its activations from main memory "
                                       "(kernels/local.py)",

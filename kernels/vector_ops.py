@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from accelsim.kernels.timing import measure
 
 
-def _split_heads(B: int, S: int, heads: int):
+def split_heads(B: int, S: int, heads: int):
     """Q/K/V into (batch, heads, seq, head_dim) order, contiguous, as the batched attention products read them."""
     return lambda x: x.view(B, S, heads, -1).transpose(1, 2).contiguous()
 
@@ -26,7 +26,7 @@ def cases(B: int, S: int, H: int, heads: int, V: int) -> dict[str, tuple[str, tu
     T = B * S
     labels = torch.randint(0, V, (T,))
     return {
-        "head layout": ("head_layout", (B, S, H), _split_heads(B, S, heads)),
+        "head layout": ("head_layout", (B, S, H), split_heads(B, S, heads)),
         "softmax": ("softmax", (B, heads, S, S), lambda x: torch.softmax(x, -1)),
         "layernorm": ("layernorm", (T, H), lambda x: F.layer_norm(x, (H,))),
         "gelu": ("gelu", (T, 4 * H), F.gelu),
@@ -69,7 +69,7 @@ def measure_ops(batch: int = 32, seq: int = 128, hidden: int = 128, heads: int =
         if progress:
             progress(name, rows[name])
     for name, row in (("bias grad", bias_grad_row(batch * seq, 4 * hidden, repeats)),
-                      ("optimizer", optimizer_row(hidden, repeats))):
+                      ("optimizer", optimizer_row(repeats))):
         rows[name] = row
         if progress:
             progress(name, row)
@@ -92,10 +92,10 @@ def bias_grad_row(tokens: int, width: int, repeats: int) -> dict:
 OPTIMIZER_HIDDEN = 512
 
 
-def optimizer_row(hidden: int, repeats: int) -> dict:
+def optimizer_row(repeats: int) -> dict:
     """The trainer's update (accelsim.trainer.train): global-norm gradient clipping to 1.0, then torch's AdamW
-    step, timed per parameter on one BERT layer of OPTIMIZER_HIDDEN (``hidden`` is not used: the update streams
-    every parameter's state from memory, so its rate is that of a layer past the caches, not of the test model)."""
+    step, timed per parameter on one BERT layer of OPTIMIZER_HIDDEN, not of the calibration's small model: the
+    update streams every parameter's state from memory, at the rate of a layer past the caches."""
     from accelsim.workload import OPTIMIZER
 
     H = OPTIMIZER_HIDDEN
@@ -131,7 +131,7 @@ def element_time(rows: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def _evictor():
+def evictor():
     """Writes a buffer of twice the last-level cache (64 MiB where sysfs does not say), pushing out what a timed
     op would otherwise find in cache."""
     from accelsim.kernels.probe import l3_size
@@ -151,7 +151,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
 
     * gather: the values of a layer's forward and input-gradient formats index-selected from the dense weight
       (SparseWeight.refresh; elements: the values gathered), the mean of the unstructured and block-16 families,
-      with the weight out of cache as in a step (the optimizer streamed every weight since: :func:`_evictor`);
+      with the weight out of cache as in a step (the optimizer streamed every weight since: :func:`evictor`);
     * scatter: the masked weight gradient written into a zero-filled dense-shaped buffer (a backward op:
       two elements per weight, as workload counts it);
     * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
@@ -171,7 +171,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     index = mask_u.reshape(-1).nonzero().squeeze(1)
     vals = torch.randn(index.numel())
 
-    evict = _evictor()
+    evict = evictor()
 
     def refresh(fmt):
         def run():

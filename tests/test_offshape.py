@@ -159,15 +159,22 @@ def test_fit_recovers_spill_and_efficiency_with_token_chunks_and_chunk_bytes(tmp
     shapes = [(32, 256), (128, 256), (512, 256), (64, 768), (128, 768), (512, 768), (96, 320), (200, 1008), (1500, 640)]
     recs = [_record(truth, "matmul", t, "ffn_in", h, "unstructured", d) for t, h in shapes
             for d in (0.5, 0.3, 0.2, 0.1, 0.05, 0.02)]  # enough points that spill_bytes is fitted too
-    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": recs,
-           "config": {"heldout_shapes": [[96, 320], [200, 1008], [1500, 640]]}}
     start = chunked(with_params(load_profile(SIMPLE), {"paths.csr-spmm.peak_fraction": 0.5}))
-    cal = fit_profile(doc, start)
-    p = cal.fitted["params"]
+    p, worst_off = _fit_synthetic(recs, [[96, 320], [200, 1008], [1500, 640]], start, "csr-spmm")
     assert p["paths.csr-spmm.peak_fraction"] == pytest.approx(0.2, rel=0.03)
     assert p["paths.csr-spmm.spill_bytes"] == pytest.approx(4e5, rel=0.05)
-    off = [q for q in cal.heldout if q.off_shape and q.hw_path == "csr-spmm"]
-    assert off and max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off) < 0.02
+    assert worst_off < 0.02
+
+
+def _fit_synthetic(recs, heldout, start, path):
+    """Fit synthetic records from ``start`` with ``heldout`` shapes held out whole: (fitted params, the worst
+    relative error on the held-out shapes' points of ``path``)."""
+    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": recs,
+           "config": {"heldout_shapes": heldout}}
+    cal = fit_profile(doc, start)
+    off = [q for q in cal.heldout if q.off_shape and q.hw_path == path]
+    assert off
+    return cal.fitted["params"], max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off)
 
 
 def test_aliased_penalty_charges_operand_rows_a_multiple_of_4_kib_apart():
@@ -197,12 +204,8 @@ def test_fit_recovers_the_aliased_penalty(tmp_path):
     shapes = [(128, 256), (512, 256), (128, 768), (512, 768), (256, 384), (256, 640), (96, 320), (200, 1008)]
     recs = [_record(truth, op, t, layer, h, "block16", d) for op in ("matmul", "matmul_dx") for t, h in shapes
             for layer in ("ffn_in", "ffn_out") for d in (0.5, 0.3, 0.2, 0.1, 0.05)]
-    doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": recs,
-           "config": {"heldout_shapes": [[96, 320], [200, 1008]]}}
     start = with_params(load_profile(SIMPLE), {"paths.bsr.peak_fraction": 0.3})
-    cal = fit_profile(doc, start)
-    p = cal.fitted["params"]
+    p, worst_off = _fit_synthetic(recs, [[96, 320], [200, 1008]], start, "bsr")
     assert p["paths.bsr.aliased_penalty"] == pytest.approx(0.3, rel=0.05)
     assert p["paths.bsr.peak_fraction"] == pytest.approx(0.6, rel=0.05)
-    off = [q for q in cal.heldout if q.off_shape and q.hw_path == "bsr"]
-    assert off and max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off) < 0.02
+    assert worst_off < 0.02

@@ -56,7 +56,7 @@ class TrainConfig:
     sparse_roles: tuple[str, ...] = DEFAULT_SPARSE_ROLES  # embeddings, LayerNorm and MLM head stay dense
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     # keep freed host memory in the process (accelsim.kernels.host_memory): without it every step page-faults its
-    # activations back in, 7-10 % of a bert-small CPU step, a cost of the allocator that no hardware profile models
+    # activations back in, 5-16 % of a bert-small CPU step (step-memory.json), a cost no hardware profile models
     retain_freed_memory: bool = True
     dropout: float = 0.1
     # "dense" or "fff:KxD": UltraSparseBERT fast feedforward layers replace every block's FFN (trainer.fff);

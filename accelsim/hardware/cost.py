@@ -266,8 +266,8 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
         w_bytes = dims["w"] * plan.stored * (ctx.b + spec.index_bytes_per_nnz)
         # cold activations: a dense product streams them, overlapped with its FMAs; a sparse one gathers X
         # where its indices say, so a hot-loop-measured time does not hide their fetch from main memory
-        # (bert-small, Zen 5: a 512 x 512 block-16 forward at density 0.1 takes 0.67-0.8 ms in a training step,
-        # 0.37 ms in a loop; X and Y, 8 MB, take 0.22 ms at its main-memory bandwidth)
+        # (bert-small, Zen 5, benchmarks/results/zen5-f26m2/step-memory.json: a 512 x 512 block-16 forward takes
+        # 0.62 ms in a training step, 0.47 ms called back to back; X and Y, 8 MB, take 0.22 ms from main memory)
         irregular = ctx.cold and spec.pattern != "dense"
         home = ctx.act_level(act_bytes) if irregular else ctx.act_home(act_bytes)
         traffic = [(ctx.weight_home(w_bytes), w_bytes), (home, act_bytes)] + ctx.exchange(act_bytes)

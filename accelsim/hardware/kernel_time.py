@@ -15,10 +15,21 @@ from accelsim.workload import Op, fff_layer_ops
 _KERNELS = {"matmul": ("fwd", lambda m, k, n: (m, k, n)),
             "matmul_dx": ("bwd_input", lambda m, k, n: (m, n, k)),
             "matmul_dw": ("bwd_weight", lambda m, k, n: (n, m, k))}
+#: the linear-layer product kinds (the rest are FFF kinds)
+PRODUCT_KINDS = tuple(_KERNELS)
 #: FFF kinds -> (phase, conditional): one FFF layer's two products of that phase (the forward with its GELU),
 #: as the cond_matmul ops the simulator sees ("fff*") or as the dense FF of equal width ("ff*")
 _FFF_KERNELS = {"fff": ("fwd", True), "fff_dx": ("bwd_input", True), "fff_dw": ("bwd_weight", True),
                 "ff": ("fwd", False), "ff_dx": ("bwd_input", False), "ff_dw": ("bwd_weight", False)}
+
+
+def product_op(kind: str, m: int, k: int, n: int, density: float = 1.0) -> Op:
+    """The workload op of one product (``kind`` in _KERNELS) of a linear layer with forward sizes m, k, n."""
+    phase, dims = _KERNELS[kind]
+    om, ok, on = dims(m, k, n)
+    dense = 2.0 * om * ok * on
+    return Op(name=f"kernel.{kind}", kind="linear", phase=phase, m=om, k=ok, n=on, density=density,
+              sparse=density < 1.0, flops_dense=dense, flops=dense * density)
 
 
 def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
@@ -50,11 +61,7 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
         raise UserError(f"expected 0 < density <= 1 and positive sizes, got m={m} k={k} n={n} density={density}")
     if pattern == "2:4" and density > 0.5:
         raise UserError(f"a 2:4 pattern keeps at most half of the weights, got density={density}")
-    phase, dims = _KERNELS[kind]
-    om, ok, on = dims(m, k, n)
-    dense = 2.0 * om * ok * on
-    op = Op(name=f"kernel.{kind}", kind="linear", phase=phase, m=om, k=ok, n=on, density=density,
-            sparse=density < 1.0, flops_dense=dense, flops=dense * density)
+    op = product_op(kind, m, k, n, density)
     pat = synthetic_pattern(n, k, density, pattern) if density < 1.0 else None
     return op_cost(profile, op, pat, dtype=dtype, path=path, warm=True, eager=eager).time_s
 

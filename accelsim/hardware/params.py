@@ -101,9 +101,9 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
     PathParam("scatter_penalty", "scatter_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("sparse", 8),), sample=(0.0, 2.0),
               doc="extra per-nonzero work of a nonzero alone in its 16x16 tile over one in a filled tile"),
-    # measured (offshape/validation-with, 1 thread): block-16 products at k = 3072 and 4096 ran 15-18 % slower than
-    # predicted, at k = 1536 and 2560 as predicted; a 16-row register tile at a 4 KiB-multiple row stride maps
-    # all its rows to one set of the 12-way L1 (benchmarks/results/zen5-f26m2, issue 20)
+    # measured (fit without it, commit 93e8f78's offshape/validation-with, 1 thread): block-16 products predicted at
+    # 0.82-0.85 of the measured time at k = 3072 and 4096, 1.00-1.16 at k = 1536 and 2560; a 16-row register tile at
+    # a 4 KiB-multiple row stride maps all its rows to one set of the 12-way L1 (docs/hardware-profiles.md, issue 20)
     PathParam("aliased_penalty", "aliased_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("sparse", 9),), sample=(0.0, 1.0),
               doc="extra compute time of a sparse forward or input-gradient product whose dense operand's rows "
