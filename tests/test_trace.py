@@ -75,6 +75,22 @@ def test_pattern_stats_hand_made():
     assert sum(s["row_nnz_hist"]) == 8 and s["row_nnz_hist"][0] == 6
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 70), cols=st.integers(1, 70), density=st.sampled_from([0.0, 0.03, 0.3, 0.7, 1.0]),
+       seed=st.integers(0, 2**16))
+def test_pattern_stats_word_tricks_match_plain_counts(rows, cols, density, seed):
+    """The word-at-a-time block and N:M statistics against their plain definitions, at shapes that are not
+    multiples of any block or group size."""
+    m = np.random.default_rng(seed).random((rows, cols)) < density
+    s = pattern_stats(m)
+    for b in tr.BLOCK_SIZES:
+        tiles = [m[i:i + b, j:j + b].any() for i in range(0, rows, b) for j in range(0, cols, b)]
+        assert s[f"block{b}_frac"] == pytest.approx(np.mean(tiles), abs=1e-12)
+    for n, g in ((2, 4), (4, 8)):
+        groups = [m[i, j:j + g].sum() <= n for i in range(rows) for j in range(0, cols - cols % g, g)]
+        assert s[f"nm_{n}_{g}_frac"] == pytest.approx(np.mean(groups) if groups else 0.0, abs=1e-12)
+
+
 def test_docs_describe_every_column():
     doc = (Path(__file__).parents[1] / "docs" / "trace-format.md").read_text()
     for table, cols in tr.TABLES.items():
