@@ -39,6 +39,9 @@ BIAS_GRAD = "bias_grad"
 #: accelsim.kernels.cpu.autograd) does around its kernels (:func:`sparse_execution_ops`); a CPU profile's vector
 #: path times the first three per element (kernels.vector_ops.execution_rows, by ``accelsim hw calibrate-local``)
 GATHER, SCATTER, FORMAT_BUILD, MASK_APPLY = "gather", "scatter", "format_build", "mask_apply"
+#: role of the gather into block formats (whole b x b tiles, contiguous rows) where a profile times it apart from
+#: GATHER's scattered CSR values; the cost model splits a GATHER op between the two (accelsim.hardware.cost)
+GATHER_TILES = "gather_tiles"
 #: role of multi-head attention's layout copies (:func:`step_ops`)
 HEAD_LAYOUT = "head_layout"
 #: role of the optimizer step (AdamW after global-norm clipping); a CPU profile may time it per parameter
@@ -51,7 +54,7 @@ ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.
                    OPTIMIZER: ADAM_FLOPS_PER_PARAM,  # per updated parameter
                    # index arithmetic per element; a profile without measured element times prices these by it
                    # and by their memory traffic
-                   GATHER: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0}
+                   GATHER: 1.0, GATHER_TILES: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0}
 
 LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
@@ -181,7 +184,9 @@ def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: 
     """What a sparse-executed run (the trainer's ``--execute sparse``) does besides the products, per sparse layer:
 
     * every step, the current values gathered into the forward and input-gradient formats (2 x nnz
-      elements: the execution keeps no values between optimizer steps, the dense weight is the master copy);
+      elements: the execution keeps no values between optimizer steps, the dense weight is the master copy;
+      the op carries the layer's products, m = tokens, k x n = the weight's columns x rows, so the cost model
+      counts the values of the formats its paths store: every value of each kept tile on a block path);
     * on steps without a dense gradient, the masked weight gradient scattered into a zero-filled
       dense-shaped buffer (2 x rows x cols elements: the optimizer and the method read a dense gradient);
     * on mask-update steps, the formats rebuilt from the new mask (rows x cols elements scanned);
@@ -194,12 +199,16 @@ def sparse_execution_ops(manifest: Manifest, densities: dict[str, float], kind: 
     if manifest.execution != "sparse" or not kind.sparse_compute:
         return []
     ops = []
+    tokens = manifest.batch_size * manifest.model["seq_len"]
     for info in manifest.layers:
         d = densities.get(info.name, info.target_density) if info.sparse else 1.0
         if not info.sparse or d >= 1.0:
             continue
         numel = info.shape[0] * info.shape[1]
-        work = [(GATHER, "fwd", 2 * round(numel * d))]
+        ops.append(Op(f"{info.name}.{GATHER}", "elementwise", "fwd", block=_block_index(info.name), layer=info.name,
+                      role=GATHER, density=d, elements=2 * round(numel * d), m=tokens, k=info.shape[1],
+                      n=info.shape[0]))
+        work = []
         if not kind.dense_grad:  # a backward op counts two elements per weight, as _elementwise_pair's do
             work.append((SCATTER, "bwd_weight", 2 * numel))
         if kind.mask_update:

@@ -149,16 +149,17 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     """The sparse execution's own work around its kernels (accelsim.kernels.cpu.autograd), timed as the
     trainer runs it, in element_time's row format (role = accelsim.workload's GATHER / SCATTER / FORMAT_BUILD):
 
-    * gather: the values of a layer's forward and input-gradient formats index-selected from the dense weight
-      (SparseWeight.refresh; elements: the values gathered), the mean of the unstructured and block-16 families,
-      with the weight out of cache as in a step (the optimizer streamed every weight since: :func:`evictor`);
+    * gather / gather tiles: the values of a layer's forward and input-gradient formats index-selected from the
+      dense weight (SparseWeight.refresh; elements: the values gathered), for the unstructured (CSR) and the
+      block-16 family, with the weight out of cache as in a step (the optimizer streamed every weight since:
+      :func:`evictor`); scattered values cost about twice a tile's contiguous ones;
     * scatter: the masked weight gradient written into a zero-filled dense-shaped buffer (a backward op:
       two elements per weight, as workload counts it);
     * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
       the mean of the unstructured and block-16 families (the two the CPU profile picks between)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats
-    from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER
+    from accelsim.workload import FORMAT_BUILD, GATHER, GATHER_TILES, SCATTER
 
     torch.manual_seed(0)
     rows, cols = EXECUTION_SHAPE
@@ -194,14 +195,15 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
                     "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16")}, repeats=repeats,
                    keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b"))
-    # per value of one format: a refresh fills two formats (forward and input gradient); the eviction timed beside
+    # elements: the values of both formats a refresh fills (forward and input gradient); the eviction timed beside
     # it is taken off (index_select of values scattered over a weight in main memory waits on every line: on the
     # Zen 5 a bert-small RigL-90 step gathers for 14.5 ms, 6x the time of the same gather from cache)
-    per_value = (max(t["gather_u"] - t["evict"], 0.0) / (2 * int(mask_u.sum()))
-                 + max(t["gather_b"] - t["evict"], 0.0) / (2 * int(mask_b.sum()))) / 2
-    nnz = int(index.numel())
+    nnz_u, nnz_b = 2 * int(mask_u.sum()), 2 * int(mask_b.sum())
     return {
-        "gather": {"role": GATHER, "shape": [rows, cols], "elements": nnz, "fwd_s": per_value * nnz, "bwd_s": 0.0},
+        "gather": {"role": GATHER, "shape": [rows, cols], "elements": nnz_u,
+                   "fwd_s": max(t["gather_u"] - t["evict"], 0.0), "bwd_s": 0.0},
+        "gather tiles": {"role": GATHER_TILES, "shape": [rows, cols], "elements": nnz_b,
+                         "fwd_s": max(t["gather_b"] - t["evict"], 0.0), "bwd_s": 0.0},
         "scatter": {"role": SCATTER, "shape": [rows, cols], "elements": numel, "fwd_s": 0.0, "bwd_s": t["scatter"]},
         "format build": {"role": FORMAT_BUILD, "shape": [rows, cols], "elements": numel,
                          "fwd_s": (t["build_u"] + t["build_b"]) / 2, "bwd_s": 0.0},

@@ -544,3 +544,26 @@ def test_top_level_kernel_time_is_the_simulators_cost_model():
     assert 0 < t < accelsim.kernel_time("cpu-local", "matmul", 512, 768, 3072)
     with pytest.raises(AttributeError):
         accelsim.no_such_thing
+
+
+def test_sparse_execution_gather_charges_the_values_of_the_chosen_formats():
+    """The trainer's sparse execution gathers, every step, the values its forward and input-gradient formats store:
+    nnz on a CSR path, every value of the kept tiles on a block path (timed apart, GATHER_TILES), nothing on a
+    dense one. Elementwise FLOPs of a gather are one per value, so flops_executed counts the charged values."""
+    from accelsim.workload import GATHER
+
+    times = {"gather": {"fwd": "2 ns"}, "gather_tiles": {"fwd": "0.5 ns"}}
+    rng = np.random.default_rng(0)
+    scattered = pattern_stats(rng.random((256, 256)) < 0.1)  # every 32x32 tile holds a nonzero
+    gather = Op("l.gather", "elementwise", "fwd", layer="l", role=GATHER, density=scattered["density"],
+                elements=2 * scattered["nnz"], m=512, k=256, n=256)
+    block32 = {"pattern": "block", "block_sizes": [32], "peak_fraction": 1.0}
+    csr_wins = toy(paths__vector__element_time=times)
+    tiles_win = toy(paths__vector__element_time=times, paths__bsr32=block32, paths__csr__peak_fraction=0.001)
+    dense_wins = toy(paths__vector__element_time=times, paths__csr__peak_fraction=0.001)
+    assert op_cost(csr_wins, gather, scattered).flops_executed == 2 * scattered["nnz"]
+    # whole tiles at a quarter of a scattered value's time: 2 x 65536 values weigh 32768 scattered ones
+    assert op_cost(tiles_win, gather, scattered).flops_executed == 2 * 256 * 256 * 0.25
+    assert op_cost(dense_wins, gather, scattered).flops_executed == 0
+    # without the layer's products (m = 0) the op is priced as counted
+    assert op_cost(tiles_win, dataclasses.replace(gather, m=0), scattered).flops_executed == 2 * scattered["nnz"]

@@ -32,7 +32,7 @@ from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import synthetic_pattern
-from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, Op
+from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, GATHER, GATHER_TILES, Op
 
 #: Update traffic per updated parameter: AdamW's fp32 weight, grad and two moments read, weight and moments
 #: written (28 B), after global-norm gradient clipping (BERT's clip 1.0, as the trainer does: the norm reads
@@ -69,6 +69,7 @@ class OpCost:
     stall_s: float = 0.0  # cold activations streamed from main memory after the overlapped part, in time_s
     units_per_item: float = 1.0  # engines one work item stands for (>1 only when items < units)
     block: int = 0  # block size of a block path, else 0
+    stored: float = 1.0  # fraction of the weight's values the chosen path's format holds (a product's)
     candidates: dict[str, float] = field(default_factory=dict)  # time_s of every path considered
 
 
@@ -139,7 +140,7 @@ class _Ctx:
 
     def __init__(self, profile: HardwareProfile, dtype: str, resident: bool, warm: bool = False):
         self.p = profile
-        self.warm = warm
+        self.warm, self.resident = warm, resident
         self.dtype = dtype
         if dtype not in DTYPE_BYTES:
             raise UserError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}")
@@ -276,7 +277,30 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
         act_bytes = op.batch * (op.m * op.k + op.k * op.n + op.m * op.n) * ctx.b
         traffic = [(ctx.act_home(act_bytes), act_bytes)] + ctx.exchange(act_bytes)
         cold = 0.0
-    return ctx.finish(spec.name, spec.overhead_s, items, flops_dense * x, traffic, plan.block, cold=cold)
+    cost = ctx.finish(spec.name, spec.overhead_s, items, flops_dense * x, traffic, plan.block, cold=cold)
+    return dataclasses.replace(cost, stored=plan.stored)
+
+
+def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
+    """A sparse-executed layer's values gathered into the formats of its forward and input-gradient products
+    (accelsim.workload.sparse_execution_ops; op.m tokens, weight op.n x op.k): the values each product's chosen
+    path stores, none for a dense path (it reads W). A block path over an unstructured mask keeps whole tiles
+    (bert-small RigL-90: the attention products run as 32x32 tiles, nearly all kept, ten times the nonzeros),
+    and tiles are gathered as contiguous rows, at the profile's GATHER_TILES time per value where it has one."""
+    scattered = tiles = 0.0
+    for phase, k, n in (("fwd", op.k, op.n), ("bwd_input", op.n, op.k)):
+        flops = 2.0 * op.m * k * n
+        product = dataclasses.replace(op, name=f"{op.name}.{phase}", kind="linear", phase=phase, k=k, n=n,
+                                      sparse=True, flops_dense=flops, flops=flops * op.density, elements=0, role="")
+        chosen = op_cost(ctx.p, product, pattern, resident=ctx.resident, dtype=ctx.dtype, warm=ctx.warm)
+        values = chosen.stored * op.k * op.n
+        pattern_kind = ctx.p.paths[chosen.path].pattern
+        scattered += values if pattern_kind == "unstructured" else 0.0
+        tiles += values if pattern_kind == "block" else 0.0
+    vector = next(s for s in ctx.p.paths.values() if s.pattern == "vector" and _usable(s, ctx.dtype, None))
+    per_value, per_tile_value = (vector.element_time_s.get(role, {}).get("fwd") for role in (GATHER, GATHER_TILES))
+    weight = per_tile_value / per_value if per_value and per_tile_value else 1.0
+    return _vector_cost(ctx, dataclasses.replace(op, elements=round(scattered + weight * tiles)))
 
 
 def aliased_rows(op: Op, nbytes: int) -> bool:
@@ -347,6 +371,8 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     ctx = _Ctx(profile, dtype or profile.dtype, resident, warm)
     if op.kind == COND_MATMUL:
         return _cond_cost(ctx, op, pattern, path)
+    if op.role == GATHER and op.m > 0:
+        return _gather_cost(ctx, op, pattern)
     if op.kind not in ("linear", "attn_matmul"):
         return _vector_cost(ctx, op)
     density = min(max(float(op.density), 0.0), 1.0)
