@@ -109,6 +109,12 @@ def config(name: str, root: Path, steps: int, hw: str, threads: int, model: str 
                                 update_every=max(steps // 4, 1), end_fraction=0.75))
 
 
+def _clock_ghz(threads: int) -> float:
+    from accelsim.kernels.probe import probe_peak
+
+    return probe_peak(3, 200_000, threads)["clock_hz"] / 1e9
+
+
 def run_interleaved(names: list[str], root: Path, steps: int, chunk: int, hw: str, threads: int, **size) -> dict:
     from accelsim.trainer import train as train_mod
 
@@ -213,10 +219,14 @@ def main() -> None:
 
     names = a.variants.split(",")
     root = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-sparse-training-"))
+    # the guest's clock follows the host's (4.14 to 4.54 GHz on the Zen 5 within one day): a profile predicts the
+    # clock it was calibrated at, so the run's clock is recorded beside the profile's
+    clock0 = _clock_ghz(a.threads)
     load0, t0 = os.getloadavg(), time.time()
     try:
         phases = run_interleaved(names, root, a.steps, a.chunk, a.hw, a.threads, model=a.model, batch=a.batch_size)
         load1 = os.getloadavg()
+        clock1 = _clock_ghz(a.threads)
         res = {n: summarise(n, root, phases[n], a.hw, a.chunk) for n in names}
         share = decoder_share(root) if "dense" in names else {}
     finally:
@@ -239,11 +249,13 @@ def main() -> None:
         "steps": a.steps, "chunk": a.chunk, "threads": a.threads, "profile": a.hw,
         "profile_fitted_machine_mismatch": machine_mismatch((prof.fitted or {}).get("machine")),
         "machine": machine_info(), "loadavg_before": load0, "loadavg_after": load1,
+        "clock_GHz_before": clock0, "clock_GHz_after": clock1, "profile_clock_GHz": prof.compute.clock_hz / 1e9,
         "wall_min": (time.time() - t0) / 60, **share, "variants": res,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
-    print(f"loadavg before {load0}, after {load1}")
+    print(f"loadavg before {load0}, after {load1}; clock {clock0:.2f} / {clock1:.2f} GHz before / after "
+          f"(profile calibrated at {prof.compute.clock_hz / 1e9:.2f})")
     print(f"{'variant':22s} {'step ms':>8s} {'fwd':>6s} {'bwd':>6s} {'opt':>6s} {'x dense':>7s} "
           f"{'run s':>7s} {'pred s':>7s} {'err':>6s} {'x meas':>6s} {'x pred':>6s} {'eval':>6s}")
     for n, r in res.items():

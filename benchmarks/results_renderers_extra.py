@@ -180,6 +180,9 @@ def sparse_training(path: Path, d: dict) -> list[str]:
     lines = [f"{d['model']}, batch {d['batch_size']} × {d['seq_len']}, {d['steps']} steps per variant, interleaved in "
              f"chunks of {d['chunk']}; predictions from `{d['profile']}`; load average {_span(load)} "
              f"(before/after); decoder share of the dense step's FLOPs {pct(d['decoder_flops_share'])}."]
+    if "clock_GHz_before" in d:
+        lines[0] += (f" Core clock {sig(d['clock_GHz_before'])} / {sig(d['clock_GHz_after'])} GHz before / after, the "
+                     f"profile's calibration {sig(d['profile_clock_GHz'])} GHz.")
     rows = []
     for name, v in d["variants"].items():
         rows.append([name, v["execution"], ms(v["median_step_s"]), times(v["speedup_median_step"]),
