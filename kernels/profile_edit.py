@@ -30,7 +30,10 @@ def _scalar(v) -> str:
         plain = v and not any(c in v for c in ":#{}[],&*!|>'\"%@`") and v.strip() == v and not v[0].isdigit()
         return v if plain else json.dumps(v)
     if isinstance(v, float):
-        return f"{v:.4g}"
+        text = f"{v:.4g}"
+        mantissa, e, exp = text.partition("e")
+        # yaml.safe_load (YAML 1.1) reads "1e-05" as a string: its floats need a dot in the mantissa
+        return f"{mantissa}.0e{exp}" if e and "." not in mantissa else text
     return str(v)
 
 
@@ -46,9 +49,10 @@ def path_block(spec: PathSpec) -> list[str]:
     return [f"  {_scalar(spec.name)}:"] + [f"    {k}: {_flow(v)}" for k, v in _path_dict(spec).items()]
 
 
-#: path keys a fit may change; an existing block keeps every other line as written
+#: path keys a fit may change; an existing block keeps every other line as written (dtypes: the data may show a
+#: path's kernel running another dtype, e.g. Triton's BSR in fp32 on the A100)
 FIT_KEYS = ("description", "peak_fraction", "d_half", "exponent", "overhead", "dispatch_overhead", "row_multiple",
-            "block_sizes")
+            "block_sizes", "dtypes")
 
 
 def _merge(old: list[str], new: list[str]) -> list[str]:

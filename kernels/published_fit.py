@@ -33,24 +33,29 @@ from accelsim.kernels.published_validate import Prediction, error_stats, predict
 
 #: paths the published rows show exist, per profile: name -> (copy parameters from, changes, provenance)
 NEW_PATHS: dict[str, dict[str, tuple[str, dict, str]]] = {
+    # cuSPARSE's fp32 BSR and Triton's bsr_dense_mm are different kernels: at block 16 in fp32 Triton's is 1.7-2x
+    # faster from 75 to 97 % sparsity (Quansight's figure 5 vs the PopSparse paper's GPU rows), so
+    # bsr-fp32 is cuSPARSE's and each Triton block path carries its own fp32 fraction
     "gpu-a100": {"bsr-fp32": ("bsr", dict(
-        description="block-sparse (BSR) fp32 kernels: cuSPARSE BSR and Triton bsr_dense_mm on CUDA cores / TF32-free",
-        dtypes=("fp32",), block_sizes=(16, 32)),
-        "the published rows show fp32 block-sparse products beat dense on the A100 from ~85 % sparsity "
-        "(PopSparse notebook cuSPARSE BSR b16; Quansight Triton BSR); block 32 as the half-precision bsr path, "
-        "rows exist for block 16 only; fields other than the fitted ones copied from the bsr path"),
-        # Triton's BSR kernel gains much per kept weight with the block size (Quansight: break-even at 99 %
-        # sparsity for block 16, 90 % for 32, 60 % for 64), so each block size is its own path, as the IPU's are
+        description="cuSPARSE BSR SpMM in fp32 (CUDA cores), block 16", dtypes=("fp32",), block_sizes=(16,)),
+        "the PopSparse paper's A100 rows show cuSPARSE's fp32 BSR (block 16) beating dense from ~85 % sparsity; "
+        "Triton's fp32 BSR is on the bsr-b16 / bsr / bsr-b64 paths; fields other than the fitted ones copied "
+        "from the bsr path"),
+        # Triton's BSR kernel gains much per kept weight with the block size (Quansight's figures: fp16 break-even
+        # between 95 and 99 % sparsity at block 16, 80-90 % at 32, 50-60 % at 64), so each block size is its own
+        # path, as the IPU's are
         "bsr-b16": ("bsr", dict(
-            description="block-sparse (BSR) tensor-core kernels at block 16 (Triton bsr_dense_mm)", block_sizes=(16,)),
-            "Quansight BSR post: Triton bsr_dense_mm in fp16 breaks even only at 99 % sparsity at block 16 (90 % at "
-            "block 32); fields other than the fitted ones copied from the bsr path"),
+            description="block-sparse (BSR) kernels at block 16 (Triton bsr_dense_mm; tensor cores in half precision)",
+            block_sizes=(16,), dtypes=("bf16", "fp16", "fp32")),
+            "Quansight BSR post (figures 5 and 7): Triton bsr_dense_mm at block 16 breaks even only between 95 and "
+            "99 % sparsity in fp16, between 60 and 70 % in fp32; fields other than the fitted ones copied from the "
+            "bsr path"),
         "bsr-b64": ("bsr", dict(
-            description="block-sparse (BSR) tensor-core kernels at block 64 (Triton bsr_dense_mm / bsr_dense_addmm)",
-            block_sizes=(64,)),
-            "block-64 rows: Quansight BSR post (fp16 break-even at 60 % sparsity) and torchao SuperBlock's "
-            "benchmark_results.txt (ViT-B/16 and ViT-H/14 in bf16, MLPs 80-90 % sparse); fields other than the "
-            "fitted ones copied from the bsr path")},
+            description="block-sparse (BSR) kernels at block 64 (Triton bsr_dense_mm / bsr_dense_addmm)",
+            block_sizes=(64,), dtypes=("bf16", "fp16", "fp32")),
+            "block-64 rows: Quansight BSR post (figures 5 and 7, fp32 and fp16, 50-99 % sparsity) and torchao "
+            "SuperBlock's benchmark_results.txt (ViT-B/16 and ViT-H/14 in bf16, MLPs 80-90 % sparse); fields other "
+            "than the fitted ones copied from the bsr path")},
     "ipu-gc200": {
         "popsparse-static-element": ("popsparse-dynamic", dict(
             description="PopSparse static sparse matmul at element granularity (block size 1, pattern fixed "
@@ -96,9 +101,11 @@ NARROWED = {
         description="PopSparse static block-sparse matmul, block 16 (pattern fixed at compile time)",
         block_sizes=(16,)), {})},
     "gpu-a100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD}),
-                 "bsr": (dict(description="block-sparse (BSR) tensor-core kernels at block 32 (Triton bsr_dense_mm)",
-                              block_sizes=(32,)),
-                         {"paths.bsr.block_sizes": "blocks 16 and 64 are the bsr-b16 and bsr-b64 paths (see theirs)"})},
+                 "bsr": (dict(description="block-sparse (BSR) kernels at block 32 (Triton bsr_dense_mm; tensor cores "
+                                          "in half precision)", block_sizes=(32,), dtypes=("bf16", "fp16", "fp32")),
+                         {"paths.bsr.block_sizes": "blocks 16 and 64 are the bsr-b16 and bsr-b64 paths (see theirs)",
+                          "paths.bsr.dtypes": "Triton bsr_dense_mm runs fp32 too: Quansight BSR post, figure 5 "
+                                              "(A100, block 32, faster than dense from 30 % sparsity)"})},
     "gpu-h100": {"2:4-sparse-tc": (dict(row_multiple=32), {"paths.2:4-sparse-tc.row_multiple": _PAD + "; the same "
                                                             "torch subclass on Hopper"})},
 }
@@ -286,8 +293,8 @@ def share_dtype_ratios(profile: HardwareProfile, fits: list[PathFit], rows: list
     and 2.1 times their fp32 fraction in fp16 (fp16 peak 4x fp32's, sparse kernels half as efficient in it),
     so one ratio predicts each within 20 %; without it a path seen in one dtype kept a hand-set value in the
     other (the held-out PopSparse-paper block-16 fp32 row came out 0.2x for a published 5.6x). Pairs no
-    fitted path shows (A100: CUDA-core CSR is the only path with fp16 and fp32 rows, and no tensor-core
-    path carries an fp32 fraction) are left alone."""
+    fitted path shows are left alone (A100: CUDA-core CSR and Triton's BSR paths have fp16 and fp32 rows, no
+    path has tf32 rows, so the 2:4 path's tf32 fraction stays as set)."""
     seen = {pf.path: sorted({p.dtype for p in rows if p.path == pf.path}) for pf in fits}
     paths = dict(profile.paths)
     for pf in fits:

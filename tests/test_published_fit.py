@@ -40,7 +40,24 @@ def test_extend_adds_the_paths_the_data_shows():
     ipu = extend(load_profile("ipu-gc200"))
     assert {"popsparse-static-element", "popsparse-dynamic-block", "popsparse-static-b4"} <= set(ipu.paths)
     assert ipu.paths["popsparse-static"].block_sizes == (16,)
-    assert dataclasses.asdict(extend(load_profile("gpu-a100")).paths["bsr-fp32"])["dtypes"] == ("fp32",)
+    a100 = extend(load_profile("gpu-a100"))
+    assert dataclasses.asdict(a100.paths["bsr-fp32"])["dtypes"] == ("fp32",)
+    assert a100.paths["bsr-fp32"].block_sizes == (16,)  # cuSPARSE's; Triton's fp32 runs on its block paths
+    assert all("fp32" in a100.paths[p].dtypes for p in ("bsr-b16", "bsr", "bsr-b64"))
+
+
+def test_written_profile_keeps_small_fitted_numbers_numeric():
+    """A fitted d_half at its 1e-5 bound must be written so yaml.safe_load reads a float ("1e-05" is a string
+    in YAML 1.1), and a path whose dtypes the data widened gets its new dtypes line."""
+    import yaml
+
+    from accelsim.kernels.profile_edit import _merge, _scalar
+
+    for v in (1e-05, 2.5e-07, 0.3224, 1.235e8):
+        assert yaml.safe_load(_scalar(v)) == float(f"{v:.4g}")
+    old = ["  bsr:", "    pattern: block", "    d_half: 0.05", "    dtypes: [bf16, fp16]"]
+    new = ["  bsr:", "    pattern: block", "    d_half: 1.0e-05", "    dtypes: [bf16, fp16, fp32]"]
+    assert _merge(old, new) == new
 
 
 def test_block_sizes_fitted_apart_recover_their_own_efficiency():
