@@ -26,11 +26,11 @@ from accelsim.hardware import load_profile, profile_to_yaml
 from accelsim.kernels.calibrate import calibrate, validate
 from accelsim.kernels.records import read_measurements
 
-TERMS = ("row_multiple", "chunk_bytes")
+TERMS = ("row_multiple", "chunk_bytes", "group_bytes")
 
 
 def without_terms(profile, terms=TERMS, name="without"):
-    neutral = {"row_multiple": 1, "chunk_bytes": 0.0}
+    neutral = {"row_multiple": 1, "chunk_bytes": 0.0, "group_bytes": 0.0}
     paths = {n: dataclasses.replace(s, **{t: neutral[t] for t in terms}) for n, s in profile.paths.items()}
     sources = {k: v for k, v in profile.sources.items() if k.split(".")[-1] not in terms}
     return dataclasses.replace(profile, paths=paths, sources=sources, name=f"{profile.name}-{name}")
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doc = read_measurements(args.sweep)
     base = load_profile(args.hw)
-    variants = {"without": without_terms(base), "rows_only": without_terms(base, ("chunk_bytes",), "rows-only"),
+    variants = {"without": without_terms(base), "rows_only": without_terms(base, ("chunk_bytes", "group_bytes"), "rows-only"),
                 "with": base}
     summary = {"sweep": args.sweep, "machine": doc.machine, "sweep_config": doc.config,
                "loadavg_at_fit": os.getloadavg(), "variants": {}}

@@ -79,9 +79,15 @@ def _aliased(p: Point) -> bool:
                                                     DTYPE_BYTES.get(p.dtype, 4))
 
 
+def _regrouped(p: Point, spec) -> bool:
+    return spec.group_bytes > 0 and p.kind in PRODUCT_KINDS and p.kind != "matmul_dw"
+
+
 #: parameters whose term only some cases exercise: fitted only when a training point of the path does
-#: (a block kernel only ever runs filled tiles; the BERT-shaped cases are aligned, the FFF widths are not)
-IDENTIFIABLE = {"scatter_penalty": _scattered, "unaligned_penalty": _unaligned, "aliased_penalty": _aliased}
+#: (a block kernel only ever runs filled tiles; the BERT-shaped cases are aligned, the FFF widths are not; only
+#: a kernel that passes its weights in groups re-reads its operand per group), as predicates of (point, path)
+IDENTIFIABLE = {"scatter_penalty": lambda p, spec: _scattered(p), "unaligned_penalty": lambda p, spec: _unaligned(p),
+                "aliased_penalty": lambda p, spec: _aliased(p), "reread_bandwidth": _regrouped}
 
 
 def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list[str]]:
@@ -94,7 +100,7 @@ def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list
     for path, pts in by_path.items():
         spec = profile.paths[path]
         params = tuple(q for q in fitted_for(fit_kind(spec.pattern))
-                       if q not in IDENTIFIABLE or any(map(IDENTIFIABLE[q], pts)))
+                       if q not in IDENTIFIABLE or any(IDENTIFIABLE[q](p, spec) for p in pts))
         params = params[:max(1, min(len(params), len(pts) // POINTS_PER_PARAM))]
         keys = []
         for param in params:

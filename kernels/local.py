@@ -191,7 +191,7 @@ def _structure_terms(d: dict, machine: dict) -> dict[str, str]:
         kernel = ("csr_c" if path["pattern"] == "unstructured" and set(path.get("phases") or ()) <= {"fwd", "bwd_input"}
                   else "blocksparse_c" if path["pattern"] == "block" else None)
         for key, value in (terms.get(kernel) or {}).items():
-            path[key] = f"{value} B" if key == "chunk_bytes" else value
+            path[key] = f"{value} B" if key.endswith("_bytes") else value
             c = CSR_SOURCE if kernel == "csr_c" else SOURCE
             src[f"paths.{name}.{key}"] = f"{c.name} #defines for this CPU's ISA (kernels.cpu._native.structure_terms)"
     return src

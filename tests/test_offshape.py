@@ -209,3 +209,45 @@ def test_fit_recovers_the_aliased_penalty(tmp_path):
     assert p["paths.bsr.aliased_penalty"] == pytest.approx(0.3, rel=0.05)
     assert p["paths.bsr.peak_fraction"] == pytest.approx(0.6, rel=0.05)
     assert worst_off < 0.02
+
+
+def _grouped(prof, group_bytes):
+    """``prof`` with its block path passing the weights in groups of ``group_bytes`` (a structure term, not fitted)."""
+    import dataclasses
+    return dataclasses.replace(prof, paths=dict(prof.paths, bsr=dataclasses.replace(prof.paths["bsr"],
+                                                                                     group_bytes=group_bytes)))
+
+
+def test_group_rereads_charge_the_dense_operand_once_per_weight_group():
+    """group_bytes set: a forward or input-gradient product re-reads its dense operand (T x k floats) once per
+    group of stored weights, ceil(stored bytes / group_bytes) times, at reread_bandwidth; the weight gradient
+    does not, and a path without group_bytes never pays it."""
+    base = _grouped(with_params(load_profile(SIMPLE), {"paths.bsr.overhead": 0.0}), 256 * 1024)
+    bw = 50e9
+    grouped = with_params(base, {"paths.bsr.reread_bandwidth": bw})
+
+    def t(prof, kind, k=1536, n=1536):
+        return kernel_time(prof, kind, 512, k, n, 0.25, "block16", path="bsr")
+
+    # 1536 x 1536 x 0.25 x 4 B = 2.25 MiB of stored weights: 9 groups of 256 KiB, each reading X (512 x 1536 x 4 B)
+    assert t(grouped, "matmul") - t(base, "matmul") == pytest.approx(9 * 512 * 1536 * 4 / bw, rel=1e-9)
+    assert t(grouped, "matmul_dx") > t(base, "matmul_dx")
+    assert t(grouped, "matmul_dw") == pytest.approx(t(base, "matmul_dw"), rel=1e-12)
+    ungrouped = _grouped(grouped, 0.0)
+    assert t(ungrouped, "matmul") == pytest.approx(t(base, "matmul"), rel=1e-12)
+
+
+def test_fit_recovers_the_reread_bandwidth(tmp_path):
+    """Synthetic block-16 timings with a known per-group re-read rate: the fit recovers it (with the efficiency)
+    and predicts held-out wide shapes, where the re-reads are the largest share."""
+    common = {"paths.bsr.overhead": 0.0, "paths.bsr.d_half": 0.0}
+    truth = _grouped(with_params(load_profile(SIMPLE), {**common, "paths.bsr.peak_fraction": 0.6,
+                                                        "paths.bsr.reread_bandwidth": 40e9}), 256 * 1024)
+    shapes = [(128, 256), (512, 256), (128, 768), (512, 768), (256, 1536), (256, 640), (96, 320), (96, 2560)]
+    recs = [_record(truth, op, t, layer, h, "block16", d) for op in ("matmul", "matmul_dx") for t, h in shapes
+            for layer in ("ffn_in", "ffn_out") for d in (0.5, 0.3, 0.2, 0.1, 0.05)]
+    start = _grouped(with_params(load_profile(SIMPLE), {**common, "paths.bsr.peak_fraction": 0.3}), 256 * 1024)
+    p, worst_off = _fit_synthetic(recs, [[96, 320], [96, 2560]], start, "bsr")
+    assert p["paths.bsr.reread_bandwidth"] == pytest.approx(40e9, rel=0.05)
+    assert p["paths.bsr.peak_fraction"] == pytest.approx(0.6, rel=0.05)
+    assert worst_off < 0.02

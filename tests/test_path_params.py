@@ -90,7 +90,7 @@ def test_calibration_order_per_kind():
     assert fitted_for("dense") == ("peak_fraction", "overhead", "output_bandwidth", "unaligned_penalty")
     assert fitted_for("sparse") == ("peak_fraction", "overhead", "output_bandwidth", "input_bandwidth", "d_half",
                                     "exponent", "spill_bytes", "output_free_bytes", "scatter_penalty",
-                                    "aliased_penalty")
+                                    "aliased_penalty", "reread_bandwidth")
     assert fitted_for("conditional") == ("peak_fraction", "overhead", "level_latency")
     assert [fit_kind(p) for p in ("dense", "unstructured", "2:4", "block", "conditional")] == \
         ["dense", "sparse", "sparse", "sparse", "conditional"]

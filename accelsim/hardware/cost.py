@@ -255,7 +255,7 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     # the kernel's own passes over its inputs and output, not overlapped with its FMAs
     t_io = (in_bytes / spec.input_bandwidth_Bps if spec.input_bandwidth_Bps > 0 else 0.0) \
         + (max(out_bytes - spec.output_free_bytes, 0.0) / spec.output_bandwidth_Bps
-           if spec.output_bandwidth_Bps > 0 else 0.0)
+           if spec.output_bandwidth_Bps > 0 else 0.0) + _group_rereads(spec, op, dims, plan, in_bytes, ctx.b)
     even = ctx.even_items(t_row + t_decode + t_io)
     if plan.balanced or dims is None:
         items = even + ctx.even_items(t_nnz)
@@ -301,6 +301,15 @@ def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
     per_value, per_tile_value = (vector.element_time_s.get(role, {}).get("fwd") for role in (GATHER, GATHER_TILES))
     weight = per_tile_value / per_value if per_value and per_tile_value else 1.0
     return _vector_cost(ctx, dataclasses.replace(op, elements=round(scattered + weight * tiles)))
+
+
+def _group_rereads(spec: PathSpec, op: Op, dims: dict | None, plan: _Plan, in_bytes: float, nbytes: int) -> float:
+    """Seconds re-reading the dense operand once per group of stored weights (params: group_bytes): the forward
+    and input-gradient loops of a GotoBLAS-ordered kernel; the weight gradient walks its operands once."""
+    if spec.group_bytes <= 0 or spec.reread_bandwidth_Bps <= 0 or dims is None or op.phase == "bwd_weight":
+        return 0.0
+    groups = math.ceil(dims["w"] * plan.stored * nbytes / spec.group_bytes)
+    return groups * in_bytes / spec.reread_bandwidth_Bps
 
 
 def aliased_rows(op: Op, nbytes: int) -> bool:

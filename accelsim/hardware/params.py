@@ -98,6 +98,17 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
               doc="the kernel cuts the dense operand it re-reads per nonzero into pieces of at most this many bytes "
                   "(kernels/cpu/_csr.c: CHUNK_BYTES of X^T per token chunk and k panel), so spill_bytes is "
                   "compared with one piece, not the whole operand (0: the whole operand; issue 20)"),
+    # measured (2-thread off-shape sweep, held-out points): blocksparse_c forward / input-gradient products run at
+    # 0.80-0.85 of the predicted speed for reduction widths k >= 1536 and at 1.0 up to 1280; its loop re-reads
+    # every token tile's X rows (T x k) once per group of block rows, and the groups are a fixed size
+    PathParam("group_bytes", "group_bytes", 0.0, "bytes", positive=True,
+              doc="the kernel passes its stored weights in groups of at most this many bytes (kernels/cpu/"
+                  "_blocksparse.c: GROUP_BYTES, kept in L2) and re-reads the dense operand once per group, so a "
+                  "forward or input-gradient product moves ceil(stored / group_bytes) x its dense operand (0: once)"),
+    PathParam("reread_bandwidth", "reread_bandwidth_Bps", 0.0, "bandwidth", positive=True, fit_bounds=(0.0, 1e16),
+              fit_for=(("sparse", 10),), log_floor=1e6, absent_end="hi", sample=(1e9, 1e12), start=60e9,
+              doc="rate of those per-group re-reads of the dense operand, not overlapped with the FMAs "
+                  "(0: no such term)"),
     PathParam("scatter_penalty", "scatter_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("sparse", 8),), sample=(0.0, 2.0),
               doc="extra per-nonzero work of a nonzero alone in its 16x16 tile over one in a filled tile"),

@@ -96,6 +96,8 @@ class PathSpec:
     input_bandwidth_Bps: float = _P["input_bandwidth"].default
     spill_bytes: float = _P["spill_bytes"].default
     chunk_bytes: float = _P["chunk_bytes"].default
+    group_bytes: float = _P["group_bytes"].default
+    reread_bandwidth_Bps: float = _P["reread_bandwidth"].default
     scatter_penalty: float = _P["scatter_penalty"].default
     unaligned_penalty: float = _P["unaligned_penalty"].default
     aliased_penalty: float = _P["aliased_penalty"].default
