@@ -19,7 +19,7 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
-from accelsim.hardware.cost import CACHE_LINE, aliased_rows, tile_fill
+from accelsim.hardware.kernel_terms import CACHE_LINE, aliased_rows, tile_fill
 from accelsim.hardware.kernel_time import PRODUCT_KINDS, product_op
 from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile

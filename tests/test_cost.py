@@ -200,7 +200,7 @@ def test_unaligned_penalty_charges_rows_that_are_not_whole_cache_lines():
 
 
 def test_tile_fill_on_drawn_masks():
-    from accelsim.hardware.cost import tile_fill
+    from accelsim.hardware.kernel_terms import tile_fill
     rng = np.random.default_rng(0)
     rand = rng.random((256, 512)) < 0.05
     stats = pattern_stats(rand)

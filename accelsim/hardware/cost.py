@@ -29,6 +29,7 @@ import numpy as np
 from accelsim.errors import UserError
 from accelsim.hardware.conditional import cmm_work, cond_shape
 from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
+from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fill, unaligned_rows
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import synthetic_pattern
@@ -46,11 +47,6 @@ MASK_BYTES_PER_ELEMENT = 8.125
 WARM_SHARE = 0.5
 #: nm_2_4_frac must be this close to 1 for the 2:4 path (the statistic is a float fraction of groups).
 NM_EXACT = 1.0 - 1e-9
-#: bytes of a cache line: operand rows of a product that are not whole lines pay the path's unaligned_penalty
-CACHE_LINE = 64
-#: bytes between addresses that share an L1 set on x86 cores (size / ways: 32 KiB / 8 on Zen 3, 48 KiB / 12 on Zen 5);
-#: operand rows this far apart alias, and pay the path's aliased_penalty
-L1_SET_SPAN = 4096
 #: workload op phase -> key of a vector path's element_time table
 ELEMENT_PHASE = {"fwd": "fwd", "bwd_input": "bwd", "bwd_weight": "bwd", "mask_update": "fwd", "optimizer": "fwd"}
 
@@ -242,7 +238,7 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     per_flop = flops_dense * spill / (ctx.peak * e)
     if spec.row_multiple > 1 and op.kind == "linear" and op.phase != "bwd_weight":  # X's rows padded to a tile
         per_flop *= math.ceil(op.m / spec.row_multiple) * spec.row_multiple / op.m
-    if spec.unaligned_penalty and ((op.k * ctx.b) % CACHE_LINE or (op.n * ctx.b) % CACHE_LINE):
+    if spec.unaligned_penalty and unaligned_rows(op, ctx.b):
         per_flop *= 1.0 + spec.unaligned_penalty
     if spec.aliased_penalty and aliased_rows(op, ctx.b):
         per_flop *= 1.0 + spec.aliased_penalty
@@ -255,7 +251,8 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     # the kernel's own passes over its inputs and output, not overlapped with its FMAs
     t_io = (in_bytes / spec.input_bandwidth_Bps if spec.input_bandwidth_Bps > 0 else 0.0) \
         + (max(out_bytes - spec.output_free_bytes, 0.0) / spec.output_bandwidth_Bps
-           if spec.output_bandwidth_Bps > 0 else 0.0) + _group_rereads(spec, op, dims, plan, in_bytes, ctx.b)
+           if spec.output_bandwidth_Bps > 0 else 0.0) \
+        + group_rereads(spec, op, dims["w"] * plan.stored if dims else None, in_bytes, ctx.b)
     even = ctx.even_items(t_row + t_decode + t_io)
     if plan.balanced or dims is None:
         items = even + ctx.even_items(t_nnz)
@@ -301,30 +298,6 @@ def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
     per_value, per_tile_value = (vector.element_time_s.get(role, {}).get("fwd") for role in (GATHER, GATHER_TILES))
     weight = per_tile_value / per_value if per_value and per_tile_value else 1.0
     return _vector_cost(ctx, dataclasses.replace(op, elements=round(scattered + weight * tiles)))
-
-
-def _group_rereads(spec: PathSpec, op: Op, dims: dict | None, plan: _Plan, in_bytes: float, nbytes: int) -> float:
-    """Seconds re-reading the dense operand once per group of stored weights (params: group_bytes): the forward
-    and input-gradient loops of a GotoBLAS-ordered kernel; the weight gradient walks its operands once."""
-    if spec.group_bytes <= 0 or spec.reread_bandwidth_Bps <= 0 or dims is None or op.phase == "bwd_weight":
-        return 0.0
-    groups = math.ceil(dims["w"] * plan.stored * nbytes / spec.group_bytes)
-    return groups * in_bytes / spec.reread_bandwidth_Bps
-
-
-def aliased_rows(op: Op, nbytes: int) -> bool:
-    """A forward or input-gradient product whose dense operand (X or dY, rows of op.k elements) has rows a whole
-    multiple of L1_SET_SPAN apart (the weight gradient streams its operands a line per row: no tile reuse)."""
-    return op.kind == "linear" and op.phase != "bwd_weight" and (op.k * nbytes) % L1_SET_SPAN == 0
-
-
-def tile_fill(pattern: dict | None, density: float) -> float:
-    """Share of the slots of the 16x16 tiles holding a nonzero that are nonzero: 1 for 16x16 (or larger)
-    blocks, about the density for scattered nonzeros. A cheap contiguity measure from the statistics every
-    patterns.parquet row carries: an index-driven kernel streams runs of neighbouring nonzeros but pays a
-    cache line (or a gather) per nonzero when they are scattered."""
-    frac = float((pattern or {}).get("block16_frac") or 0.0)
-    return 1.0 if frac <= 0.0 else min(max(density / frac, 0.0), 1.0)
 
 
 def _elementwise_flops(op: Op, profile: HardwareProfile) -> float:
