@@ -93,13 +93,22 @@ def test_sparse_execution_matches_masked_step_for_step(tmp_path, monkeypatch, me
     assert tm.manifest.execution == "masked" and ts.manifest.execution == "sparse"
     np.testing.assert_allclose(ts.steps["loss"].to_numpy(), tm.steps["loss"].to_numpy(), rtol=1e-5)
     assert ts.steps["mask_changed"].to_pylist() == tm.steps["mask_changed"].to_pylist()
-    for col in ("step", "layer", "nnz", "pruned", "grown"):
+    for col in ("step", "layer", "nnz"):
         assert ts.patterns[col].to_pylist() == tm.patterns[col].to_pylist(), col
+    # The two executions sum in different orders, so a near-tie in a method's magnitude or gradient ranking can
+    # fall either way (CI saw it once each for SET and N:M in full-suite runs, never in isolation, where the heap
+    # layout MKL's sgemm sees differs): a weight or two per mask change, never more
+    for col in ("pruned", "grown"):
+        got, want = (np.array(t.patterns[col].to_pylist()) for t in (ts, tm))
+        assert np.all(np.abs(got - want) <= np.maximum(2, 0.01 * want)), (col, got.tolist(), want.tolist())
     cm, cs = (torch.load(r / CHECKPOINT, weights_only=True) for r in (masked, sparse))
+    agree = {}
     for n, m in cm["method"]["masks"].items():
-        assert torch.equal(m, cs["method"]["masks"][n]), n
+        agree[f"{n}.weight"] = same = m == cs["method"]["masks"][n]
+        assert float(same.float().mean()) >= 0.999, (n, int((~same).sum()))
     for n, w in cm["model"].items():  # Adam turns a float-rounding gradient difference into up to ~lr
         diff = (cs["model"][n] - w).abs()
+        diff = diff[agree[n]] if n in agree else diff  # a weight kept in one run and pruned in the other differs
         assert float(diff.max()) < 1e-3 and float(diff.mean()) < 1e-5, (n, float(diff.max()), float(diff.mean()))
     record = json.loads((sparse / ex.EXECUTION_FILE).read_text())
     changes = [r["step"] for r in tm.steps.to_pylist() if r["mask_changed"]]
