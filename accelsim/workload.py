@@ -103,6 +103,20 @@ def _mm(name, kind, phase, m, k, n, *, density=1.0, sparse=False, batch=1, **kw)
               flops_dense=dense, flops=dense * (density if sparse else 1.0), batch=batch, **kw)
 
 
+#: products of a linear layer -> (phase, op dims from the forward layer's m, k, n)
+_PRODUCTS = {"matmul": ("fwd", lambda m, k, n: (m, k, n)),
+             "matmul_dx": ("bwd_input", lambda m, k, n: (m, n, k)),
+             "matmul_dw": ("bwd_weight", lambda m, k, n: (n, m, k))}
+#: the linear-layer product kinds (accelsim.hardware.kernel_time's other kinds are FFF layers)
+PRODUCT_KINDS = tuple(_PRODUCTS)
+
+
+def product_op(kind: str, m: int, k: int, n: int, density: float = 1.0) -> Op:
+    """The op of one product (``kind`` in PRODUCT_KINDS) of a linear layer with forward sizes m, k, n."""
+    phase, dims = _PRODUCTS[kind]
+    return _mm(f"kernel.{kind}", "linear", phase, *dims(m, k, n), density=density, sparse=density < 1.0)
+
+
 def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = StepKind()) -> list[Op]:
     """All ops of one training step. ``densities`` maps sparse layer name -> current density."""
     md = manifest.model

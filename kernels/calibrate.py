@@ -19,8 +19,8 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
-from accelsim.hardware.kernel_terms import CACHE_LINE, aliased_rows, tile_fill
-from accelsim.hardware.kernel_time import PRODUCT_KINDS, product_op
+from accelsim.hardware.kernel_terms import CACHE_LINE, aliased_rows, regrouped, tile_fill
+from accelsim.workload import PRODUCT_KINDS, product_op
 from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.schema import DTYPE_BYTES
@@ -80,7 +80,7 @@ def _aliased(p: Point) -> bool:
 
 
 def _regrouped(p: Point, spec) -> bool:
-    return spec.group_bytes > 0 and p.kind in PRODUCT_KINDS and p.kind != "matmul_dw"
+    return p.kind in PRODUCT_KINDS and regrouped(spec, product_op(p.kind, p.tokens, p.d_in, p.d_out))
 
 
 #: parameters whose term only some cases exercise: fitted only when a training point of the path does

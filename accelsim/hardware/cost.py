@@ -33,7 +33,7 @@ from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fil
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import synthetic_pattern
-from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, GATHER, GATHER_TILES, Op
+from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, GATHER, GATHER_TILES, Op, product_op
 
 #: Update traffic per updated parameter: AdamW's fp32 weight, grad and two moments read, weight and moments
 #: written (28 B), after global-norm gradient clipping (BERT's clip 1.0, as the trainer does: the norm reads
@@ -252,7 +252,7 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     t_io = (in_bytes / spec.input_bandwidth_Bps if spec.input_bandwidth_Bps > 0 else 0.0) \
         + (max(out_bytes - spec.output_free_bytes, 0.0) / spec.output_bandwidth_Bps
            if spec.output_bandwidth_Bps > 0 else 0.0) \
-        + group_rereads(spec, op, dims["w"] * plan.stored if dims else None, in_bytes, ctx.b)
+        + group_rereads(spec, op, dims["w"] * plan.stored if dims else 0.0, in_bytes, ctx.b)
     even = ctx.even_items(t_row + t_decode + t_io)
     if plan.balanced or dims is None:
         items = even + ctx.even_items(t_nnz)
@@ -285,10 +285,8 @@ def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
     (bert-small RigL-90: the attention products run as 32x32 tiles, nearly all kept, ten times the nonzeros),
     and tiles are gathered as contiguous rows, at the profile's GATHER_TILES time per value where it has one."""
     scattered = tiles = 0.0
-    for phase, k, n in (("fwd", op.k, op.n), ("bwd_input", op.n, op.k)):
-        flops = 2.0 * op.m * k * n
-        product = dataclasses.replace(op, name=f"{op.name}.{phase}", kind="linear", phase=phase, k=k, n=n,
-                                      sparse=True, flops_dense=flops, flops=flops * op.density, elements=0, role="")
+    for kind in ("matmul", "matmul_dx"):
+        product = product_op(kind, op.m, op.k, op.n, op.density)
         chosen = op_cost(ctx.p, product, pattern, resident=ctx.resident, dtype=ctx.dtype, warm=ctx.warm)
         values = chosen.stored * op.k * op.n
         pattern_kind = ctx.p.paths[chosen.path].pattern

@@ -35,11 +35,16 @@ def tile_fill(pattern: dict | None, density: float) -> float:
     return 1.0 if frac <= 0.0 else min(max(density / frac, 0.0), 1.0)
 
 
-def group_rereads(spec: PathSpec, op: Op, stored_elements: float | None, in_bytes: float, nbytes: int) -> float:
-    """Seconds re-reading the dense operand (``in_bytes``) once per group of stored weights (params: group_bytes):
-    the forward and input-gradient loops of a GotoBLAS-ordered kernel; the weight gradient walks its operands
-    once. ``stored_elements``: the weight values the path stores (None: not a linear layer's product)."""
-    if spec.group_bytes <= 0 or spec.reread_bandwidth_Bps <= 0 or stored_elements is None \
-            or op.phase == "bwd_weight":
+def regrouped(spec: PathSpec, op: Op) -> bool:
+    """A forward or input-gradient product of a linear layer on a path that passes its stored weights in groups
+    (params: group_bytes), re-reading the dense operand once per group as a GotoBLAS-ordered loop does; the weight
+    gradient walks its operands once."""
+    return spec.group_bytes > 0 and op.kind == "linear" and op.phase != "bwd_weight"
+
+
+def group_rereads(spec: PathSpec, op: Op, stored_elements: float, in_bytes: float, nbytes: int) -> float:
+    """Seconds of those re-reads of the dense operand (``in_bytes``); ``stored_elements``: the weight values the
+    path stores."""
+    if not regrouped(spec, op) or spec.reread_bandwidth_Bps <= 0:
         return 0.0
     return math.ceil(stored_elements * nbytes / spec.group_bytes) * in_bytes / spec.reread_bandwidth_Bps

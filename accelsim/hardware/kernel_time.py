@@ -8,28 +8,13 @@ from accelsim.errors import UserError
 from accelsim.hardware.cost import op_cost
 from accelsim.hardware.profile import HardwareProfile
 from accelsim.hardware.synthetic import SYNTHETIC_KINDS, synthetic_pattern
-from accelsim.workload import Op, fff_layer_ops
+from accelsim.workload import PRODUCT_KINDS, Op, fff_layer_ops, product_op
 
 
-#: kernel_time kinds -> (phase, op dims from the forward layer's m, k, n)
-_KERNELS = {"matmul": ("fwd", lambda m, k, n: (m, k, n)),
-            "matmul_dx": ("bwd_input", lambda m, k, n: (m, n, k)),
-            "matmul_dw": ("bwd_weight", lambda m, k, n: (n, m, k))}
-#: the linear-layer product kinds (the rest are FFF kinds)
-PRODUCT_KINDS = tuple(_KERNELS)
 #: FFF kinds -> (phase, conditional): one FFF layer's two products of that phase (the forward with its GELU),
 #: as the cond_matmul ops the simulator sees ("fff*") or as the dense FF of equal width ("ff*")
 _FFF_KERNELS = {"fff": ("fwd", True), "fff_dx": ("bwd_input", True), "fff_dw": ("bwd_weight", True),
                 "ff": ("fwd", False), "ff_dx": ("bwd_input", False), "ff_dw": ("bwd_weight", False)}
-
-
-def product_op(kind: str, m: int, k: int, n: int, density: float = 1.0) -> Op:
-    """The workload op of one product (``kind`` in _KERNELS) of a linear layer with forward sizes m, k, n."""
-    phase, dims = _KERNELS[kind]
-    om, ok, on = dims(m, k, n)
-    dense = 2.0 * om * ok * on
-    return Op(name=f"kernel.{kind}", kind="linear", phase=phase, m=om, k=ok, n=on, density=density,
-              sparse=density < 1.0, flops_dense=dense, flops=dense * density)
 
 
 def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
@@ -53,8 +38,8 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
     """
     if kind in _FFF_KERNELS:
         return _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff)
-    if kind not in _KERNELS:
-        raise UserError(f"unknown kernel kind {kind!r}; expected one of {', '.join([*_KERNELS, *_FFF_KERNELS])}")
+    if kind not in PRODUCT_KINDS:
+        raise UserError(f"unknown kernel kind {kind!r}; expected one of {', '.join([*PRODUCT_KINDS, *_FFF_KERNELS])}")
     if pattern not in SYNTHETIC_KINDS:
         raise UserError(f"unknown pattern {pattern!r}; expected one of {', '.join(SYNTHETIC_KINDS)}")
     if not (0.0 < density <= 1.0) or min(m, k, n) < 1:
