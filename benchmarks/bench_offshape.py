@@ -33,13 +33,14 @@ from accelsim.kernels.local import PATHS
 
 #: (tokens, hidden, layers, fff shapes): the fitted grid: calibrate-local's (tokens 256/1024 x hidden 256/768)
 #: and, unless --narrow, a wider irregular spread the fit also sees (few and many tokens, widths to 3072, a
-#: weight beyond the 32 MiB L3, an ffn_out product), so that a held-out shape is inside the fitted range
-#: rather than an extrapolation from four shapes
+#: weight beyond the 32 MiB L3, an ffn_out product, token counts that end in a partial 128-token tile of csr_c at
+#: k up to 4096), so that a held-out shape is inside the fitted range rather than an extrapolation from four shapes
 CALIBRATE_LOCAL = [(256, 256, ("ffn_in", "attn"), ("1x7", "1x11")), (256, 768, ("ffn_in", "attn"), ("1x7", "1x11")),
                    (1024, 256, ("ffn_in", "attn"), ("1x7", "1x11")), (1024, 768, ("ffn_in", "attn"), ("1x7", "1x11"))]
 WIDER = [(128, 512, ("ffn_in", "ffn_out", "attn"), ("1x7",)), (48, 1536, ("attn",), ()),
          (2048, 384, ("ffn_in",), ("1x7",)), (512, 1536, ("attn",), ()), (128, 3072, ("attn",), ()),
-         (384, 1152, ("ffn_out",), ())]
+         (384, 1152, ("ffn_out",), ()), (160, 1024, ("ffn_in",), ()), (320, 896, ("ffn_out",), ()),
+         (72, 2048, ("attn",), ())]
 ON_GRID = CALIBRATE_LOCAL + WIDER
 #: held out whole: token counts and widths the grid never has, non-powers of two, widths up to 4096
 #: (1000 is not a multiple of 16: its block cases cannot exist, the others run)

@@ -19,7 +19,7 @@ import numpy as np
 
 from accelsim.errors import expect
 from accelsim.hardware import fittable_params, kernel_time, load_profile, param_bounds, profile_to_yaml, with_params
-from accelsim.hardware.kernel_terms import CACHE_LINE, aliased_rows, regrouped, tile_fill
+from accelsim.hardware.kernel_terms import CACHE_LINE, aliased_rows, partial_tile, regrouped, tile_fill
 from accelsim.workload import PRODUCT_KINDS, product_op
 from accelsim.hardware.params import PATH_PARAMS, fit_kind, fitted_for
 from accelsim.hardware.profile import HardwareProfile
@@ -83,11 +83,17 @@ def _regrouped(p: Point, spec) -> bool:
     return p.kind in PRODUCT_KINDS and regrouped(spec, product_op(p.kind, p.tokens, p.d_in, p.d_out))
 
 
+def _partial_tile(p: Point, spec) -> bool:
+    return p.kind in PRODUCT_KINDS and partial_tile(spec, product_op(p.kind, p.tokens, p.d_in, p.d_out))
+
+
 #: parameters whose term only some cases exercise: fitted only when a training point of the path does
 #: (a block kernel only ever runs filled tiles; the BERT-shaped cases are aligned, the FFF widths are not; only
-#: a kernel that passes its weights in groups re-reads its operand per group), as predicates of (point, path)
+#: a kernel that passes its weights in groups re-reads its operand per group; only token counts off a kernel's row tile
+#: run its partial-tile loop), as predicates of (point, path)
 IDENTIFIABLE = {"scatter_penalty": lambda p, spec: _scattered(p), "unaligned_penalty": lambda p, spec: _unaligned(p),
-                "aliased_penalty": lambda p, spec: _aliased(p), "reread_bandwidth": _regrouped}
+                "aliased_penalty": lambda p, spec: _aliased(p), "reread_bandwidth": _regrouped,
+                "tail_penalty": _partial_tile}
 
 
 def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list[str]]:

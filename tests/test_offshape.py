@@ -251,3 +251,41 @@ def test_fit_recovers_the_reread_bandwidth(tmp_path):
     assert p["paths.bsr.reread_bandwidth"] == pytest.approx(40e9, rel=0.05)
     assert p["paths.bsr.peak_fraction"] == pytest.approx(0.6, rel=0.05)
     assert worst_off < 0.02
+
+
+def _tiled(prof, tail_penalty=0.0):
+    """``prof`` with its CSR path computing tokens in tiles of 128 (a structure term) and a tail penalty."""
+    import dataclasses
+    return dataclasses.replace(prof, paths=dict(prof.paths, **{"csr-spmm": dataclasses.replace(
+        prof.paths["csr-spmm"], row_multiple=128, tail_penalty=tail_penalty)}))
+
+
+def test_a_partial_row_tile_costs_a_full_tile_plus_its_tail_penalty_share():
+    """row_multiple 128: 96 tokens cost one tile (128 rows) plus tail_penalty * 96 rows; 200 tokens one full tile and
+    a partial one of 72; a whole number of tiles, and the weight gradient (no row tiles), pay nothing extra."""
+    base = _tiled(with_params(load_profile(SIMPLE), {"paths.csr-spmm.overhead": 0.0, "paths.csr-spmm.d_half": 0.0}))
+    tail = _tiled(base, 0.5)
+
+    def t(prof, tokens, kind="matmul"):
+        return kernel_time(prof, kind, tokens, 1024, 1024, 0.2, path="csr-spmm")
+
+    assert t(tail, 96) / t(base, 96) == pytest.approx((128 + 0.5 * 96) / 128, rel=5e-3)  # launch overhead apart
+    assert t(tail, 200, "matmul_dx") / t(base, 200, "matmul_dx") == pytest.approx((256 + 0.5 * 72) / 256, rel=5e-3)
+    for tokens in (128, 512):
+        assert t(tail, tokens) == pytest.approx(t(base, tokens), rel=1e-12)
+    assert t(tail, 96, "matmul_dw") == pytest.approx(t(base, 96, "matmul_dw"), rel=1e-12)
+
+
+def test_fit_recovers_the_tail_penalty(tmp_path):
+    """Synthetic csr timings with a known tail penalty, on token counts with and without a partial tile: the fit
+    recovers it (with the efficiency) and predicts held-out shapes whose tiles are partial."""
+    common = {"paths.csr-spmm.overhead": 0.0, "paths.csr-spmm.d_half": 0.0}
+    truth = _tiled(with_params(load_profile(SIMPLE), {**common, "paths.csr-spmm.peak_fraction": 0.2}), 0.7)
+    shapes = [(128, 256), (512, 256), (48, 768), (160, 768), (256, 640), (320, 512), (96, 320), (200, 1008)]
+    recs = [_record(truth, "matmul", t, layer, h, "unstructured", d) for t, h in shapes
+            for layer in ("ffn_in", "ffn_out") for d in (0.5, 0.3, 0.2, 0.1, 0.05)]
+    start = _tiled(with_params(load_profile(SIMPLE), {**common, "paths.csr-spmm.peak_fraction": 0.4}))
+    p, worst_off = _fit_synthetic(recs, [[96, 320], [200, 1008]], start, "csr-spmm")
+    assert p["paths.csr-spmm.tail_penalty"] == pytest.approx(0.7, rel=0.05)
+    assert p["paths.csr-spmm.peak_fraction"] == pytest.approx(0.2, rel=0.05)
+    assert worst_off < 0.02

@@ -29,7 +29,7 @@ import numpy as np
 from accelsim.errors import UserError
 from accelsim.hardware.conditional import cmm_work, cond_shape
 from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
-from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fill, unaligned_rows
+from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fill, tile_rows, tiled_rows, unaligned_rows
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import synthetic_pattern
@@ -236,8 +236,8 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
     reread = min(in_bytes, spec.chunk_bytes) if spec.chunk_bytes > 0 else in_bytes
     spill = 1.0 + reread / spec.spill_bytes if spec.spill_bytes > 0 else 1.0
     per_flop = flops_dense * spill / (ctx.peak * e)
-    if spec.row_multiple > 1 and op.kind == "linear" and op.phase != "bwd_weight":  # X's rows padded to a tile
-        per_flop *= math.ceil(op.m / spec.row_multiple) * spec.row_multiple / op.m
+    if tiled_rows(spec, op):  # X's rows padded to a tile, the last one slower (kernel_terms.tile_rows)
+        per_flop *= tile_rows(spec, op.m) / op.m
     if spec.unaligned_penalty and unaligned_rows(op, ctx.b):
         per_flop *= 1.0 + spec.unaligned_penalty
     if spec.aliased_penalty and aliased_rows(op, ctx.b):

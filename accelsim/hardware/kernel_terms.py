@@ -1,5 +1,5 @@
 """Which cases pay a sparse kernel's structural terms (accelsim.hardware.params): cache-line alignment, L1 set
-aliasing, tile fill, per-group re-reads. Shared by the cost model (accelsim.hardware.cost) and by calibrate,
+aliasing, tile fill, per-group re-reads, row tiles. Shared by the cost model (accelsim.hardware.cost) and by calibrate,
 which fits a term only where some training point exercises it (kernels.calibrate.IDENTIFIABLE)."""
 from __future__ import annotations
 
@@ -48,3 +48,21 @@ def group_rereads(spec: PathSpec, op: Op, stored_elements: float, in_bytes: floa
     if not regrouped(spec, op) or spec.reread_bandwidth_Bps <= 0:
         return 0.0
     return math.ceil(stored_elements * nbytes / spec.group_bytes) * in_bytes / spec.reread_bandwidth_Bps
+
+
+def tiled_rows(spec: PathSpec, op: Op) -> bool:
+    """A forward or input-gradient product on a path that computes X's rows (tokens) in tiles of row_multiple."""
+    return spec.row_multiple > 1 and op.kind == "linear" and op.phase != "bwd_weight"
+
+
+def partial_tile(spec: PathSpec, op: Op) -> bool:
+    """Such a product whose last tile is partial (where tail_penalty applies)."""
+    return tiled_rows(spec, op) and op.m % spec.row_multiple != 0
+
+
+def tile_rows(spec: PathSpec, m: int) -> float:
+    """Rows of work m tokens cost on a row-tiled path: whole tiles, the last (partial) one at 1 + tail_penalty *
+    its share of a tile (kernels/cpu/_csr.c's row_tail keeps its output in memory, not registers)."""
+    rm = spec.row_multiple
+    full, w = divmod(m, rm)
+    return float(full * rm + (rm + spec.tail_penalty * w if w else 0))

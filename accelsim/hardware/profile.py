@@ -101,6 +101,7 @@ class PathSpec:
     scatter_penalty: float = _P["scatter_penalty"].default
     unaligned_penalty: float = _P["unaligned_penalty"].default
     aliased_penalty: float = _P["aliased_penalty"].default
+    tail_penalty: float = _P["tail_penalty"].default
     row_multiple: int = _P["row_multiple"].default  # pad X's rows (tokens) to a multiple: small-m 2:4 kernels
     block_sizes: tuple[int, ...] = ()
     phases: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
