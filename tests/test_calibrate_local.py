@@ -9,7 +9,7 @@ import pytest
 from accelsim.app.cli import main
 from accelsim.hardware import load_profile
 from accelsim.hardware.quantities import format_quantity
-from accelsim.kernels.local import LocalConfig, _blocks, calibrate_local, default_name, scale_to_cores
+from accelsim.kernels.local import LocalConfig, _blocks, _monotone_bandwidths, calibrate_local, default_name, scale_to_cores
 from accelsim.kernels.machine import cpu_profile_note, machine_info
 
 #: smaller than LocalConfig.quick(): the test checks the plumbing (measure, fit, write, load back), not the fit
@@ -51,6 +51,16 @@ def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
     et = prof.paths["vector"].element_time_s
     assert et[GATHER]["fwd"] > 0 and et[SCATTER]["bwd"] > 0 and et[FORMAT_BUILD]["fwd"] > 0
     assert any(line.startswith("sweep:") for line in lines)
+
+
+def test_a_noisy_copy_probe_cannot_order_the_levels_wrongly():
+    # CI, quick config, a busy machine: the L2 copy read slower than the L3 one and the profile failed its schema
+    levels = [{"name": "l2"}, {"name": "l3"}, {"name": "dram"}]
+    got = _monotone_bandwidths(levels, {"l2": {"copy_GBps": 90.0}, "l3": {"copy_GBps": 120.0},
+                                        "dram": {"copy_GBps": 30.0}})
+    assert got == {"l2": 90.0, "l3": 90.0, "dram": 30.0}
+    ordered = {"l2": {"copy_GBps": 200.0}, "l3": {"copy_GBps": 120.0}, "dram": {"copy_GBps": 30.0}}
+    assert _monotone_bandwidths(levels, ordered) == {k: v["copy_GBps"] for k, v in ordered.items()}
 
 
 def test_calibrate_local_cli_refuses_a_bad_name(tmp_path, capsys):

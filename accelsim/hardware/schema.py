@@ -317,6 +317,9 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
         for key in _CONDITIONAL_KEYS:
             if pattern != "conditional" and key in p:
                 raise r.fail(f"{where}.{key}", "only valid for pattern 'conditional'")
+        for key, param in PATH_PARAMS.items():  # a term of another kind of path would be dropped unread
+            if param.patterns and pattern not in param.patterns and key in p:
+                raise r.fail(f"{where}.{key}", f"only valid for pattern '{param.patterns[0]}'")
         numbers = {param.attr: _param(r, p, where, param) for key, param in PATH_PARAMS.items()
                    if key != "peak_fraction" and (not param.patterns or pattern in param.patterns)}
         specs[name] = PathSpec(
