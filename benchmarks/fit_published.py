@@ -19,6 +19,7 @@ from pathlib import Path
 
 from accelsim.hardware import load_profile, load_profile_text
 from accelsim.hardware.params import PATH_PARAMS
+from accelsim.kernels import published_blocks as blocks
 from accelsim.kernels.published_fit import NARROWED, NEW_PATHS, fit_profile
 from accelsim.kernels.published_validate import error_stats, plot_predictions
 from accelsim.kernels.profile_edit import write_profile
@@ -83,6 +84,10 @@ def main() -> None:
             sources.update(prov)
         for pf in fit.paths:
             sources.update(_provenance(name, fit, pf))
+            if pf.path in blocks.family(name):  # a block-law fraction the rows cannot tell apart keeps its start
+                sources.update({f"paths.{pf.path}.peak_fraction.{dt}": blocks.WHY_START
+                                for dt in fit.profile.paths[pf.path].peak_fraction
+                                if f"paths.{pf.path}.peak_fraction.{dt}" not in pf.params})
             sources.update({key: f"derived: benchmarks/fit_published.py (kernels/published_fit.share_dtype_ratios), {how}"
                             for key, (_, how) in pf.derived.items()})
         # a previous fit's provenance of a parameter this fit leaves alone goes with it

@@ -60,27 +60,6 @@ def test_written_profile_keeps_small_fitted_numbers_numeric():
     assert _merge(old, new) == new
 
 
-def test_block_sizes_fitted_apart_recover_their_own_efficiency():
-    # block 16 and block 32 as separate A100 paths (Quansight: Triton BSR breaks even at 99 % vs 90 %
-    # sparsity): rows drawn from known, very different fractions are fitted back path by path
-    base = extend(load_profile("gpu-a100"))
-    true = {"paths.bsr-b16.peak_fraction.fp16": 0.05, "paths.bsr.peak_fraction.fp16": 0.6}
-    truth = with_params(base, true)
-    rows = []
-    for path, block in (("bsr-b16", 16), ("bsr", 32)):
-        for i, d in enumerate((0.3, 0.1, 0.03)):
-            p = Point(id=f"{path}{i}", source="syn", hardware="synthetic", profile="gpu-a100", library="x",
-                      path=path, op="kernel_fwd", dtype="fp16", tokens=4096, in_features=4096, out_features=4096,
-                      pattern="block", block=block, density=d, speedup=1.0, read="table", where="synthetic")
-            rows.append(p.model_copy(update={"speedup": predict(truth, p).predicted}))
-    fit = fit_profile("gpu-a100", points=rows, base=load_profile("gpu-a100"))
-    assert fit.held_out_stats()["n"] == 6
-    got = {k: v for pf in fit.paths for k, v in pf.params.items()}
-    for key, want in true.items():
-        assert abs(got[key] / want - 1) < 0.15, (key, got[key], want)
-    assert fit.profile.paths["bsr-b16"].block_sizes == (16,) and fit.profile.paths["bsr"].block_sizes == (32,)
-
-
 def test_dtypes_of_equal_peak_share_one_fitted_fraction():
     # A100 bf16 and fp16 have the same tensor-core peak: rows in both dtypes fit one fraction, recovered
     # from synthetic rows drawn at a known shared value; a dtype of another peak (fp32) stays its own

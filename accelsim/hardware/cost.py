@@ -269,6 +269,10 @@ def _cost_plan(ctx: _Ctx, op: Op, plan: _Plan, pattern: dict | None, density: fl
         irregular = ctx.cold and spec.pattern != "dense"
         home = ctx.act_level(act_bytes) if irregular else ctx.act_home(act_bytes)
         traffic = [(ctx.weight_home(w_bytes), w_bytes), (home, act_bytes)] + ctx.exchange(act_bytes)
+        if spec.block_reread_bandwidth_Bps > 0 and plan.block:  # params.block_reread_bandwidth
+            pj = ctx.main.energy_pj_per_byte if ctx.main is not None else 0.0
+            rate = ("block-reread", spec.block_reread_bandwidth_Bps, pj)
+            traffic.append((rate, flops_dense * x * ctx.b / (2.0 * plan.block)))
         cold = act_bytes if irregular else 0.0
     else:  # attention products: both operands and the output are activations
         act_bytes = op.batch * (op.m * op.k + op.k * op.n + op.m * op.n) * ctx.b

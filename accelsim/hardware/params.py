@@ -109,6 +109,13 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
               fit_for=(("sparse", 10),), log_floor=1e6, absent_end="hi", sample=(1e9, 1e12), start=60e9,
               doc="rate of those per-group re-reads of the dense operand, not overlapped with the FMAs "
                   "(0: no such term)"),
+    # published A100 rows (benchmarks/published/README.md): Triton bsr_dense_mm reaches 4 / 14 / 32 % of the fp16 peak
+    # at block 16 / 32 / 64 and 33 / 71 / 79 % of the fp32 one: per kept weight it streams its dense operand's rows,
+    # so the work per byte grows with the block, and in fp32 (twice the bytes, 1/16 the peak) the FMAs bind instead
+    PathParam("block_reread_bandwidth", "block_reread_bandwidth_Bps", 0.0, "bandwidth", positive=True,
+              patterns=("block",), fit_bounds=(0.0, 1e16), log_floor=1e6, absent_end="hi",
+              doc="a block path streams its dense operand's b rows once per kept b x b block (bytes = executed "
+                  "FLOPs x dtype bytes / 2b), overlapped with its FMAs (roofline), at this rate (0: no such term)"),
     PathParam("scatter_penalty", "scatter_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("sparse", 8),), sample=(0.0, 2.0),
               doc="extra per-nonzero work of a nonzero alone in its 16x16 tile over one in a filled tile"),

@@ -98,6 +98,7 @@ class PathSpec:
     chunk_bytes: float = _P["chunk_bytes"].default
     group_bytes: float = _P["group_bytes"].default
     reread_bandwidth_Bps: float = _P["reread_bandwidth"].default
+    block_reread_bandwidth_Bps: float = _P["block_reread_bandwidth"].default
     scatter_penalty: float = _P["scatter_penalty"].default
     unaligned_penalty: float = _P["unaligned_penalty"].default
     aliased_penalty: float = _P["aliased_penalty"].default
