@@ -11,18 +11,23 @@ shapes held out whole):
   the model as it was;
 * ``rows_only``: row_multiple kept, chunk_bytes removed (what each term does on its own);
 * ``with``: the base profile as given (csr_c paths: row_multiple 128 and chunk_bytes 192 KiB from
-  kernels/cpu/_csr.c; blocksparse_c paths: chunk_bytes 1 MiB from kernels/cpu/_blocksparse.c).
+  kernels/cpu/_csr.c; blocksparse_c paths: chunk_bytes 1 MiB from kernels/cpu/_blocksparse.c), with the fitted
+  tail_penalty of a partial row tile;
+* ``with_no_tail``: the same with tail_penalty never fitted (a partial tile costs a full one): what that term does.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import time
 from pathlib import Path
+from unittest import mock
 
 from accelsim.hardware import load_profile, profile_to_yaml
+from accelsim.kernels import calibrate as calibrate_module
 from accelsim.kernels.calibrate import calibrate, validate
 from accelsim.kernels.records import read_measurements
 
@@ -54,18 +59,21 @@ def main(argv=None) -> None:
     doc = read_measurements(args.sweep)
     base = load_profile(args.hw)
     variants = {"without": without_terms(base), "rows_only": without_terms(base, ("chunk_bytes", "group_bytes"), "rows-only"),
-                "with": base}
+                "with": base, "with_no_tail": base}
+    # the ablation: the fit treats tail_penalty as exercised by no training point, so it stays at the base's 0
+    no_tail = {**calibrate_module.IDENTIFIABLE, "tail_penalty": lambda point, spec: False}
     summary = {"sweep": args.sweep, "machine": doc.machine, "sweep_config": doc.config,
                "loadavg_at_fit": os.getloadavg(), "variants": {}}
     for name, prof in variants.items():
         src = out / f"base-{name}.yaml"
-        if name != "with":
+        if name in ("without", "rows_only"):
             src.write_text(profile_to_yaml(prof))
         else:
             src = Path(args.hw)
         t0 = time.perf_counter()
         fitted = out / f"fitted-{name}.yaml"
-        cal = calibrate(args.sweep, src, fitted, threads=args.threads)
+        with mock.patch.dict(calibrate_module.IDENTIFIABLE, no_tail) if name == "with_no_tail" else contextlib.nullcontext():
+            cal = calibrate(args.sweep, src, fitted, threads=args.threads)
         rep = validate(args.sweep, fitted, out / f"validation-{name}", threads=args.threads)
         summary["variants"][name] = {
             "base": str(src), "fitted": str(fitted), "fit_wall_s": time.perf_counter() - t0,

@@ -130,9 +130,10 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
     PathParam("unaligned_penalty", "unaligned_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 100.0),
               fit_for=(("dense", 3),), sample=(0.0, 1.0),
               doc="extra compute time of a product whose operand rows are not whole 64-byte cache lines"),
-    # measured (kernels/cpu/_csr.c at 1 thread, k = 320-4096, benchmarks/results/zen5-f26m2/offshape/tail-chunks.json):
-    # a last chunk of w < 128 tokens runs row_tail, whose output row lives in memory, not registers: each nonzero waits
-    # on the previous one's store, so the chunk costs about a full chunk plus 0.4-0.9 of one per 128 tokens it holds
+    # measured (kernels/cpu/_csr.c at 1 thread, benchmarks/results/zen5-f26m2/offshape/tail-chunks.json): a last chunk
+    # of w < 128 tokens runs row_tail, whose output row lives in memory, not registers: each nonzero waits on the
+    # previous one's store, so at k = 320-1024 it costs a full chunk plus 0.5-1.1 of one per 128 tokens it holds
+    # (at k = 4096 the full chunk is itself slow and short tails cost less than one)
     PathParam("tail_penalty", "tail_penalty", 0.0, lo=0.0, hi=100.0, fit_bounds=(0.0, 10.0),
               fit_for=(("sparse", 11),), sample=(0.0, 1.0),
               doc="on a path with row_multiple > 1, the last, partial tile of w rows costs 1 + tail_penalty * w / "

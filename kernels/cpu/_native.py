@@ -98,9 +98,9 @@ def _int_expr(expr: str) -> int:
 def structure_terms(isa_flags) -> dict[str, dict[str, int]]:
     """Cost-model terms that follow from how the C kernels cut their work (accelsim.hardware.params:
     row_multiple, chunk_bytes, group_bytes), for a CPU with ``isa_flags``, by kernel: ``csr_c`` computes tokens in
-    chunks of NA_MAX accumulators x VL lanes (a shorter last chunk costs about a full one) and reads X^T in panels
-    of CHUNK_BYTES; ``blocksparse_c`` runs token chunks of CHUNK_BYTES of X rows and passes the weights in groups
-    of GROUP_BYTES of block rows, re-reading X per group."""
+    chunks of NA_MAX accumulators x VL lanes (a shorter last chunk costs a full one and more: the fitted
+    tail_penalty) and reads X^T in panels of CHUNK_BYTES; ``blocksparse_c`` runs token chunks of CHUNK_BYTES of X
+    rows and passes the weights in groups of GROUP_BYTES of block rows, re-reading X per group."""
     flags = frozenset(isa_flags)
     return {"csr_c": {"row_multiple": _define(CSR_SOURCE, "NA_MAX", flags) * _define(CSR_SOURCE, "VL", flags),
                       "chunk_bytes": _define(CSR_SOURCE, "CHUNK_BYTES", flags)},
