@@ -121,3 +121,13 @@ def test_step_breakdown_categories_cover_the_profiler_and_the_workload():
     assert cats["mlm_loss.fwd"] == "loss" and cats["mlm_decoder.fwd"] == "linear"
     assert cats["block0.softmax.fwd"] == "attention" and cats["block0.gelu.fwd"] == "elementwise"
     assert {"linear", "attention", "loss", "optimizer", "embedding", "elementwise"} <= set(cats.values())
+
+
+def test_embedding_gradient_is_one_pass_over_the_vocabulary_or_two_when_tied():
+    # torch's embedding backward zero-fills a vocab x hidden gradient; the MLM decoder tied to it adds its own
+    _, man = _tiny(V=500, H=64)
+    tied = [op for op in step_ops(man, {}) if op.name == "embeddings.grad"]
+    assert len(tied) == 1 and tied[0].elements == 2 * 500 * 64 and tied[0].phase == "bwd_weight"
+    man.model["head"] = {"type": "classifier", "labels": 2}
+    (alone,) = [op for op in step_ops(man, {}) if op.name == "embeddings.grad"]
+    assert alone.elements == 500 * 64
