@@ -42,6 +42,11 @@ GATHER, SCATTER, FORMAT_BUILD, MASK_APPLY = "gather", "scatter", "format_build",
 #: role of the gather into block formats (whole b x b tiles, contiguous rows) where a profile times it apart from
 #: GATHER's scattered CSR values; the cost model splits a GATHER op between the two (accelsim.hardware.cost)
 GATHER_TILES = "gather_tiles"
+#: Roles of a mask update (:func:`_mask_update_ops`): MASK_SELECT, per unit of the method's grid (weights, or
+#: b x b blocks), the drop and grow top-k selections with their scores and the new mask; MASK_SCORE, per weight of
+#: a block method, pooling the weights and the dense gradient into block scores and expanding the new block mask
+#: (kernels.vector_ops.execution_rows times both as RigL / block-RigL run them)
+MASK_SELECT, MASK_SCORE = "mask_select", "mask_score"
 #: role of multi-head attention's layout copies (:func:`step_ops`)
 HEAD_LAYOUT = "head_layout"
 #: role of the optimizer step (AdamW after global-norm clipping); a CPU profile may time it per parameter
@@ -54,7 +59,9 @@ ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.
                    OPTIMIZER: ADAM_FLOPS_PER_PARAM,  # per updated parameter
                    # index arithmetic per element; a profile without measured element times prices these by it
                    # and by their memory traffic
-                   GATHER: 1.0, GATHER_TILES: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0}
+                   GATHER: 1.0, GATHER_TILES: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0,
+                   # mask-update ops carry their own FLOPs (the trace's); listed so a profile may time the roles
+                   MASK_SELECT: 0.0, MASK_SCORE: 0.0}
 
 LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
@@ -377,15 +384,25 @@ def _optimizer(manifest: Manifest, densities: dict[str, float], kind: StepKind) 
 
 
 def _mask_update_ops(manifest: Manifest, densities: dict[str, float]) -> list[Op]:
+    """Per sparse layer, the selection over the units of the method's grid (``method.block_size``, 1: weights)
+    and, for a block grid, the pass over every weight that pools scores and expands the mask. The FLOPs (the
+    trace's flops_mask_update) stay the score-plus-top-k count over the weights; a profile that times the roles
+    (MASK_SELECT, MASK_SCORE) prices them by time per element instead: a top-k is memory- and branch-bound, not
+    FLOP-bound (Zen 5: 6-12 ns per weight per top-k, against 0.15 ns from its FLOPs at the vector peak; a masked
+    bert-small RigL-90 update step takes 0.17-0.25 s longer than a plain one)."""
+    b = int((manifest.method or {}).get("block_size") or 1)
     ops = []
     for i in manifest.layers:
         if not i.sparse:
             continue
         numel = i.shape[0] * i.shape[1]
         flops = MASK_SCORE_FLOPS_PER_ELEMENT * numel * max(math.log2(numel), 1.0)
-        ops.append(Op(f"{i.name}.mask_update", "mask_update", "mask_update", block=_block_index(i.name),
-                      layer=i.name, role=i.role, elements=numel, flops_dense=0.0, flops=flops,
-                      density=densities.get(i.name, i.target_density)))
+        common = dict(block=_block_index(i.name), layer=i.name, density=densities.get(i.name, i.target_density))
+        ops.append(Op(f"{i.name}.mask_update", "mask_update", "mask_update", role=MASK_SELECT,
+                      elements=max(numel // (b * b), 1), flops_dense=0.0, flops=flops, **common))
+        if b > 1:
+            ops.append(Op(f"{i.name}.mask_score", "mask_update", "mask_update", role=MASK_SCORE, elements=numel,
+                          flops_dense=0.0, flops=0.0, **common))
     return ops
 
 

@@ -188,6 +188,16 @@ def sparse_training(path: Path, d: dict) -> list[str]:
         rows.append([name, v["execution"], ms(v["median_step_s"]), times(v["speedup_median_step"]),
                      f"{sig(v['measured_run_s'])} s", f"{sig(v['predicted_run_s'])} s", pct(v["run_error"]),
                      times(v["speedup_run_measured"]), times(v["speedup_run_predicted"]), sig(v["final_eval_loss"], 4)])
-    return lines + [""] + table(["variant", "execution", "median step", "step speedup", "run, measured",
-                                 "run, predicted", "run error", "run speedup, measured", "run speedup, predicted",
-                                 "final eval loss"], rows)
+    out = lines + [""] + table(["variant", "execution", "median step", "step speedup", "run, measured",
+                                "run, predicted", "run error", "run speedup, measured", "run speedup, predicted",
+                                "final eval loss"], rows)
+    # the same traces re-simulated later on other profiles (benchmarks/simulate_sparse_training.py)
+    for hw in d.get("profiles", {}):
+        rows = [[name, f"{sig(v['measured_run_s'])} s", f"{sig(p['run_s'])} s", pct(p["run_error"]),
+                 times(v["speedup_run_measured"]), times(p["speedup"]) if "speedup" in p else "",
+                 pct(p["speedup_error"]) if "speedup_error" in p else ""]
+                for name, v in d["variants"].items() if (p := v.get("predicted_by_profile", {}).get(hw))]
+        out += ["", f"Re-simulated later on `{hw}` as committed (`simulate_sparse_training.py`, the kept traces):", ""]
+        out += table(["variant", "run, measured", "run, predicted", "run error", "run speedup, measured",
+                      "run speedup, predicted", "speedup error"], rows)
+    return out

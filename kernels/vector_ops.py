@@ -156,10 +156,13 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     * scatter: the masked weight gradient written into a zero-filled dense-shaped buffer (a backward op:
       two elements per weight, as workload counts it);
     * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
-      the mean of the unstructured and block-16 families (the two the CPU profile picks between)."""
+      the mean of the unstructured and block-16 families (the two the CPU profile picks between);
+    * mask_select / mask_score: a mask update (workload._mask_update_ops): RigL's drop and grow top-k over the
+      units of its grid (timed on weights: elements = units), and block-RigL's pooling of weights and gradient
+      into 16 x 16 block scores with the mask expanded back (elements: the weights)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats
-    from accelsim.workload import FORMAT_BUILD, GATHER, GATHER_TILES, SCATTER
+    from accelsim.workload import FORMAT_BUILD, GATHER, GATHER_TILES, MASK_SCORE, MASK_SELECT, SCATTER
 
     torch.manual_seed(0)
     rows, cols = EXECUTION_SHAPE
@@ -189,12 +192,35 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
             return SparseWeight(mask, Paths(family, family, family))
         return run
 
+    G = torch.randn(rows, cols)  # a dense gradient (RigL's growth score)
+
+    def select(w, g, active):
+        """RigL's drop and grow over units (accelsim.trainer.sparsity.masks drop_smallest / grow_largest, inlined:
+        kernels sits below the trainer): drop 30 % of the active units of smallest |w|, grow as many of largest
+        |g| outside the kept ones."""
+        k = int(0.3 * int(active.sum()))
+        drop = torch.zeros(active.shape, dtype=torch.bool)
+        drop.view(-1)[torch.topk(w.abs().masked_fill(~active, float("inf")).reshape(-1), k, largest=False,
+                                 sorted=False).indices] = True
+        kept = active & ~drop
+        grow = torch.zeros(active.shape, dtype=torch.bool)
+        grow.view(-1)[torch.topk(g.abs().masked_fill(kept, float("-inf")).reshape(-1), k, sorted=False).indices] = True
+        return kept | grow
+
+    def block_scores():
+        """block-RigL's pass over every weight: L1 of the weights and L2 of the gradient per 16 x 16 block, and the
+        new block mask expanded back to the weights (masks.Grid.l1 / l2 / expand)."""
+        wb = W.reshape(rows // 16, 16, cols // 16, 16).abs().sum(dim=(1, 3))
+        gb = G.reshape(rows // 16, 16, cols // 16, 16).square().sum(dim=(1, 3)).sqrt()
+        return (wb + gb > 0).repeat_interleave(16, 0).repeat_interleave(16, 1)
+
     # the forward and input-gradient formats of each family, values gathered as the trainer does
     fmt_u = SparseWeight(mask_u, Paths("unstructured", "unstructured", "unstructured"))
     fmt_b = SparseWeight(mask_b, Paths("block16", "block16", "block16"))
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
-                    "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16")}, repeats=repeats,
-                   keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b"))
+                    "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16"),
+                    "select": lambda: select(W, G, mask_u), "score": block_scores}, repeats=repeats,
+                   keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "select", "score"))
     # elements: the values of both formats a refresh fills (forward and input gradient); the eviction timed beside
     # it is taken off (index_select of values scattered over a weight in main memory waits on every line: on the
     # Zen 5 a bert-small RigL-90 step gathers for 14.5 ms, 6x the time of the same gather from cache)
@@ -207,5 +233,10 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
         "scatter": {"role": SCATTER, "shape": [rows, cols], "elements": numel, "fwd_s": 0.0, "bwd_s": t["scatter"]},
         "format build": {"role": FORMAT_BUILD, "shape": [rows, cols], "elements": numel,
                          "fwd_s": (t["build_u"] + t["build_b"]) / 2, "bwd_s": 0.0},
+        # a top-k is memory- and branch-bound: priced per unit of the method's grid, not by its FLOPs
+        "mask select": {"role": MASK_SELECT, "shape": [rows, cols], "elements": numel, "fwd_s": t["select"],
+                        "bwd_s": 0.0},
+        "mask score": {"role": MASK_SCORE, "shape": [rows, cols], "elements": numel, "fwd_s": t["score"],
+                       "bwd_s": 0.0},
     }
 

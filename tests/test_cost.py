@@ -83,6 +83,15 @@ def test_memory_bound_op_takes_bytes_over_bandwidth():
     assert c.time_s == pytest.approx(80e-6)
 
 
+def test_a_timed_mask_update_is_priced_per_unit_not_by_its_flops():
+    # a top-k is memory- and branch-bound: 1e6 units x 14 ns = 14 ms, where its FLOPs (4e7) at 1 TFLOP/s are 40 us
+    op = Op(name="l.mask_update", kind="mask_update", phase="mask_update", role="mask_select", elements=1_000_000,
+            flops=4e7)
+    assert op_cost(toy(), op).compute_s == pytest.approx(40e-6)
+    timed = toy(paths__vector__element_time={"mask_select": {"fwd": "14 ns"}})
+    assert op_cost(timed, op).compute_s == pytest.approx(14e-3)
+
+
 def test_measured_element_time_replaces_the_flop_estimate_for_its_role_and_phase():
     prof = toy(paths__vector__element_time={"dropout": {"fwd": "10 ns", "bwd": "0.5 ns"}})
     fwd = Op(name="d.fwd", kind="elementwise", phase="fwd", role="dropout", elements=1_000_000)

@@ -131,3 +131,20 @@ def test_embedding_gradient_is_one_pass_over_the_vocabulary_or_two_when_tied():
     man.model["head"] = {"type": "classifier", "labels": 2}
     (alone,) = [op for op in step_ops(man, {}) if op.name == "embeddings.grad"]
     assert alone.elements == 500 * 64
+
+
+def test_mask_update_selects_over_the_methods_units_and_a_block_method_also_scores_every_weight():
+    from accelsim.workload import MASK_SCORE, MASK_SELECT
+
+    _, man = _tiny()
+    kind = StepKind(dense_grad=True, mask_update=True)
+    unstructured = [op for op in step_ops(man, {}, kind) if op.kind == "mask_update"]
+    assert {op.role for op in unstructured} == {MASK_SELECT} and len(unstructured) == len(man.layers)
+    assert sum(op.elements for op in unstructured) == sum(i.shape[0] * i.shape[1] for i in man.layers)
+    man.method = {"name": "block-rigl", "block_size": 16}
+    block = [op for op in step_ops(man, {}, kind) if op.kind == "mask_update"]
+    select = [op for op in block if op.role == MASK_SELECT]
+    assert [op.elements for op in select] == [i.shape[0] * i.shape[1] // 256 for i in man.layers]
+    assert sum(op.elements for op in block if op.role == MASK_SCORE) == sum(i.shape[0] * i.shape[1] for i in man.layers)
+    # the FLOPs (the trace's flops_mask_update column) do not depend on the grid
+    assert phase_flops(block)["flops_mask_update"] == phase_flops(unstructured)["flops_mask_update"]

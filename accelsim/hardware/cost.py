@@ -322,7 +322,7 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
     rate = ctx.p.compute.vector_flops.get("fp32", ctx.vector) if op.kind in ("optimizer", "mask_update") \
         else ctx.vector
     per_element = spec.element_time_s.get(op.role or "", {}).get(ELEMENT_PHASE.get(op.phase, ""))
-    if per_element is not None and op.kind in ("elementwise", "optimizer"):  # measured for this role and phase
+    if per_element is not None and op.kind in ("elementwise", "optimizer", "mask_update"):  # measured: role, phase
         items = ctx.even_items(op.elements * per_element)
     else:
         items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))

@@ -1,0 +1,68 @@
+"""The cost of a mask update on this CPU (workload roles MASK_SELECT and MASK_SCORE): RigL's drop and grow top-k
+over the units of its grid and block-RigL's pooling pass, timed by kernels.vector_ops.execution_rows (the rows
+`accelsim hw calibrate-local` writes into a CPU profile's element_time), at a 3072 x 768 weight.
+
+Why a benchmark of its own: a profile calibrated before these roles existed prices a mask update by its FLOPs at
+the vector peak, about 100x under what a RigL update step costs on a CPU. ``--into PROFILE`` adds the two measured
+element times (with their source) to an existing profile, so a profile fitted earlier on the same machine need not
+be recalibrated whole.
+
+    python -P benchmarks/bench_mask_update.py --out benchmarks/results/<machine>/mask-update.json \
+        [--into benchmarks/results/<machine>/cpu-....yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from accelsim.hardware import load_profile_text
+from accelsim.hardware.profile import profile_to_yaml
+from accelsim.kernels.machine import machine_info
+from accelsim.kernels.vector_ops import element_time, execution_rows
+from accelsim.workload import MASK_SCORE, MASK_SELECT
+
+
+def add_to_profile(path: Path, times: dict, source: str) -> None:
+    """Write the mask-update element times into the profile at ``path``, keeping its leading comment lines."""
+    text = path.read_text()
+    head = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    prof = load_profile_text(text, source=str(path))
+    vector = prof.paths["vector"]
+    table = {**vector.element_time_s, **{role: {"fwd": times[role]["fwd"]} for role in (MASK_SELECT, MASK_SCORE)}}
+    paths = {**prof.paths, "vector": dataclasses.replace(vector, element_time_s=table)}
+    sources = {**prof.sources, **{f"paths.vector.element_time.{role}": source for role in (MASK_SELECT, MASK_SCORE)}}
+    body = profile_to_yaml(dataclasses.replace(prof, paths=paths, sources=sources))
+    load_profile_text(body, source=str(path))  # still a valid profile before it replaces the file
+    path.write_text(head + body)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--into", type=Path, help="a profile YAML to add the measured mask-update element times to")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    rows = execution_rows(args.repeats)
+    times = element_time(rows)
+    doc = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats,
+           "wall_s": time.perf_counter() - t0, "rows": rows,
+           "element_time_ns": {role: {ph: v * 1e9 for ph, v in t.items()} for role, t in times.items()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1))
+    for role, t in doc["element_time_ns"].items():
+        print(f"{role:14s} " + "  ".join(f"{ph} {v:8.3f} ns/element" for ph, v in t.items()))
+    if args.into:
+        add_to_profile(args.into, times, f"{args.out}: kernels.vector_ops.execution_rows at {args.threads} "
+                                         f"thread(s), median of {args.repeats} (benchmarks/bench_mask_update.py)")
+        print(f"added {MASK_SELECT} / {MASK_SCORE} to {args.into}")
+
+
+if __name__ == "__main__":
+    main()
