@@ -47,9 +47,11 @@ def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
     assert prof.paths["bsr16-fwd"].chunk_bytes == terms["blocksparse_c"]["chunk_bytes"]
     assert "structure_terms" in prof.sources["paths.csr-spmm-dx.row_multiple"]
     # the sparse execution's own work (accelsim.workload.sparse_execution_ops) is timed per element too
-    from accelsim.workload import FORMAT_BUILD, GATHER, SCATTER
+    from accelsim.workload import FORMAT_BUILD, GATHER, MASK_SCORE, MASK_SELECT, SCATTER
     et = prof.paths["vector"].element_time_s
     assert et[GATHER]["fwd"] > 0 and et[SCATTER]["bwd"] > 0 and et[FORMAT_BUILD]["fwd"] > 0
+    # and a mask update's top-k and block pooling (a top-k is slower per weight than one streaming pass)
+    assert et[MASK_SELECT]["fwd"] > et[MASK_SCORE]["fwd"] > 0
     assert any(line.startswith("sweep:") for line in lines)
 
 
