@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -20,22 +18,11 @@ import torch
 from accelsim.kernels.cpu import _native
 from accelsim.kernels.cpu.csr_c import csr_arrays
 from accelsim.kernels.machine import machine_info
+from accelsim.kernels.timing import measure, thread_cpu_clock
 
 TOKENS = (128, 16, 32, 48, 64, 80, 96, 112, 144, 160, 200, 256)
 #: (k, n, density): a small and a wide reduction, and a 4096-wide one at low density (11 k panels)
 SHAPES = ((1024, 1024, 0.2), (320, 1280, 0.2), (4096, 1024, 0.05))
-
-
-def _median_cpu_time(fn, reps: int) -> float:
-    """Median thread CPU time of ``fn`` over ``reps`` calls after one warm-up (1 thread: a descheduled thread
-    is not running the kernel)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.thread_time()
-        fn()
-        times.append(time.thread_time() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:
@@ -59,7 +46,8 @@ def main(argv=None) -> None:
             def call():
                 lib.csr_spmm_t(XT.data_ptr(), k, m, XT.stride(0), A.row_ptr.data_ptr(), A.col.data_ptr(),
                                A.val.data_ptr(), n, YT.data_ptr(), YT.stride(0), 1)
-            t = _median_cpu_time(call, args.reps)
+            with thread_cpu_clock():  # 1 thread: a descheduled thread is not running the kernel
+                t = measure({"call": call}, repeats=args.reps, keep=("call",))[0]["call"]
             per_chunk = t if m == chunk else per_chunk
             full, w = divmod(m, chunk)
             tail = (t / per_chunk - full) if w else None

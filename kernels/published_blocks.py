@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 
 from accelsim.hardware import HardwareProfile
+from accelsim.hardware.params import PATH_PARAMS
 from accelsim.hardware.schema import DTYPE_BYTES
 
 #: profile -> the paths of one kernel at several block sizes (Triton bsr_dense_mm: blocks 16, 32, 64)
@@ -69,8 +70,6 @@ def free_fractions(profile: HardwareProfile, dtypes) -> set[str]:
 def share_siblings(profile: HardwareProfile, fitted: set[str]) -> tuple[HardwareProfile, dict[str, str]]:
     """Family paths not in ``fitted`` (no rows) take the :data:`SHARED` values and fitted fractions of the
     fitted sibling nearest in block size; returns the profile and {path: the sibling it took them from}."""
-    from accelsim.hardware.params import PATH_PARAMS
-
     names = [n for n in family(profile) if n in profile.paths]
     have = [n for n in names if n in fitted]
     if not have:

@@ -145,6 +145,29 @@ def evictor():
 EXECUTION_SHAPE, EXECUTION_DENSITY = (3072, 768), 0.1
 
 
+def rigl_select(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, drop_fraction: float = 0.3) -> torch.Tensor:
+    """RigL's drop and grow over units (accelsim.trainer.sparsity.masks drop_smallest / grow_largest, inlined:
+    kernels sits below the trainer): drop ``drop_fraction`` of the active units of smallest |w|, grow as many of
+    largest |g| outside the kept ones; returns the new mask."""
+    k = int(drop_fraction * int(active.sum()))
+    drop = torch.zeros(active.shape, dtype=torch.bool)
+    drop.view(-1)[torch.topk(w.abs().masked_fill(~active, float("inf")).reshape(-1), k, largest=False,
+                             sorted=False).indices] = True
+    kept = active & ~drop
+    grow = torch.zeros(active.shape, dtype=torch.bool)
+    grow.view(-1)[torch.topk(g.abs().masked_fill(kept, float("-inf")).reshape(-1), k, sorted=False).indices] = True
+    return kept | grow
+
+
+def block_pool(w: torch.Tensor, g: torch.Tensor, b: int = 16) -> torch.Tensor:
+    """block-RigL's pass over every weight: L1 of the weights and L2 of the gradient per b x b block, and the new
+    block mask expanded back to the weights (masks.Grid.l1 / l2 / expand)."""
+    rows, cols = w.shape
+    wb = w.reshape(rows // b, b, cols // b, b).abs().sum(dim=(1, 3))
+    gb = g.reshape(rows // b, b, cols // b, b).square().sum(dim=(1, 3)).sqrt()
+    return (wb + gb > 0).repeat_interleave(b, 0).repeat_interleave(b, 1)
+
+
 def execution_rows(repeats: int = 5) -> dict[str, dict]:
     """The sparse execution's own work around its kernels (accelsim.kernels.cpu.autograd), timed as the
     trainer runs it, in element_time's row format (role = accelsim.workload's GATHER / SCATTER / FORMAT_BUILD):
@@ -194,32 +217,12 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
 
     G = torch.randn(rows, cols)  # a dense gradient (RigL's growth score)
 
-    def select(w, g, active):
-        """RigL's drop and grow over units (accelsim.trainer.sparsity.masks drop_smallest / grow_largest, inlined:
-        kernels sits below the trainer): drop 30 % of the active units of smallest |w|, grow as many of largest
-        |g| outside the kept ones."""
-        k = int(0.3 * int(active.sum()))
-        drop = torch.zeros(active.shape, dtype=torch.bool)
-        drop.view(-1)[torch.topk(w.abs().masked_fill(~active, float("inf")).reshape(-1), k, largest=False,
-                                 sorted=False).indices] = True
-        kept = active & ~drop
-        grow = torch.zeros(active.shape, dtype=torch.bool)
-        grow.view(-1)[torch.topk(g.abs().masked_fill(kept, float("-inf")).reshape(-1), k, sorted=False).indices] = True
-        return kept | grow
-
-    def block_scores():
-        """block-RigL's pass over every weight: L1 of the weights and L2 of the gradient per 16 x 16 block, and the
-        new block mask expanded back to the weights (masks.Grid.l1 / l2 / expand)."""
-        wb = W.reshape(rows // 16, 16, cols // 16, 16).abs().sum(dim=(1, 3))
-        gb = G.reshape(rows // 16, 16, cols // 16, 16).square().sum(dim=(1, 3)).sqrt()
-        return (wb + gb > 0).repeat_interleave(16, 0).repeat_interleave(16, 1)
-
     # the forward and input-gradient formats of each family, values gathered as the trainer does
     fmt_u = SparseWeight(mask_u, Paths("unstructured", "unstructured", "unstructured"))
     fmt_b = SparseWeight(mask_b, Paths("block16", "block16", "block16"))
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
                     "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16"),
-                    "select": lambda: select(W, G, mask_u), "score": block_scores}, repeats=repeats,
+                    "select": lambda: rigl_select(W, G, mask_u), "score": lambda: block_pool(W, G)}, repeats=repeats,
                    keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "select", "score"))
     # elements: the values of both formats a refresh fills (forward and input gradient); the eviction timed beside
     # it is taken off (index_select of values scattered over a weight in main memory waits on every line: on the

@@ -261,9 +261,8 @@ def _execution(r: Reader, top: dict):
 _PATH_SHAPE_KEYS = ("pattern", "description", "block_sizes", "phases", "dtypes", "partition", "private_levels",
                     "element_time")
 _PATH_KEYS = _PATH_SHAPE_KEYS + tuple(PATH_PARAMS)
-#: keys only a 'conditional' path may carry (accelsim/hardware/conditional.py)
-_CONDITIONAL_KEYS = tuple(k for k, p in PATH_PARAMS.items() if p.patterns == ("conditional",)) \
-    + ("partition", "private_levels")
+#: keys only a 'conditional' path may carry besides its PATH_PARAMS rows (accelsim/hardware/conditional.py)
+_CONDITIONAL_KEYS = ("partition", "private_levels")
 
 
 def _param(r: Reader, p: dict, where: str, param: PathParam):
