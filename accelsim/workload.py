@@ -388,7 +388,7 @@ def _mask_update_ops(manifest: Manifest, densities: dict[str, float]) -> list[Op
     and, for a block grid, the pass over every weight that pools scores and expands the mask. The FLOPs (the
     trace's flops_mask_update) stay the score-plus-top-k count over the weights; a profile that times the roles
     (MASK_SELECT, MASK_SCORE) prices them by time per element instead: a top-k is memory- and branch-bound, not
-    FLOP-bound (Zen 5: RigL's drop and grow 12-31 ns per weight, benchmarks/results/zen5-f26m2/mask-update.json,
+    FLOP-bound (Zen 5: RigL's drop and grow 15-39 ns per weight by size, benchmarks/results/zen5-f26m2/mask-update.json,
     against 0.15 ns from its FLOPs at the vector peak; a masked
     bert-small RigL-90 update step takes 0.17-0.25 s longer than a plain one)."""
     b = int((manifest.method or {}).get("block_size") or 1)

@@ -1,8 +1,7 @@
 """The cost of a mask update on this CPU (workload roles MASK_SELECT and MASK_SCORE): RigL's drop and grow top-k
-over the units of its grid and block-RigL's pooling pass, timed by kernels.vector_ops.execution_rows (the rows
-`accelsim hw calibrate-local` writes into a CPU profile's element_time), at a 3072 x 768 weight; and the drop
-and grow alone at the weight shapes of bert-small and bert-base (``select_by_shape``: the per-weight cost grows
-once the scores leave the caches).
+over the units of its grid, timed at weights of 16 K to 8 M (a size table: the per-weight cost grows once the
+scores leave the last-level cache), and block-RigL's pooling pass at a 3072 x 768 weight, both by
+kernels.vector_ops.execution_rows (the rows `accelsim hw calibrate-local` writes into a CPU profile's element_time).
 
 Why a benchmark of its own: a profile calibrated before these roles existed prices a mask update by its FLOPs at
 the vector peak, far under what a RigL update step costs on a CPU. ``--into PROFILE`` adds the two measured
@@ -24,24 +23,9 @@ import torch
 from accelsim.hardware import load_profile_text
 from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.machine import machine_info
-from accelsim.kernels.timing import measure
-from accelsim.kernels.vector_ops import EXECUTION_DENSITY, element_time, execution_rows, rigl_select
+from accelsim.hardware.element_time import to_yaml
+from accelsim.kernels.vector_ops import element_time, execution_rows
 from accelsim.workload import MASK_SCORE, MASK_SELECT
-
-
-#: (rows, cols) of bert-small's attention and FFN weights, and bert-base's FFN weight (execution_rows' shape)
-SHAPES = ((512, 512), (2048, 512), (3072, 768))
-
-
-def select_by_shape(repeats: int) -> dict[str, float]:
-    """{"rows x cols": seconds per weight} of RigL's drop and grow (two top-k) at EXECUTION_DENSITY."""
-    out = {}
-    for rows, cols in SHAPES:
-        w, g = torch.randn(rows, cols), torch.randn(rows, cols)
-        active = torch.rand(rows, cols) < EXECUTION_DENSITY
-        t, _ = measure({"select": lambda: rigl_select(w, g, active)}, repeats=repeats, keep=("select",))
-        out[f"{rows}x{cols}"] = t["select"] / (rows * cols)
-    return out
 
 
 def add_to_profile(path: Path, times: dict, source: str) -> None:
@@ -71,14 +55,14 @@ def main(argv=None) -> None:
     times = element_time(rows)
     doc = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats,
            "wall_s": time.perf_counter() - t0, "rows": rows,
-           "element_time_ns": {role: {ph: v * 1e9 for ph, v in t.items()} for role, t in times.items()},
-           "select_by_shape_ns": {k: v * 1e9 for k, v in select_by_shape(args.repeats).items()}}
+           "element_time_ns": {role: {ph: to_yaml(v, lambda x: round(x * 1e9, 4)) for ph, v in t.items()}
+                               for role, t in times.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
     for role, t in doc["element_time_ns"].items():
-        print(f"{role:14s} " + "  ".join(f"{ph} {v:8.3f} ns/element" for ph, v in t.items()))
-    for shape, v in doc["select_by_shape_ns"].items():
-        print(f"drop + grow at {shape:10s} {v:8.3f} ns/weight")
+        print(f"{role:14s} " + "  ".join(f"{ph} " + (", ".join(f"{v:.3g} ns at {n:,}" for n, v in x)
+                                                     if isinstance(x, list) else f"{x:8.3f} ns/element")
+                                         for ph, x in t.items()))
     if args.into:
         add_to_profile(args.into, times, f"{args.out}: kernels.vector_ops.execution_rows at {args.threads} "
                                          f"thread(s), median of {args.repeats} (benchmarks/bench_mask_update.py)")

@@ -187,7 +187,13 @@ def step_breakdown(path: Path, d: dict) -> list[str]:
 @renders("vector-ops.json", "Elementwise ops, time per element (`bench_vector_ops.py`)")
 def vector_ops(path: Path, d: dict) -> list[str]:
     a = d["args"]
-    rows = [[k, f"{sig(v['fwd'] * 1e9)} ns", f"{sig(v['bwd'] * 1e9)} ns"] for k, v in d["element_time"].items()]
+    def cell(t):  # seconds per element, or a size table [[elements, seconds], ...] (accelsim.hardware.element_time)
+        if t is None:
+            return "–"
+        if isinstance(t, list):
+            return ", ".join(f"{sig(s * 1e9)} ns at {n:,}" for n, s in t)
+        return f"{sig(t * 1e9)} ns"
+    rows = [[k, cell(v.get("fwd")), cell(v.get("bwd"))] for k, v in d["element_time"].items()]
     return ([f"Batch {a['batch']} × {a['seq']}, hidden {a['hidden']}, vocabulary {a['vocab']}, {d['threads']} threads."]
             + [""] + table(["role", "forward", "backward"], rows))
 

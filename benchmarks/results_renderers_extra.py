@@ -195,9 +195,10 @@ def sparse_training(path: Path, d: dict) -> list[str]:
     for hw in d.get("profiles", {}):
         rows = [[name, f"{sig(v['measured_run_s'])} s", f"{sig(p['run_s'])} s", pct(p["run_error"]),
                  times(v["speedup_run_measured"]), times(p["speedup"]) if "speedup" in p else "",
-                 pct(p["speedup_error"]) if "speedup_error" in p else ""]
+                 pct(p["speedup_error"]) if "speedup_error" in p else "",
+                 f"{ms(p['update_extra_measured_s'])} / {ms(p['update_extra_s'])}" if "update_extra_s" in p else ""]
                 for name, v in d["variants"].items() if (p := v.get("predicted_by_profile", {}).get(hw))]
         out += ["", f"Re-simulated later on `{hw}` as committed (`simulate_sparse_training.py`, the kept traces):", ""]
         out += table(["variant", "run, measured", "run, predicted", "run error", "run speedup, measured",
-                      "run speedup, predicted", "speedup error"], rows)
+                      "run speedup, predicted", "speedup error", "update step adds, measured / predicted"], rows)
     return out

@@ -2,7 +2,8 @@
 benchmarks/bench_sparse_training.py kept (--keep), against the whole-run time it measured.
 
 Adds ``predicted_by_profile`` to each variant of the results file: per profile the predicted whole-run
-time, its error against the measured one, the predicted speedup over dense and that speedup's error.
+time, its error against the measured one, the predicted speedup over dense and that speedup's error, and for a
+run with mask updates the time an update adds to a step, simulated and measured.
 
     python benchmarks/simulate_sparse_training.py benchmarks/results/zen5-f26m2/sparse-training.json \
         runs/i17-bench --hw cpu-zen3,runs/i17-calib/cpu-f26m2-i17.yaml
@@ -12,6 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+
+def update_extra(step_s) -> float:
+    """Simulated time a mask update adds to a step: the median update step's over the median step (the trace's
+    update steps are the few steps above the rest; step 0's warm-up is not simulated)."""
+    import numpy as np
+
+    base = float(np.median(step_s))
+    longer = step_s[step_s > 1.02 * base]
+    return float(np.median(longer)) - base if len(longer) else 0.0
 
 
 def main() -> None:
@@ -27,10 +38,14 @@ def main() -> None:
     res = json.loads(Path(a.results).read_text())
     variants = res["variants"]
     for hw in a.hw.split(","):
-        pred = {n: simulate(Path(a.traces) / n, hw).time_s for n in variants}
+        sims = {n: simulate(Path(a.traces) / n, hw) for n in variants}
+        pred = {n: s.time_s for n, s in sims.items()}
         dense = pred.get("dense")
         for n, r in variants.items():
             p = {"run_s": pred[n], "run_error": pred[n] / r["measured_run_s"] - 1}
+            if r.get("update_steps"):  # what a mask update adds to a step, measured (medians) and simulated
+                p["update_extra_s"] = update_extra(sims[n].timeline["time_s"])
+                p["update_extra_measured_s"] = r["median_update_step_s"] - r["median_step_s"]
             if dense:
                 p["speedup"] = dense / pred[n]
                 p["speedup_error"] = p["speedup"] / r["speedup_run_measured"] - 1
@@ -38,12 +53,14 @@ def main() -> None:
         fitted = (load_profile(hw).fitted or {}).get("machine")
         res.setdefault("profiles", {})[hw] = {"fitted_machine_mismatch": machine_mismatch(fitted)}
         print(f"\n{hw}")
-        print(f"{'variant':22s} {'run s':>7s} {'pred s':>7s} {'err':>7s} {'x meas':>7s} {'x pred':>7s} {'err':>7s}")
+        print(f"{'variant':22s} {'run s':>7s} {'pred s':>7s} {'err':>7s} {'x meas':>7s} {'x pred':>7s} {'err':>7s} "
+              f"{'update +s meas':>14s} {'pred':>6s}")
         for n, r in variants.items():
             p = r["predicted_by_profile"][hw]
             print(f"{n:22s} {r['measured_run_s']:7.1f} {p['run_s']:7.1f} {100 * p['run_error']:6.1f}% "
                   f"{r.get('speedup_run_measured', float('nan')):7.2f} {p.get('speedup', float('nan')):7.2f} "
-                  f"{100 * p.get('speedup_error', float('nan')):6.1f}%")
+                  f"{100 * p.get('speedup_error', float('nan')):6.1f}% "
+                  f"{p.get('update_extra_measured_s', float('nan')):14.3f} {p.get('update_extra_s', float('nan')):6.3f}")
     Path(a.results).write_text(json.dumps(res, indent=1))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from accelsim.errors import expect
-from accelsim.hardware import load_profile
+from accelsim.hardware import element_time, load_profile
 from accelsim.hardware.profile import load_profile_text, profile_to_dict, profile_to_yaml
 from accelsim.kernels.machine import busy_fraction, machine_info
 
@@ -130,7 +130,8 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
     # a backward time is (forward + backward) - forward: under load it can come out <= 0; the template's stays
     kept = d["paths"]["vector"].setdefault("element_time", {})
     for role, t in vector.items():
-        kept.setdefault(role, {}).update({k: f"{v * 1e9:.4g} ns" for k, v in t.items() if v > 0})
+        kept.setdefault(role, {}).update({k: element_time.to_yaml(v, lambda x: f"{x * 1e9:.4g} ns")
+                                          for k, v in t.items() if isinstance(v, tuple) or v > 0})
     for path in d["paths"].values():
         for pat in _ZEN3_WORDING:
             path["description"] = re.sub(pat, "", path["description"])
@@ -354,7 +355,8 @@ def scale_to_cores(profile, threads: int, cores: int):
     comp["vector"] = {dt: f"{v * k:.6g} FLOP/s" for dt, v in p0.vector_flops.items()}
     et = d["paths"]["vector"].get("element_time", {})
     for role, t in profile.paths["vector"].element_time_s.items():
-        et[role] = {ph: f"{v / k:.6g} s" for ph, v in t.items()}
+        et[role] = {ph: element_time.to_yaml(element_time.scaled(v, 1 / k), lambda x: f"{x:.6g} s")
+                    for ph, v in t.items()}
     d["assumptions"].append({"compute": f"measured and fitted at {threads} thread(s) (a shared machine stalls "
                                         f"multi-thread kernels), scaled linearly to {cores} cores: peak and vector "
                                         f"rates x {k:g}, per-call overheads and efficiencies as fitted"})

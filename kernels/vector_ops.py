@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from accelsim.hardware.element_time import from_rows
 from accelsim.kernels.timing import measure
 
 
@@ -114,11 +115,17 @@ def optimizer_row(repeats: int) -> dict:
     return {"role": OPTIMIZER, "shape": [n], "elements": n, "fwd_s": t["step"], "bwd_s": 0.0}
 
 
-def element_time(rows: dict) -> dict[str, dict[str, float]]:
+def element_time(rows: dict) -> dict[str, dict]:
     """{role: {"fwd", "bwd": seconds per workload-op element}} over each role's cases (time / elements;
-    a backward op counts two elements per activation, accelsim.workload)."""
+    a backward op counts two elements per activation, accelsim.workload); a role whose rows are ``sized`` (one
+    op timed at several sizes, forward only) gets a size table of them instead of their pooled mean."""
     acc: dict[str, list[float]] = {}
+    sized: dict[str, list[tuple[int, float]]] = {}
     for r in rows.values():
+        if r.get("sized"):  # one op timed at several sizes: a size table (accelsim.hardware.element_time)
+            if r["fwd_s"] > 0:
+                sized.setdefault(r["role"], []).append((r["elements"], r["fwd_s"] / r["elements"]))
+            continue
         a = acc.setdefault(r["role"], [0.0, 0.0, 0.0, 0.0])
         a[0] += r["fwd_s"]
         a[1] += r["bwd_s"]
@@ -128,6 +135,8 @@ def element_time(rows: dict) -> dict[str, dict[str, float]]:
     for role, (f, b, n, nb) in acc.items():
         # a role timed in one direction only (the bias gradient, the optimizer) has no entry for the other
         out[role] = {k: v for k, v, timed in (("fwd", f / n, f > 0), ("bwd", b / nb, b > 0)) if timed}
+    for role, points in sized.items():
+        out[role] = {"fwd": from_rows(points)}
     return out
 
 
@@ -143,6 +152,9 @@ def evictor():
 #: the weight and density the sparse-execution work is timed at (accelsim.workload.sparse_execution_ops): a
 #: BERT-base-sized 768 x 3072 layer at the densities sparse execution runs (about 0.1)
 EXECUTION_SHAPE, EXECUTION_DENSITY = (3072, 768), 0.1
+#: the weight shapes RigL's drop and grow are timed at (a size table: their cost per weight grows 2-3x once the
+#: scores leave the last-level cache): 16 K to 8 M weights, bert-tiny's smallest layer to a BERT-large FFN's 2x
+SELECT_SHAPES = ((128, 128), (512, 512), (1024, 1024), EXECUTION_SHAPE, (4096, 2048))
 
 
 def rigl_select(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, drop_fraction: float = 0.3) -> torch.Tensor:
@@ -157,6 +169,13 @@ def rigl_select(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, drop_fra
     grow = torch.zeros(active.shape, dtype=torch.bool)
     grow.view(-1)[torch.topk(g.abs().masked_fill(kept, float("-inf")).reshape(-1), k, sorted=False).indices] = True
     return kept | grow
+
+
+def _select(rows: int, cols: int):
+    """RigL's drop and grow over a rows x cols weight at EXECUTION_DENSITY, ready to time."""
+    w, g = torch.randn(rows, cols), torch.randn(rows, cols)
+    active = torch.rand(rows, cols) < EXECUTION_DENSITY
+    return lambda: rigl_select(w, g, active)
 
 
 def block_pool(w: torch.Tensor, g: torch.Tensor, b: int = 16) -> torch.Tensor:
@@ -181,7 +200,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
       the mean of the unstructured and block-16 families (the two the CPU profile picks between);
     * mask_select / mask_score: a mask update (workload._mask_update_ops): RigL's drop and grow top-k over the
-      units of its grid (timed on weights: elements = units), and block-RigL's pooling of weights and gradient
+      units of its grid (timed on weights at SELECT_SHAPES, a size table: elements = units), and block-RigL's pooling of weights and gradient
       into 16 x 16 block scores with the mask expanded back (elements: the weights)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats
@@ -220,10 +239,11 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     # the forward and input-gradient formats of each family, values gathered as the trainer does
     fmt_u = SparseWeight(mask_u, Paths("unstructured", "unstructured", "unstructured"))
     fmt_b = SparseWeight(mask_b, Paths("block16", "block16", "block16"))
+    selects = {f"select {r}x{c}": _select(r, c) for r, c in SELECT_SHAPES}
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
                     "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16"),
-                    "select": lambda: rigl_select(W, G, mask_u), "score": lambda: block_pool(W, G)}, repeats=repeats,
-                   keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "select", "score"))
+                    "score": lambda: block_pool(W, G), **selects}, repeats=repeats,
+                   keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "score", *selects))
     # elements: the values of both formats a refresh fills (forward and input gradient); the eviction timed beside
     # it is taken off (index_select of values scattered over a weight in main memory waits on every line: on the
     # Zen 5 a bert-small RigL-90 step gathers for 14.5 ms, 6x the time of the same gather from cache)
@@ -237,8 +257,8 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
         "format build": {"role": FORMAT_BUILD, "shape": [rows, cols], "elements": numel,
                          "fwd_s": (t["build_u"] + t["build_b"]) / 2, "bwd_s": 0.0},
         # a top-k is memory- and branch-bound: priced per unit of the method's grid, not by its FLOPs
-        "mask select": {"role": MASK_SELECT, "shape": [rows, cols], "elements": numel, "fwd_s": t["select"],
-                        "bwd_s": 0.0},
+        **{f"mask {key}": {"role": MASK_SELECT, "shape": [r, c], "elements": r * c, "fwd_s": t[key], "bwd_s": 0.0,
+                           "sized": True} for key, (r, c) in zip(selects, SELECT_SHAPES)},
         "mask score": {"role": MASK_SCORE, "shape": [rows, cols], "elements": numel, "fwd_s": t["score"],
                        "bwd_s": 0.0},
     }

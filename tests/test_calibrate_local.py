@@ -50,8 +50,12 @@ def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
     from accelsim.workload import FORMAT_BUILD, GATHER, MASK_SCORE, MASK_SELECT, SCATTER
     et = prof.paths["vector"].element_time_s
     assert et[GATHER]["fwd"] > 0 and et[SCATTER]["bwd"] > 0 and et[FORMAT_BUILD]["fwd"] > 0
-    # and a mask update's top-k and block pooling (a top-k is slower per weight than one streaming pass)
-    assert et[MASK_SELECT]["fwd"] > et[MASK_SCORE]["fwd"] > 0
+    # and a mask update's top-k, timed at several weight sizes (a size table), and block pooling (a top-k is
+    # slower per weight than one streaming pass)
+    from accelsim.kernels.vector_ops import SELECT_SHAPES
+    select = et[MASK_SELECT]["fwd"]
+    assert [n for n, _ in select] == sorted(r * c for r, c in SELECT_SHAPES)
+    assert min(t for _, t in select) > et[MASK_SCORE]["fwd"] > 0
     assert any(line.startswith("sweep:") for line in lines)
 
 

@@ -92,6 +92,36 @@ def test_a_timed_mask_update_is_priced_per_unit_not_by_its_flops():
     assert op_cost(timed, op).compute_s == pytest.approx(14e-3)
 
 
+def test_a_mask_update_timed_at_several_sizes_is_priced_at_its_own_size():
+    # RigL's top-k costs more per weight once the scores leave the cache: a size table, interpolated on log(size)
+    prof = toy(paths__vector__element_time={"mask_select": {"fwd": [[262144, "10 ns"], [4194304, "30 ns"]]}})
+
+    def per_unit(n):
+        op = Op(name="l.mask_update", kind="mask_update", phase="mask_update", role="mask_select", elements=n)
+        return op_cost(prof, op).compute_s / n
+
+    assert per_unit(262144) == pytest.approx(10e-9)
+    assert per_unit(1048576) == pytest.approx(20e-9)  # halfway on log(elements) between 2^18 and 2^22
+    assert per_unit(4096) == pytest.approx(10e-9) and per_unit(16_777_216) == pytest.approx(30e-9)  # no extrapolation
+    again = load_profile_text(profile_to_yaml(prof), source="rt.yaml")
+    assert again.paths["vector"].element_time_s["mask_select"]["fwd"] == (
+        (262144, pytest.approx(10e-9)), (4194304, pytest.approx(30e-9)))
+
+
+@pytest.mark.parametrize("table, message", [
+    ([[262144, "10 ns"]], "at least two"),
+    ([[262144, "10 ns"], [1024, "30 ns"]], "increasing"),
+    ([[262144, "10 ns"], [4194304, 30]], "unit"),
+    ([[0.5, "10 ns"], [4194304, "30 ns"]], "whole number"),
+    ([[262144, "10 ns", 1], [4194304, "30 ns"]], "pair"),
+])
+def test_a_bad_size_table_is_one_line_naming_its_field(table, message):
+    with pytest.raises(UserError) as e:
+        toy(paths__vector__element_time={"mask_select": {"fwd": table}})
+    text = str(e.value)
+    assert "paths.vector.element_time.mask_select.fwd" in text and message in text and "\n" not in text
+
+
 def test_measured_element_time_replaces_the_flop_estimate_for_its_role_and_phase():
     prof = toy(paths__vector__element_time={"dropout": {"fwd": "10 ns", "bwd": "0.5 ns"}})
     fwd = Op(name="d.fwd", kind="elementwise", phase="fwd", role="dropout", elements=1_000_000)

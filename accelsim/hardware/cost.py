@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accelsim.errors import UserError
+from accelsim.hardware import element_time
 from accelsim.hardware.conditional import cmm_work, cond_shape
 from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
 from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fill, tile_rows, tiled_rows, unaligned_rows
@@ -298,6 +299,8 @@ def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
         tiles += values if pattern_kind == "block" else 0.0
     vector = next(s for s in ctx.p.paths.values() if s.pattern == "vector" and _usable(s, ctx.dtype, None))
     per_value, per_tile_value = (vector.element_time_s.get(role, {}).get("fwd") for role in (GATHER, GATHER_TILES))
+    if per_value is not None and per_tile_value is not None:
+        per_value, per_tile_value = (element_time.per_element(v, scattered + tiles) for v in (per_value, per_tile_value))
     weight = per_tile_value / per_value if per_value and per_tile_value else 1.0
     return _vector_cost(ctx, dataclasses.replace(op, elements=round(scattered + weight * tiles)))
 
@@ -323,7 +326,7 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
         else ctx.vector
     per_element = spec.element_time_s.get(op.role or "", {}).get(ELEMENT_PHASE.get(op.phase, ""))
     if per_element is not None and op.kind in ("elementwise", "optimizer", "mask_update"):  # measured: role, phase
-        items = ctx.even_items(op.elements * per_element)
+        items = ctx.even_items(op.elements * element_time.per_element(per_element, op.elements))
     else:
         items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
     e = float(op.elements)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from accelsim.errors import UserError
+from accelsim.hardware import element_time
 from accelsim.hardware.params import PATH_PARAMS, fittable
 from accelsim.hardware.schema import DTYPE_BYTES, FORMAT_VERSION, parse_profile
 from accelsim.hardware import strict_yaml
@@ -115,7 +116,7 @@ class PathSpec:
     private_levels: tuple[str, ...] = ()  # cache levels whose capacity is per unit (each holds its own hot rows)
     # vector paths only: measured seconds per element of a workload elementwise op, {role: {"fwd"|"bwd": s}},
     # replacing the FLOP-rate estimate for that role and phase (dropout's RNG, the vocabulary log-softmax
-    # cost far more per element than their FLOPs say)
+    # cost far more per element than their FLOPs say); s may be a size table (accelsim.hardware.element_time)
     element_time_s: dict = field(default_factory=dict)
 
     def fraction(self, dtype: str) -> float | None:
@@ -271,7 +272,7 @@ def _path_dict(s: PathSpec) -> dict[str, Any]:
         if s.private_levels:
             d["private_levels"] = list(s.private_levels)
     if s.element_time_s:
-        d["element_time"] = {role: {ph: format_quantity(t, "time") for ph, t in phases.items()}
+        d["element_time"] = {role: {ph: element_time.to_yaml(t) for ph, t in phases.items()}
                              for role, phases in s.element_time_s.items()}
     return d
 

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from accelsim.errors import UserError
+from accelsim.hardware import element_time
 from accelsim.hardware.params import PATH_PARAMS, PathParam
 from accelsim.hardware.quantities import parse_quantity
 from accelsim.hardware.synthetic import KERNEL_BLOCK_SIZES
@@ -339,8 +340,9 @@ def _paths(r: Reader, top: dict, dtype: str, level_names: tuple[str, ...] = ()):
 ELEMENT_PHASES = ("fwd", "bwd")
 
 
-def _element_time(r: Reader, p: dict, where: str) -> dict[str, dict[str, float]]:
-    """{role: {phase: seconds per element of the workload op}} of a vector path (accelsim.workload roles)."""
+def _element_time(r: Reader, p: dict, where: str) -> dict[str, dict]:
+    """{role: {phase: seconds per element of the workload op, or a size table (accelsim.hardware.element_time)}}
+    of a vector path (accelsim.workload roles)."""
     from accelsim.workload import ELEMENTWISE_OPS
 
     table = r.mapping(r.get(p, "element_time", where), f"{where}.element_time", tuple(ELEMENTWISE_OPS))
@@ -348,7 +350,7 @@ def _element_time(r: Reader, p: dict, where: str) -> dict[str, dict[str, float]]
     for role, v in table.items():
         at = f"{where}.element_time.{role}"
         v = r.mapping(v, at, ELEMENT_PHASES)
-        out[role] = {ph: r.quantity(v, ph, at, "time") for ph in ELEMENT_PHASES if ph in v}
+        out[role] = {ph: element_time.parse(r, v[ph], f"{at}.{ph}") for ph in ELEMENT_PHASES if ph in v}
     return out
 
 
