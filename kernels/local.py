@@ -173,7 +173,9 @@ def base_profile(template: str, machine: dict, peak: list[dict], memory: dict, v
         if text.startswith("fitted by `accelsim calibrate`"):
             src[key] = f"starting value from the bundled {template} calibration (a Zen 3), refitted when this " \
                        "machine's sweep has points for it (see fitted:)"
-    asm = [a for a in d["assumptions"] if "compute.peak.bf16" not in a]
+    # measured here: the template's assumed element times (its mask_select, borrowed from another CPU) go
+    asm = [a for a in d["assumptions"] if "compute.peak.bf16" not in a
+           and not any(str(k).startswith("paths.vector.element_time") for k in (a if isinstance(a, dict) else [a]))]
     if not bf16:
         asm.append({"compute.peak.bf16": "no avx512_bf16 on this CPU: bf16 runs converted to fp32, at the fp32 rate"})
     else:

@@ -28,6 +28,8 @@ def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
     for key in ("compute.clock", "compute.peak.fp32", "memory.l2.bandwidth", "memory.dram.bandwidth",
                 "paths.vector.element_time"):
         assert "calibrate-local" in prof.sources[key], key
+    # the template's borrowed mask_select (an assumption there) is measured here: no assumption left covering it
+    assert not [k for k in prof.assumptions if k.startswith("paths.vector.element_time")]
     assert 0.3e9 < prof.compute.clock_hz < 7e9
     assert prof.compute.peak_flops["fp32"] == pytest.approx(summary["peak_fp32_GFLOPs"] * 1e9)
     assert prof.memory[0].bandwidth_Bps == pytest.approx(summary["bandwidth_GBps"]["l2"] * 1e9, rel=1e-3)
