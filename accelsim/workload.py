@@ -47,6 +47,10 @@ GATHER_TILES = "gather_tiles"
 #: a block method, pooling the weights and the dense gradient into block scores and expanding the new block mask
 #: (kernels.vector_ops.execution_rows times both as RigL / block-RigL run them)
 MASK_SELECT, MASK_SCORE = "mask_select", "mask_score"
+#: role of an N:M method's mask update (StepKind.mask_select == "group"), per weight: the top n of every m
+#: consecutive inputs, a small sort inside each group, not a top-k over the layer (Zen 5, 2 threads: 5-6 ns per
+#: weight at every size against 15-39 ns for RigL's; benchmarks/results/zen5-f26m2/mask-update.json)
+MASK_GROUP_SELECT = "mask_group_select"
 #: role of multi-head attention's layout copies (:func:`step_ops`)
 HEAD_LAYOUT = "head_layout"
 #: role of the optimizer step (AdamW after global-norm clipping); a CPU profile may time it per parameter
@@ -61,7 +65,7 @@ ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.
                    # and by their memory traffic
                    GATHER: 1.0, GATHER_TILES: 1.0, SCATTER: 1.0, FORMAT_BUILD: 4.0, MASK_APPLY: 1.0,
                    # mask-update ops carry their own FLOPs (the trace's); listed so a profile may time the roles
-                   MASK_SELECT: 0.0, MASK_SCORE: 0.0}
+                   MASK_SELECT: 0.0, MASK_SCORE: 0.0, MASK_GROUP_SELECT: 0.0}
 
 LINEAR_ROLES = bert.LINEAR_ROLES  # the encoder Linears (accelsim.bert)
 
@@ -102,6 +106,9 @@ class StepKind:
     # FFF layers run as their cond_matmul ops; False gives the dense FF of equal width instead (the
     # baseline an FFF run is compared with: an FFF run itself uses sparse_compute=False, method "dense")
     conditional: bool = True
+    # how a mask update selects: "topk" over each layer's units (RigL, SET, GMP, sparse momentum) or "group", the
+    # top n of every m inputs (N:M): a different cost per weight (MASK_SELECT vs MASK_GROUP_SELECT)
+    mask_select: str = "topk"
 
 
 def _mm(name, kind, phase, m, k, n, *, density=1.0, sparse=False, batch=1, **kw) -> Op:
@@ -179,7 +186,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
         ops.extend(sparse_execution_ops(manifest, densities, kind))
         ops.append(_optimizer(manifest, densities, kind))
         if kind.mask_update:
-            ops.extend(_mask_update_ops(manifest, densities))
+            ops.extend(_mask_update_ops(manifest, densities, kind.mask_select))
         return ops
     # MLM head: dense transform (H->H) + GELU + LayerNorm, then the decoder tied to the word embeddings.
     for nm, k_, n_ in (("mlm_transform", H, H), ("mlm_decoder", H, V)):
@@ -198,7 +205,7 @@ def step_ops(manifest: Manifest, densities: dict[str, float], kind: StepKind = S
     ops.extend(sparse_execution_ops(manifest, densities, kind))
     ops.append(_optimizer(manifest, densities, kind))
     if kind.mask_update:
-        ops.extend(_mask_update_ops(manifest, densities))
+        ops.extend(_mask_update_ops(manifest, densities, kind.mask_select))
     return ops
 
 
@@ -383,11 +390,12 @@ def _optimizer(manifest: Manifest, densities: dict[str, float], kind: StepKind) 
               density=updated / max(total_dense, 1), sparse=updated < total_dense)
 
 
-def _mask_update_ops(manifest: Manifest, densities: dict[str, float]) -> list[Op]:
+def _mask_update_ops(manifest: Manifest, densities: dict[str, float], select: str = "topk") -> list[Op]:
     """Per sparse layer, the selection over the units of the method's grid (``method.block_size``, 1: weights)
     and, for a block grid, the pass over every weight that pools scores and expands the mask. The FLOPs (the
     trace's flops_mask_update) stay the score-plus-top-k count over the weights; a profile that times the roles
-    (MASK_SELECT, MASK_SCORE) prices them by time per element instead: a top-k is memory- and branch-bound, not
+    (MASK_SELECT, MASK_SCORE; MASK_GROUP_SELECT, per weight, for an N:M method's ``select == "group"``) prices them
+    by time per element instead: a top-k is memory- and branch-bound, not
     FLOP-bound (Zen 5: RigL's drop and grow 15-39 ns per weight by size, benchmarks/results/zen5-f26m2/mask-update.json,
     against 0.15 ns from its FLOPs at the vector peak; a masked
     bert-small RigL-90 update step takes 0.17-0.25 s longer than a plain one)."""
@@ -399,6 +407,10 @@ def _mask_update_ops(manifest: Manifest, densities: dict[str, float]) -> list[Op
         numel = i.shape[0] * i.shape[1]
         flops = MASK_SCORE_FLOPS_PER_ELEMENT * numel * max(math.log2(numel), 1.0)
         common = dict(block=_block_index(i.name), layer=i.name, density=densities.get(i.name, i.target_density))
+        if select == "group":  # N:M: a sort inside each group of m inputs, per weight
+            ops.append(Op(f"{i.name}.mask_update", "mask_update", "mask_update", role=MASK_GROUP_SELECT,
+                          elements=numel, flops_dense=0.0, flops=flops, **common))
+            continue
         ops.append(Op(f"{i.name}.mask_update", "mask_update", "mask_update", role=MASK_SELECT,
                       elements=max(numel // (b * b), 1), flops_dense=0.0, flops=flops, **common))
         if b > 1:

@@ -1,10 +1,10 @@
-"""The cost of a mask update on this CPU (workload roles MASK_SELECT and MASK_SCORE): RigL's drop and grow top-k
-over the units of its grid, timed at weights of 16 K to 8 M (a size table: the per-weight cost grows once the
-scores leave the last-level cache), and block-RigL's pooling pass at a 3072 x 768 weight, both by
-kernels.vector_ops.execution_rows (the rows `accelsim hw calibrate-local` writes into a CPU profile's element_time).
+"""The cost of a mask update on this CPU (workload roles MASK_SELECT, MASK_SCORE, MASK_GROUP_SELECT): RigL's drop
+and grow top-k over the units of its grid, timed at weights of 16 K to 8 M (a size table: the per-weight cost grows
+once the scores leave the last-level cache), block-RigL's pooling pass and an N:M method's 2:4 selection at a
+3072 x 768 weight, all by kernels.vector_ops.execution_rows (the rows `accelsim hw calibrate-local` writes into a CPU profile's element_time).
 
 Why a benchmark of its own: a profile calibrated before these roles existed prices a mask update by its FLOPs at
-the vector peak, far under what a RigL update step costs on a CPU. ``--into PROFILE`` adds the two measured
+the vector peak, far under what a RigL update step costs on a CPU. ``--into PROFILE`` adds the three measured
 element times (with their source) to an existing profile, so a profile fitted earlier on the same machine need not
 be recalibrated whole.
 
@@ -25,7 +25,7 @@ from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.machine import machine_info
 from accelsim.hardware.element_time import to_yaml
 from accelsim.kernels.vector_ops import element_time, execution_rows
-from accelsim.workload import MASK_SCORE, MASK_SELECT
+from accelsim.workload import MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT
 
 
 def add_to_profile(path: Path, times: dict, source: str) -> None:
@@ -34,9 +34,10 @@ def add_to_profile(path: Path, times: dict, source: str) -> None:
     head = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
     prof = load_profile_text(text, source=str(path))
     vector = prof.paths["vector"]
-    table = {**vector.element_time_s, **{role: {"fwd": times[role]["fwd"]} for role in (MASK_SELECT, MASK_SCORE)}}
+    roles = (MASK_SELECT, MASK_SCORE, MASK_GROUP_SELECT)
+    table = {**vector.element_time_s, **{role: {"fwd": times[role]["fwd"]} for role in roles}}
     paths = {**prof.paths, "vector": dataclasses.replace(vector, element_time_s=table)}
-    sources = {**prof.sources, **{f"paths.vector.element_time.{role}": source for role in (MASK_SELECT, MASK_SCORE)}}
+    sources = {**prof.sources, **{f"paths.vector.element_time.{role}": source for role in roles}}
     body = profile_to_yaml(dataclasses.replace(prof, paths=paths, sources=sources))
     load_profile_text(body, source=str(path))  # still a valid profile before it replaces the file
     path.write_text(head + body)
@@ -66,7 +67,7 @@ def main(argv=None) -> None:
     if args.into:
         add_to_profile(args.into, times, f"{args.out}: kernels.vector_ops.execution_rows at {args.threads} "
                                          f"thread(s), median of {args.repeats} (benchmarks/bench_mask_update.py)")
-        print(f"added {MASK_SELECT} / {MASK_SCORE} to {args.into}")
+        print(f"added {MASK_SELECT} / {MASK_SCORE} / {MASK_GROUP_SELECT} to {args.into}")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,15 @@ def rigl_select(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, drop_fra
     return kept | grow
 
 
+def nm_select(w: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """An N:M method's mask update (accelsim.trainer.sparsity.masks.NMSelector, inlined as rigl_select is): the
+    ``n`` largest |w| of every ``m`` consecutive inputs."""
+    rows, cols = w.shape
+    groups = w.abs().view(rows, cols // m, m)
+    index = torch.topk(groups, n, dim=-1, sorted=False).indices
+    return torch.zeros(groups.shape, dtype=torch.bool).scatter_(-1, index, True).view(rows, cols)
+
+
 def _select(rows: int, cols: int):
     """RigL's drop and grow over a rows x cols weight at EXECUTION_DENSITY, ready to time."""
     w, g = torch.randn(rows, cols), torch.randn(rows, cols)
@@ -201,10 +210,12 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
       the mean of the unstructured and block-16 families (the two the CPU profile picks between);
     * mask_select / mask_score: a mask update (workload._mask_update_ops): RigL's drop and grow top-k over the
       units of its grid (timed on weights at SELECT_SHAPES, a size table: elements = units), and block-RigL's pooling of weights and gradient
-      into 16 x 16 block scores with the mask expanded back (elements: the weights)."""
+      into 16 x 16 block scores with the mask expanded back (elements: the weights);
+    * mask_group_select: an N:M method's mask update, 2:4 per weight (flat in the weight's size)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats
-    from accelsim.workload import FORMAT_BUILD, GATHER, GATHER_TILES, MASK_SCORE, MASK_SELECT, SCATTER
+    from accelsim.workload import (FORMAT_BUILD, GATHER, GATHER_TILES, MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT,
+                                   SCATTER)
 
     torch.manual_seed(0)
     rows, cols = EXECUTION_SHAPE
@@ -242,8 +253,8 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     selects = {f"select {r}x{c}": _select(r, c) for r, c in SELECT_SHAPES}
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
                     "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16"),
-                    "score": lambda: block_pool(W, G), **selects}, repeats=repeats,
-                   keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "score", *selects))
+                    "score": lambda: block_pool(W, G), "group": lambda: nm_select(W), **selects}, repeats=repeats,
+                   keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "score", "group", *selects))
     # elements: the values of both formats a refresh fills (forward and input gradient); the eviction timed beside
     # it is taken off (index_select of values scattered over a weight in main memory waits on every line: on the
     # Zen 5 a bert-small RigL-90 step gathers for 14.5 ms, 6x the time of the same gather from cache)
@@ -261,5 +272,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
                            "sized": True} for key, (r, c) in zip(selects, SELECT_SHAPES)},
         "mask score": {"role": MASK_SCORE, "shape": [rows, cols], "elements": numel, "fwd_s": t["score"],
                        "bwd_s": 0.0},
+        "mask group select": {"role": MASK_GROUP_SELECT, "shape": [rows, cols], "elements": numel,
+                              "fwd_s": t["group"], "bwd_s": 0.0},
     }
 

@@ -88,8 +88,11 @@ def test_a_timed_mask_update_is_priced_per_unit_not_by_its_flops():
     op = Op(name="l.mask_update", kind="mask_update", phase="mask_update", role="mask_select", elements=1_000_000,
             flops=4e7)
     assert op_cost(toy(), op).compute_s == pytest.approx(40e-6)
-    timed = toy(paths__vector__element_time={"mask_select": {"fwd": "14 ns"}})
+    timed = toy(paths__vector__element_time={"mask_select": {"fwd": "14 ns"}, "mask_group_select": {"fwd": "5 ns"}})
     assert op_cost(timed, op).compute_s == pytest.approx(14e-3)
+    # an N:M update (a sort inside each group of m) has its own time per weight
+    group = dataclasses.replace(op, role="mask_group_select")
+    assert op_cost(timed, group).compute_s == pytest.approx(5e-3)
 
 
 def test_a_mask_update_timed_at_several_sizes_is_priced_at_its_own_size():

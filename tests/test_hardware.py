@@ -99,7 +99,7 @@ def test_profile_paths_and_sources_are_specific():
     assert "accelsim calibrate" in local.sources["paths.csr-spmm-fwd.peak_fraction"]
     assert "vector-ops.json" in local.sources["paths.vector.element_time"]
     assert set(local.paths["vector"].element_time_s) == {"softmax", "layernorm", "gelu", "residual", "dropout", "loss",
-                                                         "mask_select"}
+                                                         "mask_select", "mask_group_select"}
     # the Zen 3 guest never timed a top-k: its mask_select is borrowed, shown as an assumption, not as measured
     row = next(r for r in field_rows(local) if r.field == "paths.vector.element_time.mask_select.fwd")
     assert row.assumption and "zen5-f26m2/mask-update.json" in row.provenance

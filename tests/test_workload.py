@@ -148,3 +148,23 @@ def test_mask_update_selects_over_the_methods_units_and_a_block_method_also_scor
     assert sum(op.elements for op in block if op.role == MASK_SCORE) == sum(i.shape[0] * i.shape[1] for i in man.layers)
     # the FLOPs (the trace's flops_mask_update column) do not depend on the grid
     assert phase_flops(block)["flops_mask_update"] == phase_flops(unstructured)["flops_mask_update"]
+
+
+def test_an_nm_method_selects_inside_groups_per_weight_not_by_a_top_k():
+    # SR-STE recomputes its 2:4 masks every step: a sort inside each group of 4 (MASK_GROUP_SELECT), priced apart
+    # from RigL's top-k over the layer
+    from accelsim.sim.methods import method_rule
+    from accelsim.sim.schedule import step_kind_ids
+    from accelsim.workload import MASK_GROUP_SELECT
+
+    _, man = _tiny()
+    man.method = {"name": "nm", "n": 2, "m": 4}
+    kinds, _ = step_kind_ids(method_rule(man.method), [True])
+    assert {k.mask_select for k in kinds} == {"group"}
+    ops = [op for op in step_ops(man, {}, kinds[-1]) if op.kind == "mask_update"]
+    assert {op.role for op in ops} == {MASK_GROUP_SELECT}
+    assert [op.elements for op in ops] == [i.shape[0] * i.shape[1] for i in man.layers]
+    topk = [op for op in step_ops(man, {}, StepKind(dense_grad=True, mask_update=True)) if op.kind == "mask_update"]
+    assert phase_flops(ops)["flops_mask_update"] == phase_flops(topk)["flops_mask_update"]  # the trace's count
+    rigl, _ = step_kind_ids(method_rule("rigl"), [True])
+    assert {k.mask_select for k in rigl} == {"topk"}

@@ -60,7 +60,8 @@ class NMSparsity(SparsityMethod):
 
     def step_kind(self, step: int) -> StepKind:
         # straight-through: every weight, pruned or not, gets its gradient every step
-        return StepKind(dense_grad=True, mask_update=self.is_update_step(step), sparse_compute=True)
+        return StepKind(dense_grad=True, mask_update=self.is_update_step(step), sparse_compute=True,
+                        mask_select="group")
 
     @torch.no_grad()
     def before_optimizer_step(self, step: int) -> None:
