@@ -31,6 +31,11 @@ def _flatten(data, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
+def _item(v) -> str:
+    # a size table's [elements, time] pair (accelsim.hardware.element_time) reads "elements: time"
+    return f"{v[0]}: {v[1]}" if isinstance(v, list) and len(v) == 2 else str(v)
+
+
 def field_rows(profile: HardwareProfile) -> list[FieldRow]:
     """Every field of the profile with the citation or assumption covering it (most specific key wins)."""
     data = profile_to_dict(profile)
@@ -38,7 +43,7 @@ def field_rows(profile: HardwareProfile) -> list[FieldRow]:
         data.pop(key, None)
     rows = []
     for path, value in _flatten(data):
-        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        text = ", ".join(_item(v) for v in value) if isinstance(value, list) else str(value)
         src = max((k for k in profile.sources if covers(k, path)), key=len, default="")
         asm = max((k for k in profile.assumptions if covers(k, path)), key=len, default="")
         if asm and len(asm) >= len(src):
