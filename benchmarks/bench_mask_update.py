@@ -24,8 +24,26 @@ from accelsim.hardware import load_profile_text
 from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.machine import machine_info
 from accelsim.hardware.element_time import to_yaml
-from accelsim.kernels.vector_ops import element_time, execution_rows
+from accelsim.kernels.timing import measure
+from accelsim.kernels.vector_ops import (EXECUTION_DENSITY, EXECUTION_SHAPE, element_time, execution_rows,
+                                        nm_select, rigl_select)
 from accelsim.workload import MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT
+
+
+def one_thread_ratio(threads: int, repeats: int) -> dict[str, float]:
+    """{role: time at ``threads`` / time at one thread} of the drop and grow and of the N:M selection at
+    EXECUTION_SHAPE: near 1 for an op torch runs on one thread (kernels.local.SERIAL_ROLES keeps its time when
+    a 1-thread calibration is scaled to every core), near 1 / threads for one that splits."""
+    rows, cols = EXECUTION_SHAPE
+    w, g = torch.randn(rows, cols), torch.randn(rows, cols)
+    active = torch.rand(rows, cols) < EXECUTION_DENSITY
+    ops = {MASK_SELECT: lambda: rigl_select(w, g, active), MASK_GROUP_SELECT: lambda: nm_select(w)}
+    times = {}
+    for n in (1, threads):
+        torch.set_num_threads(n)
+        times[n], _ = measure(ops, repeats=repeats, keep=tuple(ops))
+    torch.set_num_threads(threads)
+    return {role: times[threads][role] / times[1][role] for role in ops}
 
 
 def add_to_profile(path: Path, times: dict, source: str) -> None:
@@ -57,13 +75,16 @@ def main(argv=None) -> None:
     doc = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats,
            "wall_s": time.perf_counter() - t0, "rows": rows,
            "element_time_ns": {role: {ph: to_yaml(v, lambda x: round(x * 1e9, 4)) for ph, v in t.items()}
-                               for role, t in times.items()}}
+                               for role, t in times.items()},
+           "one_thread_ratio": {"threads": args.threads, **one_thread_ratio(args.threads, args.repeats)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
     for role, t in doc["element_time_ns"].items():
         print(f"{role:14s} " + "  ".join(f"{ph} " + (", ".join(f"{v:.3g} ns at {n:,}" for n, v in x)
                                                      if isinstance(x, list) else f"{x:8.3f} ns/element")
                                          for ph, x in t.items()))
+    print("time at {threads} threads / at 1: ".format(**doc["one_thread_ratio"])
+          + ", ".join(f"{k} {v:.2f}" for k, v in doc["one_thread_ratio"].items() if k != "threads"))
     if args.into:
         add_to_profile(args.into, times, f"{args.out}: kernels.vector_ops.execution_rows at {args.threads} "
                                          f"thread(s), median of {args.repeats} (benchmarks/bench_mask_update.py)")

@@ -202,3 +202,19 @@ def sparse_training(path: Path, d: dict) -> list[str]:
         out += table(["variant", "run, measured", "run, predicted", "run error", "run speedup, measured",
                       "run speedup, predicted", "speedup error", "update step adds, measured / predicted"], rows)
     return out
+
+
+@renders("mask-update.json", "A mask update's cost per element (`bench_mask_update.py`)")
+def mask_update(path: Path, d: dict) -> list[str]:
+    def cell(t):  # nanoseconds per element, or a size table [[elements, ns], ...]
+        return ", ".join(f"{sig(v)} ns at {n:,}" for n, v in t) if isinstance(t, list) else f"{sig(t)} ns"
+    rows = [[role, cell(t["fwd"])] for role, t in d["element_time_ns"].items()
+            if role.startswith("mask_")]
+    ratio = d.get("one_thread_ratio")
+    lines = [f"{d['threads']} threads, median of {d['repeats']}; `mask_select` (RigL's drop and grow top-k) per weight "
+             f"by weight size, `mask_score` (block pooling) and `mask_group_select` (2:4) at 3072 × 768."]
+    if ratio:
+        lines.append(f"Time at {ratio['threads']} threads over 1 thread: "
+                     + ", ".join(f"`{k}` {sig(v)}" for k, v in ratio.items() if k != "threads")
+                     + " (near 1: torch runs it on one thread at any count; near 1 / threads: it splits).")
+    return lines + [""] + table(["role", "time per element"], rows)

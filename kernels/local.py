@@ -32,6 +32,10 @@ from accelsim.kernels.machine import busy_fraction, machine_info
 
 #: the bundled calibration whose path structure and starting efficiencies the fit starts from
 TEMPLATE = "cpu-zen3"
+#: element-time roles that torch runs on one thread whatever the thread count, so a 1-thread calibration scaled
+#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 1 and 2 threads within
+#: 10 % of each other, benchmarks/results/zen5-f26m2/mask-update.json "one_thread_ratio")
+SERIAL_ROLES = frozenset({"mask_select"})
 #: with threads unset, others' share of the CPUs above which the sweep runs at 1 thread timed by CPU time:
 #: 2-thread kernels wait for a core whole scheduler slices (held-out MAPE 3450 % at load 15 on 2 cores)
 BUSY_FOR_ONE_THREAD = 0.5
@@ -357,11 +361,13 @@ def scale_to_cores(profile, threads: int, cores: int):
     comp["vector"] = {dt: f"{v * k:.6g} FLOP/s" for dt, v in p0.vector_flops.items()}
     et = d["paths"]["vector"].get("element_time", {})
     for role, t in profile.paths["vector"].element_time_s.items():
-        et[role] = {ph: element_time.to_yaml(element_time.scaled(v, 1 / k), lambda x: f"{x:.6g} s")
+        share = 1.0 if role in SERIAL_ROLES else 1 / k  # a one-thread op takes as long on every core count
+        et[role] = {ph: element_time.to_yaml(element_time.scaled(v, share), lambda x: f"{x:.6g} s")
                     for ph, v in t.items()}
     d["assumptions"].append({"compute": f"measured and fitted at {threads} thread(s) (a shared machine stalls "
                                         f"multi-thread kernels), scaled linearly to {cores} cores: peak and vector "
-                                        f"rates x {k:g}, per-call overheads and efficiencies as fitted"})
+                                        f"rates x {k:g}, element times / {k:g} (not {', '.join(sorted(SERIAL_ROLES))}: one thread), "
+                                        f"per-call overheads and efficiencies as fitted"})
     d["description"] = d["description"] + f"; fitted at {threads} thread(s), scaled to {cores} cores"
     d["sources"]["compute.units"] = f"os.cpu_count() on this machine: {cores}"
     # the fit and its held-out error are of the profile as measured: score that one (`accelsim validate` of this

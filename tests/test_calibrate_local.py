@@ -121,6 +121,10 @@ def test_a_profile_fitted_at_fewer_threads_scales_to_all_cores():
     assert four.compute.peak_flops["fp32"] == pytest.approx(2 * zen3.compute.peak_flops["fp32"])
     loss = zen3.paths["vector"].element_time_s["loss"]["fwd"]
     assert four.paths["vector"].element_time_s["loss"]["fwd"] == pytest.approx(loss / 2)
+    # RigL's top-k runs on one thread at any thread count (mask-update.json's one_thread_ratio): its table stays
+    select = zen3.paths["vector"].element_time_s["mask_select"]["fwd"]
+    assert four.paths["vector"].element_time_s["mask_select"]["fwd"] == tuple(
+        (n, pytest.approx(t)) for n, t in select)
     assert four.paths["csr-spmm-fwd"] == zen3.paths["csr-spmm-fwd"]  # efficiencies as fitted
     assert "scaled linearly to 4 cores" in four.assumptions["compute"]
     assert scale_to_cores(zen3, 2, 2) is zen3
