@@ -44,6 +44,9 @@ VARIANTS = {
     "brigl90-b32-sparse": ("block-rigl", 0.9, 32, "sparse"),
     "rigl95-sparse": ("rigl", 0.95, 16, "sparse"),
     "brigl95-b32-sparse": ("block-rigl", 0.95, 32, "sparse"),
+    # SR-STE 2:4: masks recomputed every step (a sort inside each group of 4); the CPU's 2:4 paths lose to dense,
+    # so its products run dense and the step is dense plus the method's own work
+    "nm24-sparse": ("nm", 0.5, 16, "sparse"),
 }
 
 
@@ -157,7 +160,9 @@ def summarise(name: str, root: Path, phases: list[dict], hw: str, chunk: int) ->
     by_step = {r["step"]: r for r in phases}
     # medians leave out update steps (reported apart), step 0 and each chunk's first step after a resume
     # (warm-up: fresh allocations and caches); the whole-run sums keep every step
-    keep = np.array([s % chunk != 0 and not u for s, u in zip(range(len(wall)), update)])
+    # (a method that updates every step, N:M, has no other steps: its medians are of update steps)
+    every = bool(update.all())
+    keep = np.array([s % chunk != 0 and (every or not u) for s, u in zip(range(len(wall)), update)])
     phase_med = {ph: float(np.median([by_step[s][ph] for s in range(len(wall)) if keep[s] and s in by_step]))
                  for ph in ("forward", "backward", "optimizer")}
     ev = t.eval.to_pylist()
@@ -176,7 +181,7 @@ def summarise(name: str, root: Path, phases: list[dict], hw: str, chunk: int) ->
     # the same run without the benchmark's interruptions: each resumed chunk's first step (a fresh process's
     # warm-up an uninterrupted run does not have) counted at the median of the other non-update steps
     resumed = np.array([s % chunk == 0 and s > 0 for s in range(len(wall))])
-    uninterrupted = float(np.where(resumed & ~update, np.median(wall[keep]), wall).sum())
+    uninterrupted = float(np.where(resumed & (every | ~update), np.median(wall[keep]), wall).sum())
     return {
         "execution": t.manifest.execution, "steps": len(wall), "update_steps": int(update.sum()),
         "measured_run_s_uninterrupted": uninterrupted,

@@ -96,8 +96,10 @@ IDENTIFIABLE = {"scatter_penalty": lambda p, spec: _scattered(p), "unaligned_pen
                 "tail_penalty": _partial_tile}
 
 
-def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list[str]]:
-    """Profile path -> the keys fitted for it (paths are independent: each point uses one path)."""
+def _param_keys(profile: HardwareProfile, points: list[Point], frozen: frozenset[str] = frozenset()
+                ) -> dict[str, list[str]]:
+    """Profile path -> the keys fitted for it (paths are independent: each point uses one path); parameter names
+    in ``frozen`` keep the base profile's values on every path."""
     by_path: dict[str, list[Point]] = defaultdict(list)
     for p in points:
         by_path[p.hw_path].append(p)
@@ -105,8 +107,8 @@ def _param_keys(profile: HardwareProfile, points: list[Point]) -> dict[str, list
     out = {}
     for path, pts in by_path.items():
         spec = profile.paths[path]
-        params = tuple(q for q in fitted_for(fit_kind(spec.pattern))
-                       if q not in IDENTIFIABLE or any(IDENTIFIABLE[q](p, spec) for p in pts))
+        params = tuple(q for q in fitted_for(fit_kind(spec.pattern)) if q not in frozen
+                       and (q not in IDENTIFIABLE or any(IDENTIFIABLE[q](p, spec) for p in pts)))
         params = params[:max(1, min(len(params), len(pts) // POINTS_PER_PARAM))]
         keys = []
         for param in params:
@@ -200,9 +202,10 @@ def _portable(source: str) -> str:
 
 def fit_profile(doc: Measurements | dict, hw: str | Path | HardwareProfile, *, threads: int | None = None,
                 source: str = "<measurements>", sha256: str = "", name: str | None = None,
-                heldout_shapes=None) -> Calibration:
+                heldout_shapes=None, frozen: tuple[str, ...] = ()) -> Calibration:
     """``heldout_shapes``: [[tokens, hidden], ...] whose every case is kept out of the fit (ShapeSplit);
-    None: the file's own ``config.heldout_shapes`` (benchmarks/bench_offshape.py writes it), else none."""
+    None: the file's own ``config.heldout_shapes`` (benchmarks/bench_offshape.py writes it), else none.
+    ``frozen``: path parameter names left at the base's values (an ablation of one term)."""
     from scipy.optimize import least_squares
 
     doc = Measurements.coerce(doc, source)
@@ -215,7 +218,7 @@ def fit_profile(doc: Measurements | dict, hw: str | Path | HardwareProfile, *, t
     heldout = [p for p in points if p.heldout]
     expect(len(train) >= 2, f"only {len(train)} training points match profile '{base.name}' "
            f"(skipped: {skipped or 'none'}); measure with --threads {threads or base.compute.count}", source=source)
-    keys_by_path = _param_keys(base, train)
+    keys_by_path = _param_keys(base, train, frozenset(frozen))
     meas = np.array([p.measured_s for p in train])
     current = fittable_params(base)
 
@@ -333,13 +336,15 @@ def _count(points: list[Point]) -> dict[str, int]:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 
 
-def calibrate(measurements: str | Path, hw: str | Path, out: str | Path, *, threads: int | None = None) -> Calibration:
+def calibrate(measurements: str | Path, hw: str | Path, out: str | Path, *, threads: int | None = None,
+              frozen: tuple[str, ...] = ()) -> Calibration:
     """Fit ``hw`` to a measurements file and write the fitted profile YAML to ``out``. The profile is
     named after the file (``runs/cpu-local-fitted.yaml`` -> ``cpu-local-fitted``)."""
     doc = read_measurements(measurements)
     out = Path(out)
     name = out.stem if _NAME.match(out.stem) else None
-    cal = fit_profile(doc, hw, threads=threads, source=str(measurements), sha256=file_sha256(measurements), name=name)
+    cal = fit_profile(doc, hw, threads=threads, source=str(measurements), sha256=file_sha256(measurements), name=name,
+                      frozen=frozen)
     text = profile_to_yaml(cal.profile)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# Written by `accelsim calibrate {measurements} --hw {hw}`; see the fitted: block.\n" + text)

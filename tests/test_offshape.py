@@ -166,12 +166,12 @@ def test_fit_recovers_spill_and_efficiency_with_token_chunks_and_chunk_bytes(tmp
     assert worst_off < 0.02
 
 
-def _fit_synthetic(recs, heldout, start, path):
+def _fit_synthetic(recs, heldout, start, path, frozen=()):
     """Fit synthetic records from ``start`` with ``heldout`` shapes held out whole: (fitted params, the worst
     relative error on the held-out shapes' points of ``path``)."""
     doc = {"schema": SCHEMA, "machine": {"cpu_model": "synthetic"}, "records": recs,
            "config": {"heldout_shapes": heldout}}
-    cal = fit_profile(doc, start)
+    cal = fit_profile(doc, start, frozen=frozen)
     off = [q for q in cal.heldout if q.off_shape and q.hw_path == path]
     assert off
     return cal.fitted["params"], max(abs(q.predict(cal.profile) / q.measured_s - 1) for q in off)
@@ -289,3 +289,7 @@ def test_fit_recovers_the_tail_penalty(tmp_path):
     assert p["paths.csr-spmm.tail_penalty"] == pytest.approx(0.7, rel=0.05)
     assert p["paths.csr-spmm.peak_fraction"] == pytest.approx(0.2, rel=0.05)
     assert worst_off < 0.02
+    # the ablation (benchmarks/offshape_fit.py with_no_tail): a frozen term keeps the base's value, and the held-out
+    # partial tiles are then mispredicted
+    p, worst_off = _fit_synthetic(recs, [[96, 320], [200, 1008]], start, "csr-spmm", frozen=("tail_penalty",))
+    assert "paths.csr-spmm.tail_penalty" not in p and worst_off > 0.05

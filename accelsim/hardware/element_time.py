@@ -2,8 +2,8 @@
 
 Most roles cost the same per element at every size the simulator meets, so an entry is one time. Some do not:
 RigL's drop and grow (``mask_select``) are two top-k over a layer's scores, and once those scores leave the
-last-level cache each weight costs 2-3x as much (Zen 5, 2 threads: 13-20 ns per weight up to a 1024 x 1024
-layer, 32-37 ns from 2048 x 1024 on, benchmarks/results/zen5-f26m2/mask-update.json). Such an entry is a
+last-level cache each weight costs about twice as much (Zen 5, 2 threads: 14-20 ns per weight up to a
+1024 x 1024 layer, 28-32 ns from 3072 x 768 on, benchmarks/results/zen5-f26m2/mask-update.json). Such an entry is a
 table of (elements of one op, seconds per element) measured at several sizes; an op between two sizes takes
 the time interpolated on log(elements), one outside the table the nearest end's (no extrapolation: the
 measured range is what the profile knows).
@@ -14,6 +14,7 @@ import bisect
 import math
 
 from accelsim.hardware.quantities import format_quantity
+
 
 def per_element(value, elements: float) -> float:
     """Seconds per element of an op of ``elements`` elements (``value``: seconds per element, or a size table
