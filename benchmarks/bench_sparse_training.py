@@ -151,6 +151,7 @@ def run_interleaved(names: list[str], root: Path, steps: int, chunk: int, hw: st
 def summarise(name: str, root: Path, phases: list[dict], hw: str, chunk: int) -> dict:
     from accelsim import simulate
     from accelsim import trace as tr
+    from accelsim.trainer.execution import last_paths
 
     run = root / name
     t = tr.load_trace(run)
@@ -173,7 +174,7 @@ def summarise(name: str, root: Path, phases: list[dict], hw: str, chunk: int) ->
     if exe.is_file():
         rec = json.loads(exe.read_text())
         fams: dict[str, int] = {}
-        for paths in rec["rebuilds"][-1]["paths"].values():
+        for paths in last_paths(rec).values():
             for f in paths:
                 fams[f] = fams.get(f, 0) + 1
         rec = {"rebuild_s_median": float(np.median([r["choose_s"] + r["build_s"] for r in rec["rebuilds"]])),

@@ -113,7 +113,11 @@ def test_sparse_execution_matches_masked_step_for_step(tmp_path, monkeypatch, me
     record = json.loads((sparse / ex.EXECUTION_FILE).read_text())
     changes = [r["step"] for r in tm.steps.to_pylist() if r["mask_changed"]]
     assert [r["step"] for r in record["rebuilds"] if not r.get("initial")] == changes  # one rebuild per change
-    assert all(r["build_s"] >= 0 and set(r["paths"]) for r in record["rebuilds"])
+    assert all(r["build_s"] >= 0 for r in record["rebuilds"]) and set(ex.last_paths(record))
+    # a choice is recorded where it changes (the first build always): not once per rebuild
+    assert record["rebuilds"][0].get("paths") and all(
+        r["paths"] != ex.last_paths({"rebuilds": record["rebuilds"][:i]})
+        for i, r in enumerate(record["rebuilds"]) if i and "paths" in r and not r.get("initial"))
 
 
 @pytest.mark.parametrize("family", ["unstructured", "block16"])
@@ -193,3 +197,33 @@ def test_bad_execute_is_a_user_error(tmp_path):
 
     with pytest.raises(UserError, match="execute"):
         train(_cfg(tmp_path / "x", "rigl", "fast"), progress=False)
+
+
+def test_the_rebuild_record_is_written_with_the_trace_not_per_rebuild(tmp_path, monkeypatch):
+    """SR-STE changes its masks every step: execution.json is written at checkpoints and at the end (a record
+    rewritten per rebuild costs time quadratic in the run's length), and still holds every rebuild."""
+    _force(monkeypatch, "unstructured")
+    writes = []
+    real = ex.SparseExecution.flush
+    monkeypatch.setattr(ex.SparseExecution, "flush", lambda self: (writes.append(1), real(self)))
+    run = tmp_path / "nm"
+    train(_cfg(run, "nm", "sparse", sparsity=0.5, steps=6, nm_update_every=1), progress=False)
+    record = json.loads((run / ex.EXECUTION_FILE).read_text())
+    assert [r["step"] for r in record["rebuilds"] if not r.get("initial")] == list(range(6))
+    assert len(writes) == 3  # checkpoints after steps 2 and 5, and closing
+
+
+def test_an_nm_run_chooses_its_paths_once(tmp_path, monkeypatch):
+    """N:M masks keep n of every m at every update: the same statistics, so the choice is not redone each step."""
+    calls = []
+
+    def choose(profile, manifest, masks, densities):
+        calls.append(1)
+        return {n: Paths("unstructured", "unstructured", "unstructured") for n in masks}
+    monkeypatch.setattr(ex, "choose_paths", choose)
+    train(_cfg(tmp_path / "nm", "nm", "sparse", sparsity=0.5, steps=4, nm_update_every=1), progress=False)
+    assert len(calls) == 1
+    calls.clear()
+    run = train(_cfg(tmp_path / "rigl", "rigl", "sparse", steps=4), progress=False)  # a RigL update re-chooses
+    changes = sum(r["mask_changed"] for r in tr.load_trace(run).steps.to_pylist())
+    assert changes and len(calls) == 1 + changes

@@ -9,10 +9,13 @@ pattern statistics), so the run executes what the simulator will charge it for. 
 weight gradient densely, exactly as the workload counts it.
 
 After every mask change the formats are rebuilt (path choice + format build, both timed, inside the
-step's measured wall time) and the rebuild is appended to ``execution.json`` in the run directory:
+step's measured wall time) and the rebuild is recorded in ``execution.json`` in the run directory:
 ``{"schema", "execution", "profile", "rebuilds": [{"step", "choose_s", "build_s", "paths": {layer:
 [fwd, dx, dw]}}]}`` (step = the step whose mask change triggered it; the build before the first step
-of a run or a resume is recorded with ``"initial": true``).
+of a run or a resume is recorded with ``"initial": true``; ``paths`` only where the choice differs from the
+rebuild before, see :func:`last_paths`). The file is written with the trace, at checkpoints and when training
+stops, not per rebuild: SR-STE changes its masks every step, and rewriting a record that grows by a rebuild a
+step costs time quadratic in the run's length.
 """
 from __future__ import annotations
 
@@ -48,6 +51,11 @@ def family_of(profile, cost) -> str:
     return "dense"
 
 
+def last_paths(record: dict) -> dict | None:
+    """The path choice in force after the record's last rebuild: that of the latest rebuild that records one."""
+    return next((r["paths"] for r in reversed(record.get("rebuilds", [])) if "paths" in r), None)
+
+
 def choose_paths(profile, manifest: Manifest, masks: dict[str, torch.Tensor],
                  densities: dict[str, float]) -> dict[str, Paths]:
     """Per sparse layer, the family of each product that the simulator's cost model picks."""
@@ -72,6 +80,9 @@ class MaskedExecution:
     def mask_changed(self, step: int) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -93,6 +104,7 @@ class SparseExecution:
                    field="execute")
         self.formats: dict[str, SparseWeight] = {}
         self.dense_grad = False
+        self._chosen: tuple[dict[str, Paths], dict[str, float]] = ({}, {})  # the last choice and its densities
         self.record = self._load_record(start)
         self._rebuild(start, initial=True)
 
@@ -113,7 +125,13 @@ class SparseExecution:
     def _rebuild(self, step: int, initial: bool) -> None:
         t0 = time.perf_counter()
         masks = {n: self.method.masks[n] for n in self.modules}
-        paths = choose_paths(self.profile, self.manifest, masks, self.method.densities())
+        before = last_paths(self.record)
+        densities = self.method.densities()
+        # an N:M mask keeps n of every m inputs at every update: its pattern statistics, so the cost model's
+        # choice, do not change while the densities do not (SR-STE would otherwise re-choose every step)
+        if initial or self.method.sim_rule().structure != "nm" or densities != self._chosen[1]:
+            self._chosen = (choose_paths(self.profile, self.manifest, masks, densities), densities)
+        paths = self._chosen[0]
         t1 = time.perf_counter()
         for name, module in self.modules.items():
             p = paths.get(name, Paths())
@@ -124,26 +142,29 @@ class SparseExecution:
                 self.formats.pop(name, None)
                 module.__dict__.pop("forward", None)
         t2 = time.perf_counter()
-        entry = {"step": step, "choose_s": t1 - t0, "build_s": t2 - t1,
-                 "paths": {n: [p.fwd, p.dx, p.dw] for n, p in paths.items()}}
+        entry = {"step": step, "choose_s": t1 - t0, "build_s": t2 - t1}
+        chosen = {n: [p.fwd, p.dx, p.dw] for n, p in paths.items()}
+        if initial or chosen != before:
+            entry["paths"] = chosen
         if initial:
             entry["initial"] = True
         self.record["rebuilds"].append(entry)
-        self._write()
 
     def _forward_of(self, name: str, module: torch.nn.Linear):
         def forward(x: torch.Tensor) -> torch.Tensor:
             return sparse_linear(x, module.weight, module.bias, self.formats[name], self.dense_grad)
         return forward
 
-    def _write(self) -> None:
+    def flush(self) -> None:
+        """Write ``execution.json`` (with the trace: at checkpoints and when training stops)."""
         path = self.out / EXECUTION_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(self.record, indent=1))
         os.replace(tmp, path)
 
     def close(self) -> None:
-        """Give the modules their own forward back (the model is plain transformers again)."""
+        """Write the record and give the modules their own forward back (the model is plain transformers again)."""
+        self.flush()
         for module in self.modules.values():
             module.__dict__.pop("forward", None)
 

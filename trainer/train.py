@@ -273,6 +273,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                     writer.flush()
                     fff.flush()
+                    execution.flush()
                     if ddp.is_main:
                         _save_checkpoint(ckpt_path, step, model, optimizer, scheduler, method)
                     ddp.checkpoint(out, step)
