@@ -174,6 +174,17 @@ def published_validation(path: Path, d: dict) -> list[str]:
     return lines + [""] + table(_ERR_HEADER, rows)
 
 
+def _phases(v: dict, p: dict) -> list[tuple[float, float]]:
+    """(measured, predicted) seconds per bench phase: forward ~ fwd, backward ~ bwd_input + bwd_weight, optimizer ~
+    optimizer + mask_update, the rebuild ~ format_rebuild."""
+    m, q = v["median_phase_s"], p["phase_s"]
+    every = v.get("update_steps") == v["steps"]  # the most common step is an update step: its rebuild compares
+    rebuild = (v.get("sparse_execution") or {}).get("rebuild_s_median") if every else None
+    return [(m["forward"], q.get("fwd", 0.0)), (m["backward"], q.get("bwd_input", 0.0) + q.get("bwd_weight", 0.0)),
+            (m["optimizer"], q.get("optimizer", 0.0) + q.get("mask_update", 0.0)),
+            (rebuild, q.get("format_rebuild", 0.0))]
+
+
 @renders("sparse-training*.json", "Sparse-executed training vs dense and masked (`bench_sparse_training.py`)")
 def sparse_training(path: Path, d: dict) -> list[str]:
     load = d.get("loadavg_before", [])[:1] + d.get("loadavg_after", [])[:1]
@@ -201,6 +212,14 @@ def sparse_training(path: Path, d: dict) -> list[str]:
         out += ["", f"Re-simulated later on `{hw}` as committed (`simulate_sparse_training.py`, the kept traces):", ""]
         out += table(["variant", "run, measured", "run, predicted", "run error", "run speedup, measured",
                       "run speedup, predicted", "speedup error", "update step adds, measured / predicted"], rows)
+        # masked runs are simulated as the sparse implementation they stand for: no phase to compare with
+        phases = [[name, *(f"{ms(m)} / {ms(q)}" if m is not None else "–" for m, q in _phases(v, p))]
+                  for name, v in d["variants"].items() if v["execution"] == "sparse" or name == "dense"
+                  if (p := v.get("predicted_by_profile", {}).get(hw, {})).get("phase_s")]
+        if phases:
+            out += ["", "Per phase of the most common step, measured median / cost model (the optimizer phase holds the "
+                        "mask selection; the rebuild follows it, compared where every step rebuilds):", ""]
+            out += table(["variant", "forward", "backward", "optimizer", "format rebuild"], phases)
     return out
 
 

@@ -2,8 +2,11 @@
 benchmarks/bench_sparse_training.py kept (--keep), against the whole-run time it measured.
 
 Adds ``predicted_by_profile`` to each variant of the results file: per profile the predicted whole-run
-time, its error against the measured one, the predicted speedup over dense and that speedup's error, and for a
-run with mask updates the time an update adds to a step, simulated and measured.
+time, its error against the measured one, the predicted speedup over dense and that speedup's error, for a
+run with mask updates the time an update adds to a step, simulated and measured, and the cost model's time per
+workload phase of the run's most common step (``phase_s``; compare with the bench's ``median_phase_s``: forward
+~ fwd, backward ~ bwd_input + bwd_weight, optimizer ~ optimizer + mask_update less the format rebuild, which the
+bench times after the optimizer).
 
     python benchmarks/simulate_sparse_training.py benchmarks/results/zen5-f26m2/sparse-training.json \
         runs/i17-bench --hw cpu-zen3,runs/i17-calib/cpu-f26m2-i17.yaml
@@ -25,6 +28,26 @@ def update_extra(step_s) -> float:
     return float(np.median(longer)) - base if len(longer) else 0.0
 
 
+def phase_times(run: Path, hw: str) -> dict[str, float]:
+    """Cost-model seconds per workload phase of the run's most common step (its densities and patterns), op by op
+    as the simulator prices them."""
+    from collections import defaultdict
+
+    from accelsim import trace as tr
+    from accelsim.hardware import fits_on_chip, load_profile, op_cost
+    from accelsim.sim.schedule import plan_epochs
+    from accelsim.workload import FORMAT_BUILD, step_ops
+
+    profile, trace = load_profile(hw), tr.load_trace(run)
+    epoch = max(plan_epochs(trace).epochs, key=lambda e: e.count)
+    resident = bool(fits_on_chip(profile, trace.manifest, epoch.densities))
+    out: dict[str, float] = defaultdict(float)
+    for op in step_ops(trace.manifest, epoch.densities, epoch.kind):
+        t = op_cost(profile, op, epoch.patterns.get(op.layer) if op.layer else None, resident=resident).time_s
+        out["format_rebuild" if op.role == FORMAT_BUILD else op.phase] += t
+    return dict(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
@@ -43,7 +66,10 @@ def main() -> None:
         dense = pred.get("dense")
         for n, r in variants.items():
             p = {"run_s": pred[n], "run_error": pred[n] / r["measured_run_s"] - 1}
-            if r.get("update_steps"):  # what a mask update adds to a step, measured (medians) and simulated
+            p["phase_s"] = phase_times(Path(a.traces) / n, hw)
+            # what a mask update adds to a step, measured (medians) and simulated; a method that updates every
+            # step (N:M) has no plain step to compare with
+            if r.get("update_steps") and r["update_steps"] < r["steps"]:
                 p["update_extra_s"] = update_extra(sims[n].timeline["time_s"])
                 p["update_extra_measured_s"] = r["median_update_step_s"] - r["median_step_s"]
             if dense:
