@@ -236,4 +236,8 @@ def mask_update(path: Path, d: dict) -> list[str]:
         lines.append(f"Time at {ratio['threads']} threads over 1 thread: "
                      + ", ".join(f"`{k}` {sig(v)}" for k, v in ratio.items() if k != "threads")
                      + " (near 1: torch runs it on one thread at any count; near 1 / threads: it splits).")
+    if d.get("select_plain_policy_ns"):
+        lines.append("Drop and grow per weight, timed alone, with freed memory kept (the trainer's policy) / returned to the OS "
+                     "(glibc's default, a fresh process): " + ", ".join(
+                         f"{k} {sig(v)} / {sig(d['select_plain_policy_ns'][k])} ns" for k, v in d["select_ns"].items()))
     return lines + [""] + table(["role", "time per element"], rows)

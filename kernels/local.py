@@ -33,8 +33,9 @@ from accelsim.kernels.machine import busy_fraction, machine_info
 #: the bundled calibration whose path structure and starting efficiencies the fit starts from
 TEMPLATE = "cpu-zen3"
 #: element-time roles that torch runs on one thread whatever the thread count, so a 1-thread calibration scaled
-#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 1 and 2 threads within
-#: 10 % of each other, benchmarks/results/zen5-f26m2/mask-update.json "one_thread_ratio")
+#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 2 threads take 0.90-1.03
+#: of 1 thread's time, where the 2:4 selection takes 0.51; benchmarks/results/zen5-f26m2/mask-update.json
+#: "one_thread_ratio")
 SERIAL_ROLES = frozenset({"mask_select"})
 #: with threads unset, others' share of the CPUs above which the sweep runs at 1 thread timed by CPU time:
 #: 2-thread kernels wait for a core whole scheduler slices (held-out MAPE 3450 % at load 15 on 2 cores)

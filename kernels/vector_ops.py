@@ -152,8 +152,8 @@ def evictor():
 #: the weight and density the sparse-execution work is timed at (accelsim.workload.sparse_execution_ops): a
 #: BERT-base-sized 768 x 3072 layer at the densities sparse execution runs (about 0.1)
 EXECUTION_SHAPE, EXECUTION_DENSITY = (3072, 768), 0.1
-#: the weight shapes RigL's drop and grow are timed at (a size table: their cost per weight grows 2-3x once the
-#: scores leave the last-level cache): 16 K to 8 M weights, bert-tiny's smallest layer to a BERT-large FFN's 2x
+#: the weight shapes RigL's drop and grow are timed at (a size table; on the Zen 5 14-18 ns per weight among the
+#: other ops, as in a step): 16 K to 8 M weights, bert-tiny's smallest layer to a BERT-large FFN's 2x
 SELECT_SHAPES = ((128, 128), (512, 512), (1024, 1024), EXECUTION_SHAPE, (4096, 2048))
 
 

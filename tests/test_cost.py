@@ -96,7 +96,7 @@ def test_a_timed_mask_update_is_priced_per_unit_not_by_its_flops():
 
 
 def test_a_mask_update_timed_at_several_sizes_is_priced_at_its_own_size():
-    # RigL's top-k costs more per weight once the scores leave the cache: a size table, interpolated on log(size)
+    # an element time measured at several op sizes (RigL's top-k): a size table, interpolated on log(size)
     prof = toy(paths__vector__element_time={"mask_select": {"fwd": [[262144, "10 ns"], [4194304, "30 ns"]]}})
 
     def per_unit(n):
