@@ -1,6 +1,7 @@
 """The cost of a mask update on this CPU (workload roles MASK_SELECT, MASK_SCORE, MASK_GROUP_SELECT): RigL's drop
 and grow top-k over the units of its grid, timed at weights of 16 K to 8 M (a size table), block-RigL's pooling
-pass and an N:M method's 2:4 selection at a 3072 x 768 weight, all by kernels.vector_ops.execution_rows (the rows `accelsim hw calibrate-local` writes into a CPU profile's element_time).
+pass and an N:M method's 2:4 selection at a 3072 x 768 weight, all by kernels.vector_ops.execution_rows (the rows
+`accelsim hw calibrate-local` writes into a CPU profile's element_time).
 
 Why a benchmark of its own: a profile calibrated before these roles existed prices a mask update by its FLOPs at
 the vector peak, far under what a RigL update step costs on a CPU. ``--into PROFILE`` adds the three measured
@@ -22,13 +23,13 @@ from pathlib import Path
 
 import torch
 from accelsim.hardware import load_profile_text
-from accelsim.hardware.profile import profile_to_yaml
-from accelsim.kernels.machine import machine_info
 from accelsim.hardware.element_time import to_yaml
+from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.host_memory import retain_freed_memory
+from accelsim.kernels.machine import machine_info
 from accelsim.kernels.timing import measure
-from accelsim.kernels.vector_ops import (EXECUTION_DENSITY, EXECUTION_SHAPE, SELECT_SHAPES, element_time,
-                                        execution_rows, nm_select, rigl_select)
+from accelsim.kernels.vector_ops import (EXECUTION_SHAPE, SELECT_SHAPES, element_time, execution_rows, nm_select,
+                                        select_case)
 from accelsim.workload import MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT
 
 
@@ -36,10 +37,8 @@ def one_thread_ratio(threads: int, repeats: int) -> dict[str, float]:
     """{role: time at ``threads`` / time at one thread} of the drop and grow and of the N:M selection at
     EXECUTION_SHAPE: near 1 for an op torch runs on one thread (kernels.local.SERIAL_ROLES keeps its time when
     a 1-thread calibration is scaled to every core), near 1 / threads for one that splits."""
-    rows, cols = EXECUTION_SHAPE
-    w, g = torch.randn(rows, cols), torch.randn(rows, cols)
-    active = torch.rand(rows, cols) < EXECUTION_DENSITY
-    ops = {MASK_SELECT: lambda: rigl_select(w, g, active), MASK_GROUP_SELECT: lambda: nm_select(w)}
+    w = torch.randn(EXECUTION_SHAPE)
+    ops = {MASK_SELECT: select_case(*EXECUTION_SHAPE), MASK_GROUP_SELECT: lambda: nm_select(w)}
     times = {}
     for n in (1, threads):
         torch.set_num_threads(n)
@@ -52,9 +51,7 @@ def select_by_size(repeats: int) -> dict[str, float]:
     """{"rows x cols": ns per weight} of the drop and grow at SELECT_SHAPES, under this process's allocator policy."""
     out = {}
     for rows, cols in SELECT_SHAPES:
-        w, g = torch.randn(rows, cols), torch.randn(rows, cols)
-        active = torch.rand(rows, cols) < EXECUTION_DENSITY
-        t, _ = measure({"s": lambda: rigl_select(w, g, active)}, repeats=repeats, keep=("s",))
+        t, _ = measure({"s": select_case(rows, cols)}, repeats=repeats, keep=("s",))
         out[f"{rows}x{cols}"] = t["s"] / (rows * cols) * 1e9
     return out
 

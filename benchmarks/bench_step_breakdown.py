@@ -32,9 +32,8 @@ import torch
 
 from accelsim import simulate
 from accelsim import trace as tr
-from accelsim.hardware import fits_on_chip, load_profile, op_cost
-from accelsim.sim.schedule import plan_epochs
-from accelsim.workload import FORMAT_BUILD, GATHER, MASK_APPLY, SCATTER, step_ops
+from accelsim.hardware import load_profile
+from accelsim.workload import FORMAT_BUILD, GATHER, MASK_APPLY, SCATTER
 from accelsim.kernels.cpu import autograd as sparse_autograd
 from accelsim.kernels.machine import machine_info
 from accelsim.trainer.data import DataConfig
@@ -138,18 +137,15 @@ def predict(run: Path, hw: str) -> tuple[dict[str, float], float, float]:
     """(seconds per category from op_cost, their sum, the simulator's median step time) for the run's most
     common step (the epoch with the most steps: its densities and pattern statistics, as the simulator
     sees them)."""
-    profile = load_profile(hw)
-    trace = tr.load_trace(run)
-    man = trace.manifest
-    plan = plan_epochs(trace)
-    epoch = max(plan.epochs, key=lambda e: e.count)
-    resident = bool(fits_on_chip(profile, man, epoch.densities))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from simulate_sparse_training import step_op_costs  # the same ops and prices the re-simulation compares
+
+    man = tr.read_manifest(run)
     sparse_layers = frozenset(i.name for i in man.layers if i.sparse) if man.execution == "sparse" else frozenset()
     cats: dict[str, float] = defaultdict(float)
-    for op in step_ops(man, epoch.densities, epoch.kind):
-        pattern = epoch.patterns.get(op.layer) if op.layer else None
-        cats[workload_category(op, sparse_layers)] += op_cost(profile, op, pattern, resident=resident).time_s
-    sim = simulate(run, profile)
+    for op, t in step_op_costs(run, hw):
+        cats[workload_category(op, sparse_layers)] += t
+    sim = simulate(run, load_profile(hw))
     return dict(cats), float(sum(cats.values())), float(np.median(np.asarray(sim.timeline["time_s"])))
 
 

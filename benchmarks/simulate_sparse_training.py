@@ -28,22 +28,29 @@ def update_extra(step_s) -> float:
     return float(np.median(longer)) - base if len(longer) else 0.0
 
 
-def phase_times(run: Path, hw: str) -> dict[str, float]:
-    """Cost-model seconds per workload phase of the run's most common step (its densities and patterns), op by op
-    as the simulator prices them."""
-    from collections import defaultdict
-
+def step_op_costs(run: Path, hw: str) -> list[tuple[object, float]]:
+    """(op, cost-model seconds) of every op of the run's most common step (the epoch with the most steps: its
+    densities and pattern statistics), priced as the simulator prices them."""
     from accelsim import trace as tr
     from accelsim.hardware import fits_on_chip, load_profile, op_cost
     from accelsim.sim.schedule import plan_epochs
-    from accelsim.workload import FORMAT_BUILD, step_ops
+    from accelsim.workload import step_ops
 
     profile, trace = load_profile(hw), tr.load_trace(run)
     epoch = max(plan_epochs(trace).epochs, key=lambda e: e.count)
     resident = bool(fits_on_chip(profile, trace.manifest, epoch.densities))
+    return [(op, op_cost(profile, op, epoch.patterns.get(op.layer) if op.layer else None, resident=resident).time_s)
+            for op in step_ops(trace.manifest, epoch.densities, epoch.kind)]
+
+
+def phase_times(run: Path, hw: str) -> dict[str, float]:
+    """Cost-model seconds per workload phase of the run's most common step (the format rebuild apart)."""
+    from collections import defaultdict
+
+    from accelsim.workload import FORMAT_BUILD
+
     out: dict[str, float] = defaultdict(float)
-    for op in step_ops(trace.manifest, epoch.densities, epoch.kind):
-        t = op_cost(profile, op, epoch.patterns.get(op.layer) if op.layer else None, resident=resident).time_s
+    for op, t in step_op_costs(run, hw):
         out["format_rebuild" if op.role == FORMAT_BUILD else op.phase] += t
     return dict(out)
 

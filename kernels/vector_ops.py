@@ -180,7 +180,7 @@ def nm_select(w: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     return torch.zeros(groups.shape, dtype=torch.bool).scatter_(-1, index, True).view(rows, cols)
 
 
-def _select(rows: int, cols: int):
+def select_case(rows: int, cols: int):
     """RigL's drop and grow over a rows x cols weight at EXECUTION_DENSITY, ready to time."""
     w, g = torch.randn(rows, cols), torch.randn(rows, cols)
     active = torch.rand(rows, cols) < EXECUTION_DENSITY
@@ -250,7 +250,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     # the forward and input-gradient formats of each family, values gathered as the trainer does
     fmt_u = SparseWeight(mask_u, Paths("unstructured", "unstructured", "unstructured"))
     fmt_b = SparseWeight(mask_b, Paths("block16", "block16", "block16"))
-    selects = {f"select {r}x{c}": _select(r, c) for r, c in SELECT_SHAPES}
+    selects = {f"select {r}x{c}": select_case(r, c) for r, c in SELECT_SHAPES}
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
                     "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16"),
                     "score": lambda: block_pool(W, G), "group": lambda: nm_select(W), **selects}, repeats=repeats,

@@ -106,6 +106,7 @@ class SparseExecution:
         self.dense_grad = False
         self._chosen: tuple[dict[str, Paths], dict[str, float]] = ({}, {})  # the last choice and its densities
         self.record = self._load_record(start)
+        self._recorded = last_paths(self.record)  # the choice the record holds last (read once, not per rebuild)
         self._rebuild(start, initial=True)
 
     def _load_record(self, start: int) -> dict:
@@ -125,7 +126,6 @@ class SparseExecution:
     def _rebuild(self, step: int, initial: bool) -> None:
         t0 = time.perf_counter()
         masks = {n: self.method.masks[n] for n in self.modules}
-        before = last_paths(self.record)
         densities = self.method.densities()
         # an N:M mask keeps n of every m inputs at every update: its pattern statistics, so the cost model's
         # choice, do not change while the densities do not (SR-STE would otherwise re-choose every step)
@@ -144,8 +144,8 @@ class SparseExecution:
         t2 = time.perf_counter()
         entry = {"step": step, "choose_s": t1 - t0, "build_s": t2 - t1}
         chosen = {n: [p.fwd, p.dx, p.dw] for n, p in paths.items()}
-        if initial or chosen != before:
-            entry["paths"] = chosen
+        if initial or chosen != self._recorded:
+            entry["paths"] = self._recorded = chosen
         if initial:
             entry["initial"] = True
         self.record["rebuilds"].append(entry)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accelsim.errors import UserError
-from accelsim.hardware import element_time
 from accelsim.hardware.conditional import cmm_work, cond_shape
 from accelsim.hardware.items import chunk_quantiles, compute_time, item_layout
 from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fill, tile_rows, tiled_rows, unaligned_rows
@@ -298,9 +297,7 @@ def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
         scattered += values if pattern_kind == "unstructured" else 0.0
         tiles += values if pattern_kind == "block" else 0.0
     vector = next(s for s in ctx.p.paths.values() if s.pattern == "vector" and _usable(s, ctx.dtype, None))
-    per_value, per_tile_value = (vector.element_time_s.get(role, {}).get("fwd") for role in (GATHER, GATHER_TILES))
-    if per_value is not None and per_tile_value is not None:
-        per_value, per_tile_value = (element_time.per_element(v, scattered + tiles) for v in (per_value, per_tile_value))
+    per_value, per_tile_value = (vector.element_seconds(role, "fwd", scattered + tiles) for role in (GATHER, GATHER_TILES))
     weight = per_tile_value / per_value if per_value and per_tile_value else 1.0
     return _vector_cost(ctx, dataclasses.replace(op, elements=round(scattered + weight * tiles)))
 
@@ -324,9 +321,9 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
     # the optimizer and mask scoring run on fp32 master weights
     rate = ctx.p.compute.vector_flops.get("fp32", ctx.vector) if op.kind in ("optimizer", "mask_update") \
         else ctx.vector
-    per_element = spec.element_time_s.get(op.role or "", {}).get(ELEMENT_PHASE.get(op.phase, ""))
+    per_element = spec.element_seconds(op.role or "", ELEMENT_PHASE.get(op.phase, ""), op.elements)
     if per_element is not None and op.kind in ("elementwise", "optimizer", "mask_update"):  # measured: role, phase
-        items = ctx.even_items(op.elements * element_time.per_element(per_element, op.elements))
+        items = ctx.even_items(op.elements * per_element)
     else:
         items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
     e = float(op.elements)

@@ -122,6 +122,12 @@ class PathSpec:
     def fraction(self, dtype: str) -> float | None:
         return self.peak_fraction.get(dtype, self.peak_fraction.get("*"))
 
+    def element_seconds(self, role: str, phase: str, elements: float) -> float | None:
+        """Measured seconds per element of an op of ``elements`` elements in ``role`` and ``phase`` (a size table
+        read at that size), or None where the profile has no time for them."""
+        value = self.element_time_s.get(role, {}).get(phase)
+        return None if value is None else element_time.per_element(value, elements)
+
 
 @dataclass(frozen=True)
 class HardwareProfile:

@@ -33,6 +33,12 @@ class MethodRule:
     # recompute (N:M masks recomputed from magnitudes all through training)
     schedule: str = "regrow"
 
+    @property
+    def mask_select(self) -> str:
+        """How its mask updates select (StepKind.mask_select): N:M masks by a sort inside each group, the rest by
+        a top-k over each layer."""
+        return "group" if self.structure == "nm" else "topk"
+
     def to_manifest(self) -> dict:
         """The manifest's ``method.sim_rule`` object."""
         return dataclasses.asdict(self)

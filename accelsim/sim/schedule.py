@@ -26,8 +26,7 @@ from accelsim.workload import StepKind, _block_index
 
 def step_kind_ids(rule: MethodRule, mask_changed: np.ndarray) -> tuple[list[StepKind], np.ndarray]:
     """The four possible kinds of a method's steps and each step's index into them."""
-    select = "group" if rule.structure == "nm" else "topk"
-    kinds = [StepKind(dense_grad=dg, mask_update=mu, sparse_compute=rule.sparse_compute, mask_select=select)
+    kinds = [StepKind(dense_grad=dg, mask_update=mu, sparse_compute=rule.sparse_compute, mask_select=rule.mask_select)
              for dg in (False, True) for mu in (False, True)]
     mu = np.asarray(mask_changed, dtype=bool) & rule.sparse_compute
     dg = {"never": np.zeros_like(mu), "always": np.ones_like(mu), "on_update": mu}[rule.dense_grad]

@@ -61,7 +61,7 @@ class NMSparsity(SparsityMethod):
     def step_kind(self, step: int) -> StepKind:
         # straight-through: every weight, pruned or not, gets its gradient every step
         return StepKind(dense_grad=True, mask_update=self.is_update_step(step), sparse_compute=True,
-                        mask_select="group")
+                        mask_select=self.sim_rule().mask_select)
 
     @torch.no_grad()
     def before_optimizer_step(self, step: int) -> None:
