@@ -48,8 +48,8 @@ GATHER_TILES = "gather_tiles"
 #: (kernels.vector_ops.execution_rows times both as RigL / block-RigL run them)
 MASK_SELECT, MASK_SCORE = "mask_select", "mask_score"
 #: role of an N:M method's mask update (StepKind.mask_select == "group"), per weight: the top n of every m
-#: consecutive inputs, a small sort inside each group, not a top-k over the layer (Zen 5, 2 threads: 4.7 ns per
-#: weight at every size against 14-18 ns for RigL's; benchmarks/results/zen5-f26m2/mask-update.json)
+#: consecutive inputs, a small sort inside each group, not a top-k over the layer (Zen 5, 2 threads: 5.0 ns per
+#: weight at every size against 15-19 ns for RigL's; benchmarks/results/zen5-f26m2/mask-update.json)
 MASK_GROUP_SELECT = "mask_group_select"
 #: role of multi-head attention's layout copies (:func:`step_ops`)
 HEAD_LAYOUT = "head_layout"
@@ -351,7 +351,8 @@ def _embedding_grad(vocab: int, hidden: int, tied: bool) -> Op:
     adds the tokens' rows, and with the MLM decoder tied to the embeddings autograd then sums that buffer into the
     decoder's weight gradient: one or two streaming passes over V x H, costed as the residual role's (torch.profiler,
     bert-small with the offline 8192-word vocabulary, Zen 5, 2 threads: fill_ 0.36 ms and add 1.09 ms a step)."""
-    return Op("embeddings.grad", "elementwise", "bwd_weight", role="residual", elements=(2 if tied else 1) * vocab * hidden)
+    return Op("embeddings.grad", "elementwise", "bwd_weight", role="residual",
+              elements=(2 if tied else 1) * vocab * hidden)
 
 
 def _elementwise_pair(name: str, role: str, elements: int, block: int = -1) -> list[Op]:
@@ -396,9 +397,9 @@ def _mask_update_ops(manifest: Manifest, densities: dict[str, float], select: st
     trace's flops_mask_update) stay the score-plus-top-k count over the weights; a profile that times the roles
     (MASK_SELECT, MASK_SCORE; MASK_GROUP_SELECT, per weight, for an N:M method's ``select == "group"``) prices them
     by time per element instead: a top-k is memory- and branch-bound, not
-    FLOP-bound (Zen 5: RigL's drop and grow 14-18 ns per weight, benchmarks/results/zen5-f26m2/mask-update.json,
+    FLOP-bound (Zen 5: RigL's drop and grow 15-19 ns per weight, benchmarks/results/zen5-f26m2/mask-update.json,
     against 0.15 ns from its FLOPs at the vector peak; a masked
-    bert-small RigL-90 update step takes 0.17-0.25 s longer than a plain one)."""
+    bert-small RigL-90 update step takes 0.18-0.24 s longer than a plain one, sparse-training*.json)."""
     b = int((manifest.method or {}).get("block_size") or 1)
     ops = []
     for i in manifest.layers:

@@ -27,6 +27,7 @@ from accelsim.hardware.element_time import to_yaml
 from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.host_memory import retain_freed_memory
 from accelsim.kernels.machine import machine_info
+from accelsim.kernels.probe import probe_peak
 from accelsim.kernels.timing import measure
 from accelsim.kernels.vector_ops import (EXECUTION_SHAPE, SELECT_SHAPES, element_time, execution_rows, nm_select,
                                         select_case)
@@ -91,13 +92,15 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     # the allocator policy the trainer runs under, as calibrate-local times it: a process that hands freed memory
     # back to the OS page-faults a top-k's fresh buffers in again on every call ("select_plain_policy_ns"; Zen 5:
-    # 28-33 ns per weight at 2.4-8.4 M weights, 15-17 ns with the memory kept)
+    # 26-32 ns per weight at 2.4-8.4 M weights, 16-19 ns with the memory kept)
     plain = plain_policy(args.threads, args.repeats)
     retain_freed_memory()  # machine_info records it
+    # the core clock beside the times: a profile of another CPU borrows them scaled by clock (hwconfigs/cpu-zen3.yaml)
+    clock = probe_peak(3, 200_000, args.threads)["clock_hz"] / 1e9
     t0 = time.perf_counter()
     rows = execution_rows(args.repeats)
     times = element_time(rows)
-    doc = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats,
+    doc = {"machine": machine_info(), "threads": args.threads, "repeats": args.repeats, "clock_GHz": clock,
            "wall_s": time.perf_counter() - t0, "rows": rows,
            "element_time_ns": {role: {ph: to_yaml(v, lambda x: round(x * 1e9, 4)) for ph, v in t.items()}
                                for role, t in times.items()},

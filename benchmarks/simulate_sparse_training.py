@@ -93,7 +93,8 @@ def main() -> None:
             print(f"{n:22s} {r['measured_run_s']:7.1f} {p['run_s']:7.1f} {100 * p['run_error']:6.1f}% "
                   f"{r.get('speedup_run_measured', float('nan')):7.2f} {p.get('speedup', float('nan')):7.2f} "
                   f"{100 * p.get('speedup_error', float('nan')):6.1f}% "
-                  f"{p.get('update_extra_measured_s', float('nan')):14.3f} {p.get('update_extra_s', float('nan')):6.3f}")
+                  f"{p.get('update_extra_measured_s', float('nan')):14.3f} "
+                  f"{p.get('update_extra_s', float('nan')):6.3f}")
     Path(a.results).write_text(json.dumps(res, indent=1))
 
 

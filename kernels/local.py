@@ -33,8 +33,8 @@ from accelsim.kernels.machine import busy_fraction, machine_info
 #: the bundled calibration whose path structure and starting efficiencies the fit starts from
 TEMPLATE = "cpu-zen3"
 #: element-time roles that torch runs on one thread whatever the thread count, so a 1-thread calibration scaled
-#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 2 threads take 0.90-1.03
-#: of 1 thread's time, where the 2:4 selection takes 0.51; benchmarks/results/zen5-f26m2/mask-update.json
+#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 2 threads take 0.86
+#: of 1 thread's time, where the 2:4 selection takes 0.50; benchmarks/results/zen5-f26m2/mask-update.json
 #: "one_thread_ratio")
 SERIAL_ROLES = frozenset({"mask_select"})
 #: with threads unset, others' share of the CPUs above which the sweep runs at 1 thread timed by CPU time:
@@ -367,7 +367,8 @@ def scale_to_cores(profile, threads: int, cores: int):
                     for ph, v in t.items()}
     d["assumptions"].append({"compute": f"measured and fitted at {threads} thread(s) (a shared machine stalls "
                                         f"multi-thread kernels), scaled linearly to {cores} cores: peak and vector "
-                                        f"rates x {k:g}, element times / {k:g} (not {', '.join(sorted(SERIAL_ROLES))}: one thread), "
+                                        f"rates x {k:g}, element times / {k:g} "
+                                        f"(not {', '.join(sorted(SERIAL_ROLES))}: one thread), "
                                         f"per-call overheads and efficiencies as fitted"})
     d["description"] = d["description"] + f"; fitted at {threads} thread(s), scaled to {cores} cores"
     d["sources"]["compute.units"] = f"os.cpu_count() on this machine: {cores}"

@@ -152,7 +152,7 @@ def evictor():
 #: the weight and density the sparse-execution work is timed at (accelsim.workload.sparse_execution_ops): a
 #: BERT-base-sized 768 x 3072 layer at the densities sparse execution runs (about 0.1)
 EXECUTION_SHAPE, EXECUTION_DENSITY = (3072, 768), 0.1
-#: the weight shapes RigL's drop and grow are timed at (a size table; on the Zen 5 14-18 ns per weight among the
+#: the weight shapes RigL's drop and grow are timed at (a size table; on the Zen 5 15-19 ns per weight among the
 #: other ops, as in a step): 16 K to 8 M weights, bert-tiny's smallest layer to a BERT-large FFN's 2x
 SELECT_SHAPES = ((128, 128), (512, 512), (1024, 1024), EXECUTION_SHAPE, (4096, 2048))
 
@@ -209,8 +209,8 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     * format_build: a layer's formats and pattern statistics rebuilt from a new mask (elements: the mask's),
       the mean of the unstructured and block-16 families (the two the CPU profile picks between);
     * mask_select / mask_score: a mask update (workload._mask_update_ops): RigL's drop and grow top-k over the
-      units of its grid (timed on weights at SELECT_SHAPES, a size table: elements = units), and block-RigL's pooling of weights and gradient
-      into 16 x 16 block scores with the mask expanded back (elements: the weights);
+      units of its grid (timed on weights at SELECT_SHAPES, a size table: elements = units), and block-RigL's
+      pooling of weights and gradient into 16 x 16 block scores with the mask expanded back (elements: the weights);
     * mask_group_select: an N:M method's mask update, 2:4 per weight (flat in the weight's size)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats

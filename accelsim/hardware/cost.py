@@ -297,7 +297,8 @@ def _gather_cost(ctx: _Ctx, op: Op, pattern: dict | None) -> OpCost:
         scattered += values if pattern_kind == "unstructured" else 0.0
         tiles += values if pattern_kind == "block" else 0.0
     vector = next(s for s in ctx.p.paths.values() if s.pattern == "vector" and _usable(s, ctx.dtype, None))
-    per_value, per_tile_value = (vector.element_seconds(role, "fwd", scattered + tiles) for role in (GATHER, GATHER_TILES))
+    per_value, per_tile_value = (vector.element_seconds(role, "fwd", scattered + tiles)
+                                 for role in (GATHER, GATHER_TILES))
     weight = per_tile_value / per_value if per_value and per_tile_value else 1.0
     return _vector_cost(ctx, dataclasses.replace(op, elements=round(scattered + weight * tiles)))
 
