@@ -241,3 +241,25 @@ def mask_update(path: Path, d: dict) -> list[str]:
                      "(glibc's default, a fresh process): " + ", ".join(
                          f"{k} {sig(v)} / {sig(d['select_plain_policy_ns'][k])} ns" for k, v in d["select_ns"].items()))
     return lines + [""] + table(["role", "time per element"], rows)
+
+
+@renders("optimizer.json", "The optimizer step (`bench_optimizer.py`)")
+def optimizer(path: Path, d: dict) -> list[str]:
+    steps = d["bert_small_step"]
+    n = next(iter(steps.values()))["parameters"]
+    lines = [f"{d['threads']} threads, torch {d['torch']}, median of {d['repeats']}. The trainer's update of bert-small "
+             f"({n:,} parameters, gradients clipped to norm 1) with torch's AdamW as a loop over the parameters "
+             f"(torch's default on the CPU) and fused (`kernels.optim.adamw`, what the trainer runs), with dense "
+             f"moments and with {100 * (1 - d['density']):.0f} % of the encoder's linear weights pruned (their "
+             "moments exact zeros, as in a sparse run), side by side:", ""]
+    lines += table(["implementation", "dense", "pruned"],
+                   [[impl, *(f"{sig(steps[f'{impl} {kind}']['ms'])} ms" for kind in ("dense", "pruned"))]
+                    for impl in ("loop", "fused") if f"{impl} dense" in steps])
+    lines += ["", "Element times a CPU profile prices the update and the masking around it with "
+                  "(`vector_ops.optimizer_row`, `mask_apply_row`): "
+              + ", ".join(f"`{role}` {sig(ns)} ns" for role, ns in d["element_time_ns"].items()) + "."]
+    if d.get("sqrt_ns"):
+        lines += ["", "torch.sqrt per element (1 M float32 values): "
+                  + ", ".join(f"{k} {sig(v)} ns" for k, v in d["sqrt_ns"].items())
+                  + " (the loop takes the square root of every second moment; a pruned weight's is zero)."]
+    return lines

@@ -93,18 +93,31 @@ def bias_grad_row(tokens: int, width: int, repeats: int) -> dict:
 OPTIMIZER_HIDDEN = 512
 
 
+def past_the_cache(bytes_each: int) -> int:
+    """How many copies of a working set of ``bytes_each`` bytes make twice the last-level cache (64 MiB where sysfs
+    does not say): an op timed over that many streams from memory, as over a whole model in a step."""
+    from accelsim.kernels.probe import l3_size
+
+    return max(1, -(-2 * (l3_size() or 32 << 20) // bytes_each))
+
+
 def optimizer_row(repeats: int) -> dict:
-    """The trainer's update (accelsim.trainer.train): global-norm gradient clipping to 1.0, then torch's AdamW
-    step, timed per parameter on one BERT layer of OPTIMIZER_HIDDEN, not of the calibration's small model: the
-    update streams every parameter's state from memory, at the rate of a layer past the caches."""
+    """The trainer's update (accelsim.trainer.train): global-norm gradient clipping to 1.0, then its AdamW step
+    (kernels.optim.adamw), timed per parameter over BERT layers of OPTIMIZER_HIDDEN whose state (weight, gradient,
+    two moments) is twice the last-level cache: a step updates every parameter once, so its state streams from
+    memory. (The fused AdamW makes one pass over it: on the Zen 5 one layer's 50 MB ran 40 % faster per parameter
+    than bert-small's whole update, benchmarks/bench_optimizer.py.)"""
+    from accelsim.kernels.optim import adamw
     from accelsim.workload import OPTIMIZER
 
     H = OPTIMIZER_HIDDEN
-    shapes = [(H, H)] * 4 + [(4 * H, H), (H, 4 * H)] + [(H,)] * 5 + [(4 * H,)]
+    layer = [(H, H)] * 4 + [(4 * H, H), (H, 4 * H)] + [(H,)] * 5 + [(4 * H,)]
+    per_layer = sum(torch.Size(s).numel() for s in layer)
+    shapes = layer * past_the_cache(16 * per_layer)
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     for p in params:
         p.grad = torch.randn_like(p)
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+    opt = adamw(params, lr=1e-4, weight_decay=0.01)
 
     def step():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -196,9 +209,32 @@ def block_pool(w: torch.Tensor, g: torch.Tensor, b: int = 16) -> torch.Tensor:
     return (wb + gb > 0).repeat_interleave(b, 0).repeat_interleave(b, 1)
 
 
+def mask_apply_row(repeats: int = 5) -> dict:
+    """A sparse method's masking around the optimizer step (SparsityMethod.before_optimizer_step and apply_masks:
+    the gradients multiplied by their masks in one multi-tensor op before the update, the weights after it), timed
+    over EXECUTION_SHAPE weights whose weights, gradients and masks are twice the last-level cache, as a step's
+    stream from memory. Elements: two per weight, as accelsim.workload.sparse_execution_ops counts them."""
+    from accelsim.workload import MASK_APPLY
+
+    torch.manual_seed(0)
+    count = past_the_cache(3 * 4 * EXECUTION_SHAPE[0] * EXECUTION_SHAPE[1])
+    W = [torch.randn(EXECUTION_SHAPE) for _ in range(count)]
+    G = [torch.randn(EXECUTION_SHAPE) for _ in range(count)]
+    K = [(torch.rand(EXECUTION_SHAPE) < EXECUTION_DENSITY).float() for _ in range(count)]
+
+    def apply():
+        torch._foreach_mul_(G, K)
+        torch._foreach_mul_(W, K)
+
+    t, _ = measure({"apply": apply}, repeats=repeats, keep=("apply",))
+    elements = 2 * count * EXECUTION_SHAPE[0] * EXECUTION_SHAPE[1]
+    return {"role": MASK_APPLY, "shape": list(EXECUTION_SHAPE), "elements": elements, "fwd_s": t["apply"],
+            "bwd_s": 0.0}
+
+
 def execution_rows(repeats: int = 5) -> dict[str, dict]:
     """The sparse execution's own work around its kernels (accelsim.kernels.cpu.autograd), timed as the
-    trainer runs it, in element_time's row format (role = accelsim.workload's GATHER / SCATTER / FORMAT_BUILD):
+    trainer runs it, in element_time's row format (role = accelsim.workload's GATHER, SCATTER, ...):
 
     * gather / gather tiles: the values of a layer's forward and input-gradient formats index-selected from the
       dense weight (SparseWeight.refresh; elements: the values gathered), for the unstructured (CSR) and the
@@ -211,7 +247,9 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     * mask_select / mask_score: a mask update (workload._mask_update_ops): RigL's drop and grow top-k over the
       units of its grid (timed on weights at SELECT_SHAPES, a size table: elements = units), and block-RigL's
       pooling of weights and gradient into 16 x 16 block scores with the mask expanded back (elements: the weights);
-    * mask_group_select: an N:M method's mask update, 2:4 per weight (flat in the weight's size)."""
+    * mask_group_select: an N:M method's mask update, 2:4 per weight (flat in the weight's size);
+    * mask_apply: the gradient and the weight multiplied by the mask around the optimizer step
+      (:func:`mask_apply_row`)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
     from accelsim.patterns import pattern_stats
     from accelsim.workload import (FORMAT_BUILD, GATHER, GATHER_TILES, MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT,
@@ -274,5 +312,6 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
                        "bwd_s": 0.0},
         "mask group select": {"role": MASK_GROUP_SELECT, "shape": [rows, cols], "elements": numel,
                               "fwd_s": t["group"], "bwd_s": 0.0},
+        "mask apply": mask_apply_row(repeats),
     }
 

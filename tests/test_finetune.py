@@ -16,6 +16,7 @@ from accelsim.trace_check import check_trace
 from accelsim.trainer.data import DataConfig
 from accelsim.trainer.distill import KDConfig, distill_loss
 from accelsim.trainer.finetune import FinetuneConfig, finetune
+import accelsim.trainer.finetune as ft_mod
 from accelsim.trainer.glue import classification_metrics, load_task, task_scores
 from accelsim.trainer.models import linear_layers
 from accelsim.trainer.sparsity import SparsityConfig
@@ -158,9 +159,13 @@ def _ft(parent, out, **kw):
     return finetune(FinetuneConfig(**cfg), progress=False)
 
 
-def test_finetune_traces_check_link_to_parents_and_sum_in_the_lineage(tmp_path):
+def test_finetune_traces_check_link_to_parents_and_sum_in_the_lineage(tmp_path, monkeypatch):
     rigl = _pretrain(tmp_path / "rigl", "rigl", 0.75)
+    retained = []
+    monkeypatch.setattr(ft_mod, "retain_freed_memory", lambda: retained.append(True))
     kept = _ft(rigl, tmp_path / "rigl-ft")
+    assert retained == [True]  # the allocator policy of pretraining (and of every calibration)
+    assert tr.read_manifest(kept).host["optimizer"] == "fused"
     s = check_trace(kept)
     assert s.steps == 6 and s.method == "static" and s.final_density == pytest.approx(0.25, abs=0.01)
     man = tr.read_manifest(kept)

@@ -36,6 +36,7 @@ def test_rigl_run_writes_a_valid_trace_with_exact_densities(tmp_path):
         dense_grad = r["flops_bwd_weight"] == r["flops_bwd_weight_dense"]
         assert dense_grad == r["mask_changed"], r["step"]
     assert (run / "masks").is_dir() and len(list((run / "masks").glob("*.npz"))) == s.mask_changes + 1
+    assert t.manifest.host["optimizer"] == "fused"  # kernels.optim.adamw on torch's CPU
     zero = t.patterns.filter(pc.equal(t.patterns["step"], 0))["input_zero_frac"].to_numpy()
     assert np.all((zero >= 0) & (zero <= 1))
 
@@ -136,3 +137,23 @@ def test_hf_trainer_callback_writes_the_same_trace(tmp_path):
     transformers.Trainer(model=model, args=args, train_dataset=DS(), callbacks=[cb]).train()
     s = check_trace(tmp_path / "trace")
     assert s.steps == 6 and s.mask_changes >= 1 and s.flops_actual < s.flops_dense
+
+
+def test_input_zero_probe_counts_exact_zeros_only_when_armed():
+    from accelsim.trainer.tracer import InputZeroProbe
+    layer = torch.nn.Linear(8, 4)
+    probe = InputZeroProbe([("fc", layer)])
+    x = torch.ones(5, 8)
+    x[:, :2] = 0.0           # 10 of 40 inputs are exact zeros
+    x[0, 2] = 1e-30          # tiny is not zero
+    layer(x)
+    assert probe.values == {}  # disarmed: ordinary steps pay nothing
+    probe.armed = True
+    layer(x)
+    assert probe.values["fc"] == pytest.approx(0.25)
+    layer(torch.zeros(0, 8))
+    assert probe.values["fc"] == 0.0
+    probe.remove()
+    probe.values.clear()
+    layer(x)
+    assert probe.values == {}

@@ -27,6 +27,8 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from accelsim import trace as tr
 from accelsim.errors import UserError, expect
+from accelsim.kernels.host_memory import retain_freed_memory
+from accelsim.kernels.optim import adamw, implementation
 from accelsim.trainer.corpus import resolve_corpus
 from accelsim.trainer.data import DataConfig
 from accelsim.trainer.distill import KDConfig, distill_loss
@@ -76,6 +78,7 @@ class FinetuneConfig:
     max_train: int | None = None  # first N training examples (fast tests)
     save_masks: str = "auto"
     threads: int | None = None
+    retain_freed_memory: bool = True  # as pretraining's (TrainConfig): no step page-faults its activations back in
 
     def validate(self) -> None:
         expect(self.method in METHODS, f"expected one of {METHODS}, got {self.method!r}", field="--method")
@@ -269,6 +272,8 @@ def finetune(cfg: FinetuneConfig, *, progress: bool = True) -> Path:
     parent = _load_parent(parent_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.retain_freed_memory:
+        retain_freed_memory()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     seq_len = cfg.seq_len or parent.train_cfg.data.seq_len
@@ -282,12 +287,13 @@ def finetune(cfg: FinetuneConfig, *, progress: bool = True) -> Path:
     teacher = load_teacher(Path(cfg.teacher), data.spec.name) if cfg.teacher else None
     layers = linear_layers(model)
     sparse_layers = [(n, m) for n, m, role in layers if role in parent.train_cfg.sparse_roles]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     sc, method = _method(cfg, parent, sparse_layers, cfg.steps)
     method.attach(optimizer)
     manifest = _manifest(cfg, parent, model, layers, method, sc, {n for n, _ in sparse_layers}, data, seq_len,
                          teacher)
+    manifest.host["optimizer"] = implementation(optimizer)
     writer = TraceWriter(out, manifest, cfg.save_masks)
     writer.start()
     model.config.to_json_file(out / MODEL_CONFIG)

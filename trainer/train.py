@@ -24,6 +24,7 @@ from accelsim import trace as tr
 from accelsim.bert import LINEAR_ROLES
 from accelsim.errors import UserError, expect
 from accelsim.kernels.host_memory import retain_freed_memory
+from accelsim.kernels.optim import adamw, implementation
 from accelsim.trainer.data import DataConfig, build_data
 from accelsim.trainer.distributed import Distributed
 from accelsim.trainer.execution import EXECUTIONS, build_execution
@@ -196,12 +197,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     model.train()
     layers = linear_layers(model)
     sparse_layers = [(n, m) for n, m, role in layers if role in cfg.sparse_roles]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     method = build_method(cfg.sparsity, sparse_layers, cfg.steps)
     method.attach(optimizer)
     forward = ddp.wrap(model, method)
     manifest = build_manifest(cfg, model, layers, method, data, {n for n, _ in sparse_layers})
+    manifest.host["optimizer"] = implementation(optimizer)
     ddp.describe(manifest)
     writer = ddp.main_only(TraceWriter(out, manifest, cfg.save_masks))
 

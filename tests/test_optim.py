@@ -1,0 +1,55 @@
+"""The trainer's optimizer (kernels.optim) and the vector-op rows that price it and the masking around it."""
+import pytest
+import torch
+
+from accelsim.kernels import vector_ops
+from accelsim.kernels.optim import adamw, fused_available, implementation
+from accelsim.workload import MASK_APPLY, OPTIMIZER
+
+
+def _params(seed=0):
+    torch.manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(64, 32)), torch.nn.Parameter(torch.randn(32))]
+    keep = (torch.rand(64, 32) < 0.1).float()
+    params[0].data.mul_(keep)  # pruned weights: exact-zero gradients and moments, as in a sparse run
+    return params, keep
+
+
+def test_adamw_is_fused_on_cpu_and_updates_as_torchs_default():
+    a, keep = _params()
+    b, _ = _params()
+    fused, plain = adamw(a, 1e-2, 0.01), torch.optim.AdamW(b, lr=1e-2, weight_decay=0.01)
+    assert fused_available(a) and implementation(fused) == "fused"
+    assert implementation(plain) == "loop"
+    for step in range(5):
+        torch.manual_seed(100 + step)
+        grads = [torch.randn_like(p) for p in a]
+        grads[0].mul_(keep)
+        for params, opt in ((a, fused), (b, plain)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    assert torch.all(a[0][keep == 0] == 0)  # a pruned weight stays exactly zero
+
+
+def test_adamw_falls_back_where_torch_cannot_fuse(monkeypatch):
+    params, _ = _params()
+    monkeypatch.setattr("torch.utils._foreach_utils._get_fused_kernels_supported_devices", lambda: ["cuda"])
+    assert not fused_available(params)
+    assert implementation(adamw(params, 1e-3, 0.0)) == "loop"
+    assert not fused_available([torch.zeros(3, dtype=torch.int32)])  # integer tensors never fuse
+
+
+def test_optimizer_and_mask_apply_rows_stream_past_the_cache(monkeypatch):
+    monkeypatch.setattr("accelsim.kernels.probe.l3_size", lambda: 8 << 20)
+    assert vector_ops.past_the_cache(4 << 20) == 4
+    assert vector_ops.past_the_cache(64 << 20) == 1
+    row = vector_ops.mask_apply_row(repeats=1)
+    rows, cols = vector_ops.EXECUTION_SHAPE
+    count = vector_ops.past_the_cache(12 * rows * cols)
+    assert row["role"] == MASK_APPLY and row["elements"] == 2 * count * rows * cols and row["fwd_s"] > 0
+    opt = vector_ops.optimizer_row(repeats=1)
+    assert opt["role"] == OPTIMIZER and opt["fwd_s"] > 0
+    assert 16 * opt["elements"] >= 2 * (8 << 20)  # weight, gradient and two moments: twice the (patched) cache
