@@ -40,3 +40,13 @@ def implementation(optimizer: torch.optim.Optimizer) -> str:
     if group.get("fused"):
         return "fused"
     return "foreach" if group.get("foreach") else "loop"
+
+
+def load_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)`` keeping this optimizer's implementation: torch restores every group
+    option from the saved state, ``fused`` and ``foreach`` included, so a checkpoint written by torch's default
+    loop would otherwise resume on the loop (its moments and step counts are the same tensors either way)."""
+    chosen = {key: optimizer.defaults.get(key) for key in ("fused", "foreach")}
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group.update(chosen)

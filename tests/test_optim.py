@@ -53,3 +53,28 @@ def test_optimizer_and_mask_apply_rows_stream_past_the_cache(monkeypatch):
     opt = vector_ops.optimizer_row(repeats=1)
     assert opt["role"] == OPTIMIZER and opt["fwd_s"] > 0
     assert 16 * opt["elements"] >= 2 * (8 << 20)  # weight, gradient and two moments: twice the (patched) cache
+
+
+def test_a_checkpoint_of_the_loop_resumes_fused_with_its_state():
+    from accelsim.kernels.optim import load_state
+
+    a, keep = _params()
+    loop = torch.optim.AdamW(a, lr=1e-2, weight_decay=0.01)
+    for p in a:
+        p.grad = torch.ones_like(p)
+    loop.step()
+    saved = loop.state_dict()
+    b, _ = _params()
+    for x, y in zip(b, a):
+        x.data.copy_(y.data)
+    resumed = adamw(b, 1e-2, 0.01)
+    load_state(resumed, saved)
+    assert implementation(resumed) == "fused"
+    assert float(resumed.state[b[0]]["step"]) == 1.0  # the loop's step count and moments came along
+    torch.testing.assert_close(resumed.state[b[0]]["exp_avg_sq"], loop.state[a[0]]["exp_avg_sq"])
+    for params, opt in ((a, loop), (b, resumed)):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)

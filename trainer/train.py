@@ -24,7 +24,7 @@ from accelsim import trace as tr
 from accelsim.bert import LINEAR_ROLES
 from accelsim.errors import UserError, expect
 from accelsim.kernels.host_memory import retain_freed_memory
-from accelsim.kernels.optim import adamw, implementation
+from accelsim.kernels.optim import adamw, implementation, load_state
 from accelsim.trainer.data import DataConfig, build_data
 from accelsim.trainer.distributed import Distributed
 from accelsim.trainer.execution import EXECUTIONS, build_execution
@@ -211,7 +211,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     if resume:
         state = recovery.load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_state(optimizer, state["optimizer"])  # keeps the fused update for a checkpoint of the loop's
         scheduler.load_state_dict(state["scheduler"])
         recovery.restore_lr(optimizer, scheduler, cfg.lr)  # an --lr/--steps override takes effect
         method.load_state_dict(state["method"])
