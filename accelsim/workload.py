@@ -48,8 +48,8 @@ GATHER_TILES = "gather_tiles"
 #: (kernels.vector_ops.execution_rows times both as RigL / block-RigL run them)
 MASK_SELECT, MASK_SCORE = "mask_select", "mask_score"
 #: role of an N:M method's mask update (StepKind.mask_select == "group"), per weight: the top n of every m
-#: consecutive inputs, a small sort inside each group, not a top-k over the layer (Zen 5, 2 threads: 5.0 ns per
-#: weight at every size against 15-19 ns for RigL's; benchmarks/results/zen5-f26m2/mask-update.json)
+#: consecutive inputs, ranked inside each group (kernels.cpu.nm.NMSelector), not a top-k over the layer (Zen 5,
+#: 2 threads: 1.8 ns per weight against 15-18 ns for RigL's; benchmarks/results/zen5-f26m2/mask-update.json)
 MASK_GROUP_SELECT = "mask_group_select"
 #: role of multi-head attention's layout copies (:func:`step_ops`)
 HEAD_LAYOUT = "head_layout"
@@ -397,7 +397,7 @@ def _mask_update_ops(manifest: Manifest, densities: dict[str, float], select: st
     trace's flops_mask_update) stay the score-plus-top-k count over the weights; a profile that times the roles
     (MASK_SELECT, MASK_SCORE; MASK_GROUP_SELECT, per weight, for an N:M method's ``select == "group"``) prices them
     by time per element instead: a top-k is memory- and branch-bound, not
-    FLOP-bound (Zen 5: RigL's drop and grow 15-19 ns per weight, benchmarks/results/zen5-f26m2/mask-update.json,
+    FLOP-bound (Zen 5: RigL's drop and grow 15-18 ns per weight, benchmarks/results/zen5-f26m2/mask-update.json,
     against 0.15 ns from its FLOPs at the vector peak; a masked
     bert-small RigL-90 update step takes 0.18-0.24 s longer than a plain one, sparse-training*.json)."""
     b = int((manifest.method or {}).get("block_size") or 1)
@@ -408,7 +408,7 @@ def _mask_update_ops(manifest: Manifest, densities: dict[str, float], select: st
         numel = i.shape[0] * i.shape[1]
         flops = MASK_SCORE_FLOPS_PER_ELEMENT * numel * max(math.log2(numel), 1.0)
         common = dict(block=_block_index(i.name), layer=i.name, density=densities.get(i.name, i.target_density))
-        if select == "group":  # N:M: a sort inside each group of m inputs, per weight
+        if select == "group":  # N:M: a ranking inside each group of m inputs, per weight
             ops.append(Op(f"{i.name}.mask_update", "mask_update", "mask_update", role=MASK_GROUP_SELECT,
                           elements=numel, flops_dense=0.0, flops=flops, **common))
             continue

@@ -29,8 +29,8 @@ from accelsim.kernels.host_memory import retain_freed_memory
 from accelsim.kernels.machine import machine_info
 from accelsim.kernels.probe import probe_peak
 from accelsim.kernels.timing import measure
-from accelsim.kernels.vector_ops import (EXECUTION_SHAPE, SELECT_SHAPES, element_time, execution_rows, nm_select,
-                                        select_case)
+from accelsim.kernels.cpu.nm import NMSelector
+from accelsim.kernels.vector_ops import EXECUTION_SHAPE, SELECT_SHAPES, element_time, execution_rows, select_case
 from accelsim.workload import MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT
 
 
@@ -39,7 +39,8 @@ def one_thread_ratio(threads: int, repeats: int) -> dict[str, float]:
     EXECUTION_SHAPE: near 1 for an op torch runs on one thread (kernels.local.SERIAL_ROLES keeps its time when
     a 1-thread calibration is scaled to every core), near 1 / threads for one that splits."""
     w = torch.randn(EXECUTION_SHAPE)
-    ops = {MASK_SELECT: select_case(*EXECUTION_SHAPE), MASK_GROUP_SELECT: lambda: nm_select(w)}
+    group = NMSelector(w, 2, 4)
+    ops = {MASK_SELECT: select_case(*EXECUTION_SHAPE), MASK_GROUP_SELECT: lambda: group(w)}
     times = {}
     for n in (1, threads):
         torch.set_num_threads(n)
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     # the allocator policy the trainer runs under, as calibrate-local times it: a process that hands freed memory
     # back to the OS page-faults a top-k's fresh buffers in again on every call ("select_plain_policy_ns"; Zen 5:
-    # 26-32 ns per weight at 2.4-8.4 M weights, 16-19 ns with the memory kept)
+    # 24-32 ns per weight at 2.4-8.4 M weights, 12-15 ns with the memory kept)
     plain = plain_policy(args.threads, args.repeats)
     retain_freed_memory()  # machine_info records it
     # the core clock beside the times: a profile of another CPU borrows them scaled by clock (hwconfigs/cpu-zen3.yaml)

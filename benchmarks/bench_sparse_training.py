@@ -44,7 +44,7 @@ VARIANTS = {
     "brigl90-b32-sparse": ("block-rigl", 0.9, 32, "sparse"),
     "rigl95-sparse": ("rigl", 0.95, 16, "sparse"),
     "brigl95-b32-sparse": ("block-rigl", 0.95, 32, "sparse"),
-    # SR-STE 2:4: masks recomputed every step (a sort inside each group of 4); on the Zen 5 the cost model runs its
+    # SR-STE 2:4: masks recomputed every step (a ranking inside each group of 4); on the Zen 5 the cost model runs its
     # products on the 32x32 block kernel with every tile kept (faster than MKL's dense there), not a 2:4 path
     "nm24-sparse": ("nm", 0.5, 16, "sparse"),
 }

@@ -33,8 +33,8 @@ from accelsim.kernels.machine import busy_fraction, machine_info
 #: the bundled calibration whose path structure and starting efficiencies the fit starts from
 TEMPLATE = "cpu-zen3"
 #: element-time roles that torch runs on one thread whatever the thread count, so a 1-thread calibration scaled
-#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 2 threads take 0.86
-#: of 1 thread's time, where the 2:4 selection takes 0.50; benchmarks/results/zen5-f26m2/mask-update.json
+#: to every core keeps their times: RigL's top-k over a flattened weight (Zen 5, 3072 x 768: 2 threads take 0.92
+#: of 1 thread's time, where the 2:4 selection takes 0.56; benchmarks/results/zen5-f26m2/mask-update.json
 #: "one_thread_ratio")
 SERIAL_ROLES = frozenset({"mask_select"})
 #: with threads unset, others' share of the CPUs above which the sweep runs at 1 thread timed by CPU time:

@@ -165,7 +165,7 @@ def evictor():
 #: the weight and density the sparse-execution work is timed at (accelsim.workload.sparse_execution_ops): a
 #: BERT-base-sized 768 x 3072 layer at the densities sparse execution runs (about 0.1)
 EXECUTION_SHAPE, EXECUTION_DENSITY = (3072, 768), 0.1
-#: the weight shapes RigL's drop and grow are timed at (a size table; on the Zen 5 15-19 ns per weight among the
+#: the weight shapes RigL's drop and grow are timed at (a size table; on the Zen 5 15-18 ns per weight among the
 #: other ops, as in a step): 16 K to 8 M weights, bert-tiny's smallest layer to a BERT-large FFN's 2x
 SELECT_SHAPES = ((128, 128), (512, 512), (1024, 1024), EXECUTION_SHAPE, (4096, 2048))
 
@@ -182,15 +182,6 @@ def rigl_select(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, drop_fra
     grow = torch.zeros(active.shape, dtype=torch.bool)
     grow.view(-1)[torch.topk(g.abs().masked_fill(kept, float("-inf")).reshape(-1), k, sorted=False).indices] = True
     return kept | grow
-
-
-def nm_select(w: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
-    """An N:M method's mask update (accelsim.trainer.sparsity.masks.NMSelector, inlined as rigl_select is): the
-    ``n`` largest |w| of every ``m`` consecutive inputs."""
-    rows, cols = w.shape
-    groups = w.abs().view(rows, cols // m, m)
-    index = torch.topk(groups, n, dim=-1, sorted=False).indices
-    return torch.zeros(groups.shape, dtype=torch.bool).scatter_(-1, index, True).view(rows, cols)
 
 
 def select_case(rows: int, cols: int):
@@ -251,6 +242,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     * mask_apply: the gradient and the weight multiplied by the mask around the optimizer step
       (:func:`mask_apply_row`)."""
     from accelsim.kernels.cpu.autograd import Paths, SparseWeight, scatter_to_dense
+    from accelsim.kernels.cpu.nm import NMSelector
     from accelsim.patterns import pattern_stats
     from accelsim.workload import (FORMAT_BUILD, GATHER, GATHER_TILES, MASK_GROUP_SELECT, MASK_SCORE, MASK_SELECT,
                                    SCATTER)
@@ -284,6 +276,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
         return run
 
     G = torch.randn(rows, cols)  # a dense gradient (RigL's growth score)
+    group = NMSelector(W, 2, 4)  # the trainer's N:M selection (SR-STE), buffers allocated once as there
 
     # the forward and input-gradient formats of each family, values gathered as the trainer does
     fmt_u = SparseWeight(mask_u, Paths("unstructured", "unstructured", "unstructured"))
@@ -291,7 +284,7 @@ def execution_rows(repeats: int = 5) -> dict[str, dict]:
     selects = {f"select {r}x{c}": select_case(r, c) for r, c in SELECT_SHAPES}
     t, _ = measure({"gather_u": refresh(fmt_u), "gather_b": refresh(fmt_b), "evict": evict, "scatter": scatter,
                     "build_u": build(mask_u, "unstructured"), "build_b": build(mask_b, "block16"),
-                    "score": lambda: block_pool(W, G), "group": lambda: nm_select(W), **selects}, repeats=repeats,
+                    "score": lambda: block_pool(W, G), "group": lambda: group(W), **selects}, repeats=repeats,
                    keep=("gather_u", "gather_b", "evict", "scatter", "build_u", "build_b", "score", "group", *selects))
     # elements: the values of both formats a refresh fills (forward and input gradient); the eviction timed beside
     # it is taken off (index_select of values scattered over a weight in main memory waits on every line: on the

@@ -59,7 +59,7 @@ def test_calibrate_local_writes_a_profile_of_this_machine(tmp_path):
     assert [n for n, _ in select] == sorted(r * c for r, c in SELECT_SHAPES)
     assert min(t for _, t in select) > et[MASK_SCORE]["fwd"] > 0
     from accelsim.workload import MASK_GROUP_SELECT
-    assert 0 < et[MASK_GROUP_SELECT]["fwd"] < min(t for _, t in select)  # a sort in groups of 4 beats a top-k
+    assert 0 < et[MASK_GROUP_SELECT]["fwd"] < min(t for _, t in select)  # ranking in groups of 4 beats a top-k
     assert any(line.startswith("sweep:") for line in lines)
 
 

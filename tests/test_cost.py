@@ -90,7 +90,7 @@ def test_a_timed_mask_update_is_priced_per_unit_not_by_its_flops():
     assert op_cost(toy(), op).compute_s == pytest.approx(40e-6)
     timed = toy(paths__vector__element_time={"mask_select": {"fwd": "14 ns"}, "mask_group_select": {"fwd": "5 ns"}})
     assert op_cost(timed, op).compute_s == pytest.approx(14e-3)
-    # an N:M update (a sort inside each group of m) has its own time per weight
+    # an N:M update (a ranking inside each group of m) has its own time per weight
     group = dataclasses.replace(op, role="mask_group_select")
     assert op_cost(timed, group).compute_s == pytest.approx(5e-3)
 

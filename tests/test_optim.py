@@ -1,4 +1,4 @@
-"""The trainer's optimizer (kernels.optim) and the vector-op rows that price it and the masking around it."""
+"""The trainer's optimizer (kernels.optim), its N:M mask selection (kernels.cpu.nm) and the vector-op rows that price them."""
 import pytest
 import torch
 
@@ -78,3 +78,25 @@ def test_a_checkpoint_of_the_loop_resumes_fused_with_its_state():
         opt.step()
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (1, 4), (3, 4), (4, 8), (1, 2), (4, 16)])
+def test_nm_selector_keeps_the_n_largest_of_every_group(n, m):
+    from accelsim.kernels.cpu.nm import NMSelector
+
+    torch.manual_seed(n * 100 + m)
+    w = torch.randn(24, 4 * m)
+    w[0, :m] = 0.5  # a group of ties: still exactly n kept
+    w[1, :m] = -w[1, :m].abs()  # magnitudes, not signs
+    sel = NMSelector(w, n, m)
+    mask = sel(w)
+    groups = w.abs().view(24, -1, m)
+    kept = mask.view(24, -1, m)
+    assert bool((kept.sum(-1) == n).all())
+    # every kept magnitude is at least every dropped one of its group
+    low_kept = groups.masked_fill(~kept, float("inf")).amin(-1)
+    high_dropped = groups.masked_fill(kept, float("-inf")).amax(-1)
+    assert bool((low_kept >= high_dropped).all())
+    if m <= 8:  # ranked by comparisons: a tie goes to the lower position
+        assert kept[0, 0].tolist() == [True] * n + [False] * (m - n)
+    assert sel(w.neg()) is mask and torch.equal(sel(w), mask)  # one buffer, the same answer again

@@ -151,7 +151,7 @@ def test_mask_update_selects_over_the_methods_units_and_a_block_method_also_scor
 
 
 def test_an_nm_method_selects_inside_groups_per_weight_not_by_a_top_k():
-    # SR-STE recomputes its 2:4 masks every step: a sort inside each group of 4 (MASK_GROUP_SELECT), priced apart
+    # SR-STE recomputes its 2:4 masks every step: a ranking inside each group of 4 (MASK_GROUP_SELECT), priced apart
     # from RigL's top-k over the layer
     from accelsim.sim.methods import method_rule
     from accelsim.sim.schedule import step_kind_ids

@@ -2,9 +2,9 @@
 
 Most roles cost the same per element at every size the simulator meets, so an entry is one time. Some need not:
 a top-k's cost per element can change with the layer's size (caches, its fresh output buffers), so RigL's drop
-and grow (``mask_select``) are timed at several sizes (Zen 5, 2 threads: 15-19 ns per weight from 16 K to 8 M
+and grow (``mask_select``) are timed at several sizes (Zen 5, 2 threads: 15-18 ns per weight from 16 K to 8 M
 weights, benchmarks/results/zen5-f26m2/mask-update.json; without the trainer's allocator policy, which keeps
-freed memory, 26-32 ns at 2.4-8.4 M weights: page faults on each call's fresh buffers). Such an entry is a
+freed memory, 24-32 ns at 2.4-8.4 M weights: page faults on each call's fresh buffers). Such an entry is a
 table of (elements of one op, seconds per element) measured at several sizes; an op between two sizes takes
 the time interpolated on log(elements), one outside the table the nearest end's (no extrapolation: the
 measured range is what the profile knows).

@@ -35,7 +35,7 @@ class MethodRule:
 
     @property
     def mask_select(self) -> str:
-        """How its mask updates select (StepKind.mask_select): N:M masks by a sort inside each group, the rest by
+        """How its mask updates select (StepKind.mask_select): N:M masks by a ranking inside each group, the rest by
         a top-k over each layer."""
         return "group" if self.structure == "nm" else "topk"
 

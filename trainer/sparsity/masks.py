@@ -1,6 +1,7 @@
-"""Mask arithmetic on flat tensors: top-k selection, block grids, N:M groups.
+"""Mask arithmetic on flat tensors: top-k selection, block grids, N:M groups (their selection, which
+calibrate-local times, is accelsim.kernels.cpu.nm.NMSelector).
 
-Every selection uses ``torch.topk`` with an exact k (not a threshold from kthvalue), so ties can never
+Every top-k selection uses ``torch.topk`` with an exact k (not a threshold from kthvalue), so ties can never
 make a layer end up with more or fewer active units than its target.
 """
 from __future__ import annotations
@@ -67,26 +68,6 @@ class Grid:
 
     def is_union_of_units(self, mask: torch.Tensor) -> bool:
         return bool((self.expand(self.units_of(mask)) == mask).all())
-
-
-class NMSelector:
-    """Recomputes an N:M mask (top ``n`` |w| of every ``m`` consecutive inputs, i.e. along a row of an
-    nn.Linear weight) in preallocated buffers: SR-STE does this every step, so it must not allocate."""
-
-    def __init__(self, like: torch.Tensor, n: int, m: int):
-        rows, cols = like.shape
-        self.n, self.group_shape = n, (rows, cols // m, m)
-        self.abs = torch.empty(like.shape, dtype=like.dtype, device=like.device)
-        self.values = torch.empty((rows, cols // m, n), dtype=like.dtype, device=like.device)
-        self.index = torch.empty((rows, cols // m, n), dtype=torch.long, device=like.device)
-        self.mask = torch.empty(like.shape, dtype=torch.bool, device=like.device)
-
-    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
-        """The N:M mask of ``weight``, in a buffer that the next call overwrites."""
-        torch.abs(weight, out=self.abs)
-        torch.topk(self.abs.view(self.group_shape), self.n, dim=-1, sorted=False, out=(self.values, self.index))
-        self.mask.view(self.group_shape).zero_().scatter_(-1, self.index, True)
-        return self.mask
 
 
 def nm_valid(mask: torch.Tensor, n: int, m: int) -> bool:

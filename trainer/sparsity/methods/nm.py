@@ -22,7 +22,7 @@ from accelsim.errors import expect
 from accelsim.sim.methods import MethodRule
 from accelsim.workload import StepKind
 from accelsim.trainer.sparsity.base import MaskChange, SparsityMethod, register
-from accelsim.trainer.sparsity.masks import NMSelector
+from accelsim.kernels.cpu.nm import NMSelector
 
 
 @register("nm")
