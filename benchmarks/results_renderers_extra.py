@@ -220,6 +220,11 @@ def sparse_training(path: Path, d: dict) -> list[str]:
             out += ["", "Per phase of the most common step, measured median / cost model (the optimizer phase holds the "
                         "mask selection; the rebuild follows it, compared where every step rebuilds):", ""]
             out += table(["variant", "forward", "backward", "optimizer", "format rebuild"], phases)
+    spread = [f"{name} {sig(v['step_spread']['restart_max_over_median'])} / {sig(v['step_spread']['other_max_over_median'])}"
+              for name, v in d["variants"].items() if "step_spread" in v]
+    if spread:
+        out += ["", "Slowest measured step over the median (mask updates apart where not every step updates), the two "
+                    f"steps after each start or restart of a chunk / the others: {', '.join(spread)}."]
     return out
 
 

@@ -6,7 +6,8 @@ time, its error against the measured one, the predicted speedup over dense and t
 run with mask updates the time an update adds to a step, simulated and measured, and the cost model's time per
 workload phase of the run's most common step (``phase_s``; compare with the bench's ``median_phase_s``: forward
 ~ fwd, backward ~ bwd_input + bwd_weight, optimizer ~ optimizer + mask_update less the format rebuild, which the
-bench times after the optimizer).
+bench times after the optimizer). Adds ``step_spread`` too: the measured steps' slowest over their median, apart
+for the steps right after each start or restart of the benchmark's chunks.
 
     python benchmarks/simulate_sparse_training.py benchmarks/results/zen5-f26m2/sparse-training.json \
         runs/i17-bench --hw cpu-zen3,runs/i17-calib/cpu-f26m2-i17.yaml
@@ -55,6 +56,23 @@ def phase_times(run: Path, hw: str) -> dict[str, float]:
     return dict(out)
 
 
+def step_spread(run: Path, chunk: int) -> dict[str, float]:
+    """How the run's measured steps spread (the trace's wall_s, mask-update steps left out unless every step updates):
+    the slowest step over the median, apart for the first two steps after each start or restart of the
+    benchmark's chunks (every ``chunk`` steps), whose warm-up a whole-run prediction does not model."""
+    import numpy as np
+    from accelsim import trace as tr
+
+    steps = tr.load_trace(run).steps
+    wall, update = steps["wall_s"].to_numpy(), steps["mask_changed"].to_numpy()
+    plain = ~update if not update.all() else np.ones_like(update)
+    median = float(np.median(wall[plain]))
+    restart = np.isin(np.arange(len(wall)) % chunk, (0, 1))
+    return {"median_s": median,
+            "restart_max_over_median": float(wall[plain & restart].max() / median),
+            "other_max_over_median": float(wall[plain & ~restart].max() / median)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
@@ -72,6 +90,7 @@ def main() -> None:
         pred = {n: s.time_s for n, s in sims.items()}
         dense = pred.get("dense")
         for n, r in variants.items():
+            r["step_spread"] = step_spread(Path(a.traces) / n, res["chunk"])
             p = {"run_s": pred[n], "run_error": pred[n] / r["measured_run_s"] - 1}
             p["phase_s"] = phase_times(Path(a.traces) / n, hw)
             # what a mask update adds to a step, measured (medians) and simulated; a method that updates every

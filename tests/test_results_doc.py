@@ -61,3 +61,24 @@ def test_a_new_result_kind_is_one_registered_function(tmp_path):
     finally:
         mod.KINDS.pop()
     assert "### Widget speed" in text and "speed 3.14" in text and "Other files" not in text
+
+
+def test_step_spread_sets_restart_steps_apart(monkeypatch):
+    import types
+
+    import pyarrow as pa
+
+    spec = importlib.util.spec_from_file_location("simulate_sparse_training", SCRIPT.with_name("simulate_sparse_training.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    wall = [2.0, 1.5, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.2, 1.0, 1.0, 1.0]  # chunks of 4: steps 0-1, 4-5, 8-9 restart
+    changed = [False] * 12
+    changed[6] = True  # an update step: left out while other steps do not update
+    steps = pa.table({"wall_s": wall, "mask_changed": changed})
+    monkeypatch.setattr("accelsim.trace.load_trace", lambda run: types.SimpleNamespace(steps=steps))
+    out = mod.step_spread("run", chunk=4)
+    assert out["median_s"] == 1.0
+    assert out["restart_max_over_median"] == 3.0 and out["other_max_over_median"] == 1.0
+    wall[6] = 5.0
+    steps = pa.table({"wall_s": wall, "mask_changed": [True] * 12})  # every step updates: none left out
+    assert mod.step_spread("run", chunk=4)["other_max_over_median"] == 5.0
