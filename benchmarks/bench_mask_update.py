@@ -14,7 +14,6 @@ be recalibrated whole.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -22,12 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-from accelsim.hardware import load_profile_text
 from accelsim.hardware.element_time import to_yaml
-from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.host_memory import retain_freed_memory
 from accelsim.kernels.machine import machine_info
 from accelsim.kernels.probe import probe_peak
+from accelsim.kernels.profile_edit import write_element_times
 from accelsim.kernels.timing import measure
 from accelsim.kernels.cpu.nm import NMSelector
 from accelsim.kernels.vector_ops import EXECUTION_SHAPE, SELECT_SHAPES, element_time, execution_rows, select_case
@@ -68,21 +66,6 @@ def plain_policy(threads: int, repeats: int) -> dict[str, float]:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def add_to_profile(path: Path, times: dict, source: str) -> None:
-    """Write the mask-update element times into the profile at ``path``, keeping its leading comment lines."""
-    text = path.read_text()
-    head = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    prof = load_profile_text(text, source=str(path))
-    vector = prof.paths["vector"]
-    roles = (MASK_SELECT, MASK_SCORE, MASK_GROUP_SELECT)
-    table = {**vector.element_time_s, **{role: {"fwd": times[role]["fwd"]} for role in roles}}
-    paths = {**prof.paths, "vector": dataclasses.replace(vector, element_time_s=table)}
-    sources = {**prof.sources, **{f"paths.vector.element_time.{role}": source for role in roles}}
-    body = profile_to_yaml(dataclasses.replace(prof, paths=paths, sources=sources))
-    load_profile_text(body, source=str(path))  # still a valid profile before it replaces the file
-    path.write_text(head + body)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -118,8 +101,10 @@ def main(argv=None) -> None:
     print("drop and grow per weight, memory kept / returned (default policy): " + ", ".join(
         f"{k} {v:.3g} / {plain[k]:.3g} ns" for k, v in doc["select_ns"].items()))
     if args.into:
-        add_to_profile(args.into, times, f"{args.out}: kernels.vector_ops.execution_rows at {args.threads} "
-                                         f"thread(s), median of {args.repeats} (benchmarks/bench_mask_update.py)")
+        roles = (MASK_SELECT, MASK_SCORE, MASK_GROUP_SELECT)
+        source = (f"{args.out}: kernels.vector_ops.execution_rows at {args.threads} thread(s), median of "
+                  f"{args.repeats} (benchmarks/bench_mask_update.py)")
+        write_element_times(args.into, {role: {"fwd": times[role]["fwd"]} for role in roles}, source)
         print(f"added {MASK_SELECT} / {MASK_SCORE} / {MASK_GROUP_SELECT} to {args.into}")
 
 

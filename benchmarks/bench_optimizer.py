@@ -15,17 +15,15 @@ element times (with their source) into an existing profile instead of recalibrat
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
-from accelsim.hardware import load_profile_text
-from accelsim.hardware.profile import profile_to_yaml
 from accelsim.kernels.host_memory import retain_freed_memory
 from accelsim.kernels.machine import machine_info
 from accelsim.kernels.optim import adamw, implementation
+from accelsim.kernels.profile_edit import write_element_times
 from accelsim.kernels.timing import measure
 from accelsim.kernels.vector_ops import mask_apply_row, optimizer_row
 from accelsim.trainer.data import DataConfig
@@ -81,20 +79,6 @@ def sqrt_by_value(repeats: int) -> dict[str, float]:
     return {name: t[name] / (1 << 20) * 1e9 for name in runners}
 
 
-def add_to_profile(path: Path, rows: dict[str, dict], source: str) -> None:
-    """Write the optimizer and mask-apply element times into the profile at ``path``, keeping its leading comments."""
-    text = path.read_text()
-    head = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    prof = load_profile_text(text, source=str(path))
-    vector = prof.paths["vector"]
-    times = {row["role"]: {"fwd": row["fwd_s"] / row["elements"]} for row in rows.values()}
-    paths = {**prof.paths, "vector": dataclasses.replace(vector, element_time_s={**vector.element_time_s, **times})}
-    sources = {**prof.sources, **{f"paths.vector.element_time.{role}": source for role in times}}
-    body = profile_to_yaml(dataclasses.replace(prof, paths=paths, sources=sources))
-    load_profile_text(body, source=str(path))  # still a valid profile before it replaces the file
-    path.write_text(head + body)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -120,9 +104,10 @@ def main(argv=None) -> None:
           + ", ".join(f"{k} {v['ms']:.1f}" for k, v in compared.items()))
     print("torch.sqrt per element: " + ", ".join(f"{k} {v:.3f} ns" for k, v in doc["sqrt_ns"].items()))
     if args.into:
-        add_to_profile(args.into, rows, f"{args.out}: kernels.vector_ops.optimizer_row and mask_apply_row at "
-                                        f"{args.threads} thread(s), median of {args.repeats} "
-                                        "(benchmarks/bench_optimizer.py)")
+        times = {row["role"]: {"fwd": row["fwd_s"] / row["elements"]} for row in rows.values()}
+        write_element_times(args.into, times, f"{args.out}: kernels.vector_ops.optimizer_row and mask_apply_row at "
+                                              f"{args.threads} thread(s), median of {args.repeats} "
+                                              "(benchmarks/bench_optimizer.py)")
         print(f"wrote {OPTIMIZER} / {MASK_APPLY} into {args.into}")
 
 

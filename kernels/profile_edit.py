@@ -132,3 +132,23 @@ def edit_profile(text: str, profile: HardwareProfile, paths: list[str], after: d
 
 def write_profile(path: Path, *args, **kwargs) -> None:
     path.write_text(edit_profile(path.read_text(), *args, **kwargs))
+
+
+def write_element_times(path: Path, times: dict[str, dict], source: str) -> None:
+    """Set the vector path's element times of ``times`` ({role: {phase: seconds per element, or a size table}})
+    in the profile YAML at ``path``, each role citing ``source``; its leading comment lines are kept. Used on a
+    calibrated profile (benchmarks/results/), which ``profile_to_yaml`` wrote whole in the first place, so the
+    file is rewritten whole rather than edited line by line."""
+    import dataclasses
+
+    from accelsim.hardware.profile import profile_to_yaml
+
+    text = path.read_text()
+    head = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    prof = load_profile_text(text, source=str(path))
+    vector = prof.paths["vector"]
+    paths = {**prof.paths, "vector": dataclasses.replace(vector, element_time_s={**vector.element_time_s, **times})}
+    sources = {**prof.sources, **{f"paths.vector.element_time.{role}": source for role in times}}
+    body = profile_to_yaml(dataclasses.replace(prof, paths=paths, sources=sources))
+    load_profile_text(body, source=str(path))  # still a valid profile before it replaces the file
+    path.write_text(head + body)

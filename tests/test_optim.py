@@ -1,4 +1,6 @@
 """The trainer's optimizer (kernels.optim), its N:M mask selection (kernels.cpu.nm) and the vector-op rows that price them."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -100,3 +102,19 @@ def test_nm_selector_keeps_the_n_largest_of_every_group(n, m):
     if m <= 8:  # ranked by comparisons: a tie goes to the lower position
         assert kept[0, 0].tolist() == [True] * n + [False] * (m - n)
     assert sel(w.neg()) is mask and torch.equal(sel(w), mask)  # one buffer, the same answer again
+
+
+def test_measured_element_times_are_written_into_a_profile_with_their_source(tmp_path):
+    from accelsim.hardware import load_profile
+    from accelsim.kernels.profile_edit import write_element_times
+
+    import accelsim.hwconfigs
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("# calibrated here\n" + (Path(accelsim.hwconfigs.__file__).parent / "cpu-zen3.yaml").read_text())
+    write_element_times(path, {OPTIMIZER: {"fwd": 6e-10}, MASK_APPLY: {"fwd": 1.3e-10}}, "optimizer.json: measured")
+    prof = load_profile(str(path))
+    assert prof.paths["vector"].element_time_s[OPTIMIZER]["fwd"] == pytest.approx(6e-10)
+    assert prof.paths["vector"].element_time_s[MASK_APPLY]["fwd"] == pytest.approx(1.3e-10)
+    assert prof.sources[f"paths.vector.element_time.{MASK_APPLY}"] == "optimizer.json: measured"
+    assert path.read_text().startswith("# calibrated here\n")
