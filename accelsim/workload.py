@@ -399,7 +399,7 @@ def _mask_update_ops(manifest: Manifest, densities: dict[str, float], select: st
     by time per element instead: a top-k is memory- and branch-bound, not
     FLOP-bound (Zen 5: RigL's drop and grow 15-18 ns per weight, benchmarks/results/zen5-f26m2/mask-update.json,
     against 0.15 ns from its FLOPs at the vector peak; a masked
-    bert-small RigL-90 update step takes 0.18-0.24 s longer than a plain one, sparse-training*.json)."""
+    bert-small RigL-90 update step takes 0.18-0.22 s longer than a plain one, sparse-training*.json)."""
     b = int((manifest.method or {}).get("block_size") or 1)
     ops = []
     for i in manifest.layers:

@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--repeats", type=int, default=21)  # memory-bound: runs 20 min apart differ by up to 40 % at 7
+    ap.add_argument("--repeats", type=int, default=21)  # memory-bound: a shared machine's runs differ more than compute-bound ones
     ap.add_argument("--into", type=Path, help="a profile YAML to write the measured element times into")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

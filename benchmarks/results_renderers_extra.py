@@ -268,3 +268,13 @@ def optimizer(path: Path, d: dict) -> list[str]:
                   + ", ".join(f"{k} {sig(v)} ns" for k, v in d["sqrt_ns"].items())
                   + " (the loop takes the square root of every second moment; a pruned weight's is zero)."]
     return lines
+
+
+@renders("nm-select.json", "N:M mask selection (`bench_nm_select.py`)")
+def nm_select(path: Path, d: dict) -> list[str]:
+    rows = [[f"{r['shape'][0]} × {r['shape'][1]}", f"{r['n']}:{r['m']}", ms(r["topk_ms"] / 1e3),
+             ms(r["ranked_ms"] / 1e3), times(r["topk_ms"] / r["ranked_ms"]), "yes" if r["same_mask"] else "NO"]
+            for r in d["rows"]]
+    return [f"{d['threads']} threads, median of {d['repeats']}: torch.topk over each group against the trainer's "
+            "ranking inside each group (`kernels.cpu.nm.NMSelector`), side by side.", ""] + \
+        table(["weight", "pattern", "topk", "ranked", "topk / ranked", "same mask"], rows)

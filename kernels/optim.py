@@ -6,7 +6,7 @@ over the parameters (torch's default for CPU tensors), ``foreach`` (one multi-te
 algorithm) and ``fused`` (one pass per parameter; on the CPU from torch 2.4). Measured on the Zen 5
 (bert-small's parameters with global-norm clipping, 2 threads, benchmarks/results/zen5-f26m2/optimizer.json):
 fused takes about half of the loop's time on dense weights and a third on a 90 %-sparse model's: the loop's
-``torch.sqrt`` of the second moments runs about 5x slower on exact zeros, and a pruned weight's moments are
+``torch.sqrt`` of the second moments runs 4.8x slower on exact zeros, and a pruned weight's moments are
 exact zeros.
 """
 from __future__ import annotations

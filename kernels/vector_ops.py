@@ -105,8 +105,8 @@ def optimizer_row(repeats: int) -> dict:
     """The trainer's update (accelsim.trainer.train): global-norm gradient clipping to 1.0, then its AdamW step
     (kernels.optim.adamw), timed per parameter over BERT layers of OPTIMIZER_HIDDEN whose state (weight, gradient,
     two moments) is twice the last-level cache: a step updates every parameter once, so its state streams from
-    memory. (The fused AdamW makes one pass over it: on the Zen 5 one layer's 50 MB ran 40 % faster per parameter
-    than bert-small's whole update, benchmarks/bench_optimizer.py.)"""
+    memory. (The fused AdamW makes one pass over it, so a single layer, partly left in the cache by the previous
+    call, would be timed faster per parameter than a whole model's update.)"""
     from accelsim.kernels.optim import adamw
     from accelsim.workload import OPTIMIZER
 

@@ -30,9 +30,10 @@ class NMSelector:
     """Recomputes an N:M mask (the ``n`` largest |w| of every ``m`` consecutive inputs, i.e. along a row of an
     nn.Linear weight) in preallocated buffers: SR-STE does this every step, so it must not allocate.
 
-    Why not ``torch.topk`` over the last dimension of the grouped view: it runs a selection per group of 4,
-    which is 2.7-3.4x slower on the Zen 5 than ranking each element by comparisons with the other m - 1 of its
-    group (2048 x 512 to 3072 x 768 weights, 2:4 and 1:4; 1.2-1.5x at m = 8, where topk is kept from m = 9 on).
+    Why not ``torch.topk`` over the last dimension of the grouped view: it runs a selection per group, which on
+    the Zen 5 is 2.6-3.0x slower at m = 4 than ranking each element by comparisons with the other m - 1 of its
+    group, and 1.2-1.5x at m = 8 (2048 x 512 and 3072 x 768 weights, benchmarks/results/zen5-f26m2/nm-select.json);
+    topk is kept from m = 9 on, where the comparisons grow as m squared.
     A tie goes to the lower position, so every group keeps exactly ``n`` (topk's tie order is unspecified)."""
 
     def __init__(self, like: torch.Tensor, n: int, m: int):
@@ -58,9 +59,10 @@ class NMSelector:
         rank = self.rank.zero_()  # how many of the group outrank each element
         for i in range(self.m):
             for j in range(i + 1, self.m):
-                torch.gt(a[..., j], a[..., i], out=self.beats)  # j outranks i; otherwise i outranks j
+                torch.gt(a[..., j], a[..., i], out=self.beats)  # j outranks i
                 rank[..., i].add_(self.beats)
-                rank[..., j].add_(1).sub_(self.beats.to(torch.uint8))
+                torch.le(a[..., j], a[..., i], out=self.beats)  # otherwise i outranks j (a tie: the lower one)
+                rank[..., j].add_(self.beats)
         torch.lt(rank, self.n, out=mask)
         return self.mask
 
