@@ -474,8 +474,8 @@ def test_committed_calibration_predicts_its_sweep(profile_file):
     report = validate(sweep, prof)
     assert report["mode"].startswith("held-out") and report["n_points"] >= 100
     assert report["overall_mape"]["mape"] == pytest.approx(prof.fitted["heldout_mape"], rel=1e-6)
-    # the issue's 10 % is met on the Zen 3 (README: 8.2 %, 2026-12-06), not on the Zen 5's older fit (11.5 %);
-    # these bounds catch a fit or a model change that makes it worse
+    # the issue's 10 % is met on the Zen 3 (docs/hardware-profiles.md: 8.2 %, 2026-12-06), not on the Zen 5's
+    # older fit (11.5 %); these bounds catch a fit or a model change that makes it worse
     assert report["overall_mape"]["mape"] <= (0.10 if family == "25/1" else 0.16)
     assert all(g["mape"] <= 0.20 for g in report["mape_by_pattern"].values()), report["mape_by_pattern"]
     recs = [r for r in load_measurements(sweep)["records"] if (r["op"], r["tokens"], r["d_in"], r["d_out"],
@@ -491,7 +491,7 @@ def test_committed_calibration_predicts_its_sweep(profile_file):
 def test_cpu_local_is_not_the_zen5_calibration():
     """cpu-zen3 (bundled as cpu-local until 2026-12-06; the old name still loads it) describes the Zen 3 dev
     machine (its own clock and 256-bit FMA peak), not the Zen 5 the first calibration was fitted on: a profile
-    swap would silently change every cpu-zen3 figure in README."""
+    swap would silently change every cpu-zen3 figure in README and docs."""
     local, zen5 = load_profile("cpu-local"), load_profile(ROOT / "benchmarks/results/zen5/cpu-zen5.yaml")
     assert local == load_profile("cpu-zen3") and "cpu-local" not in list_profiles()
     assert local.name == "cpu-zen3" and zen5.name == "cpu-zen5"

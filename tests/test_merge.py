@@ -98,7 +98,7 @@ def test_other_machines_and_single_files_are_refused(files, tmp_path):
 
 
 def test_compare_sweeps_ratios_per_path_and_product(files, tmp_path):
-    """benchmarks/compare_sweeps.py (the README's before/after figures): old / new per shared case, and per
+    """benchmarks/compare_sweeps.py (the before/after figures under benchmarks/results/): old / new per shared case, and per
     product with --by-op."""
     import importlib.util
     from pathlib import Path
