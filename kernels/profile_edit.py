@@ -51,8 +51,8 @@ def path_block(spec: PathSpec) -> list[str]:
 
 #: path keys a fit may change; an existing block keeps every other line as written (dtypes: the data may show a
 #: path's kernel running another dtype, e.g. Triton's BSR in fp32 on the A100)
-FIT_KEYS = ("description", "peak_fraction", "d_half", "exponent", "overhead", "dispatch_overhead", "row_multiple",
-            "block_sizes", "dtypes", "block_reread_bandwidth")
+FIT_KEYS = ("description", "peak_fraction", "d_half", "exponent", "overhead", "dispatch_overhead", "relayout_overhead",
+            "row_multiple", "block_sizes", "dtypes", "block_reread_bandwidth")
 
 
 def _merge(old: list[str], new: list[str]) -> list[str]:

@@ -73,13 +73,13 @@ def _family_paths(profile: HardwareProfile, p: Point) -> list[str]:
 def _sparse_time(profile, kind, m, k, n, p: Point, pattern: str, paths: list[str]) -> tuple[float, bool]:
     """Time of one product on the family's path; (time, ran_on_family_path). Phases a family path does not
     run (a 2:4 path's dX/dW) fall back to the fastest path at that density, as the simulator would."""
-    eager = p.dispatch == "eager"
+    how = dict(eager=p.dispatch == "eager", relayout=p.dispatch == "relayout")
     for path in paths:
         try:
-            return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, path=path, eager=eager), True
+            return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, path=path, **how), True
         except UserError:
             continue
-    return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, eager=eager), False
+    return kernel_time(profile, kind, m, k, n, p.density, pattern, p.dtype, **how), False
 
 
 def _speedup_at(profile, p: Point, tokens: int, pattern: str, paths: list[str]) -> tuple[float, float, bool]:

@@ -340,7 +340,8 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
 
 
 def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None, *, resident: bool = True,
-            dtype: str | None = None, path: str | None = None, warm: bool = False, eager: bool = False) -> OpCost:
+            dtype: str | None = None, path: str | None = None, warm: bool = False, eager: bool = False,
+            relayout: bool = False) -> OpCost:
     """Cost of ``op`` on one device of ``profile``.
 
     ``pattern``: the layer's latest patterns.parquet row (None: uniform random at ``op.density``).
@@ -351,6 +352,8 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     step (the simulator's default) touches every layer in turn and finds them in main memory.
     ``eager``: the call is dispatched from eager framework code, so a path's ``dispatch_overhead`` (host
     time per call) bounds it from below (products only; the simulator's default leaves it out).
+    ``relayout``: the dense operand reaches a sparse product in the framework's layout, not the op's own, so a
+    path's ``relayout_overhead`` is added per call (the simulator's default: inputs laid out for the op).
     """
     profile = load_profile(profile)
     ctx = _Ctx(profile, dtype or profile.dtype, resident, warm)
@@ -381,7 +384,16 @@ def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None,
     if not plans:
         raise UserError(f"no path can run op {op.name!r} in dtype {ctx.dtype}", source=profile.source_file,
                         field="paths")
-    return _fastest([_eager(_cost_plan(ctx, op, pl, pattern, density), pl.spec, eager) for pl in plans])
+    return _fastest([_eager(_relayout(_cost_plan(ctx, op, pl, pattern, density), pl.spec, relayout and sparse),
+                            pl.spec, eager) for pl in plans])
+
+
+def _relayout(cost: OpCost, spec: PathSpec, relayout: bool) -> OpCost:
+    """A sparse product whose dense operand arrives in another layout: the rearrangement runs before it."""
+    if relayout and spec.relayout_overhead_s:
+        cost.overhead_s += spec.relayout_overhead_s
+        cost.time_s += spec.relayout_overhead_s
+    return cost
 
 
 def _eager(cost: OpCost, spec: PathSpec, eager: bool) -> OpCost:

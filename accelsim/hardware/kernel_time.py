@@ -20,7 +20,7 @@ _FFF_KERNELS = {"fff": ("fwd", True), "fff_dx": ("bwd_input", True), "fff_dw": (
 def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: int, density: float = 1.0,
                 pattern: str = "unstructured", dtype: str | None = None, *, path: str | None = None,
                 trees: int | None = None, depth: int | None = None, fff: dict | None = None,
-                eager: bool = False) -> float:
+                eager: bool = False, relayout: bool = False) -> float:
     """Seconds for one product of a linear layer Y = X W^T (X: m x k, W: n x k at ``density``).
 
     ``kind``: "matmul" (forward), "matmul_dx" (input gradient) or "matmul_dw" (weight gradient), always
@@ -34,7 +34,8 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
     cond_matmul products of that phase, plus the GELU of the visited neurons for "fff"; ``fff`` is an
     fff-table row (None: balanced visits). "ff", "ff_dx", "ff_dw": the dense FF of width n (GELU included
     in "ff"), the baseline. ``path`` forces the products' path (e.g. "cmm" or the dense path).
-    ``eager``: dispatched from eager framework code (see :func:`op_cost`).
+    ``eager``: dispatched from eager framework code; ``relayout``: a sparse product's dense operand arrives in
+    the framework's layout (both: see :func:`op_cost`).
     """
     if kind in _FFF_KERNELS:
         return _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff)
@@ -48,7 +49,7 @@ def kernel_time(profile: HardwareProfile | str, kind: str, m: int, k: int, n: in
         raise UserError(f"a 2:4 pattern keeps at most half of the weights, got density={density}")
     op = product_op(kind, m, k, n, density)
     pat = synthetic_pattern(n, k, density, pattern) if density < 1.0 else None
-    return op_cost(profile, op, pat, dtype=dtype, path=path, warm=True, eager=eager).time_s
+    return op_cost(profile, op, pat, dtype=dtype, path=path, warm=True, eager=eager, relayout=relayout).time_s
 
 
 def _fff_kernel_time(profile, kind, m, k, n, density, dtype, path, trees, depth, fff) -> float:

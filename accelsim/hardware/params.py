@@ -77,6 +77,14 @@ PATH_PARAMS: dict[str, PathParam] = _rows(
               doc="host seconds per call when dispatched from eager framework code (a Python tensor subclass): "
                   "the host issues calls asynchronously, so such a call takes max(device time, this); compiled "
                   "graphs and direct library calls do not pay it (kernel_time(..., eager=True))"),
+    # published IPU rows (benchmarks/published/README.md, "Sources that disagree"): Graphcore's SpMM notebook feeds
+    # PopSparse's static block-16 op a dense operand in the framework's layout and pays ~0.2 ms per call over the
+    # paper's runs, which create it in the op's own layout (same marginal rate, 7-10 us per GFLOP kept, in both)
+    PathParam("relayout_overhead", "relayout_overhead_s", 0.0, "time", fit_bounds=(0.0, 1e-2), log_floor=1e-8,
+              absent_end="lo", start=50e-6,
+              doc="seconds per call a sparse op pays to rearrange a dense operand that reaches it in the "
+                  "framework's layout instead of its own (kernel_time(..., relayout=True)); an op whose inputs "
+                  "are laid out for it (the simulator's default) does not pay it"),
     PathParam("decode_per_nnz", "decode_s_per_nnz", 0.0, "time", fit_bounds=(0.0, 1.0), log_floor=1e-13,
               absent_end="lo", sample=(1e-12, 1e-9), start=1e-10,
               doc="format handling per stored nonzero (one unit's time)"),

@@ -90,6 +90,7 @@ class PathSpec:
     exponent: float = _P["exponent"].default
     overhead_s: float = _P["overhead"].default
     dispatch_overhead_s: float = _P["dispatch_overhead"].default  # eager host time per call: max(device, this)
+    relayout_overhead_s: float = _P["relayout_overhead"].default  # operand in a foreign layout: added per call
     decode_s_per_nnz: float = _P["decode_per_nnz"].default
     index_bytes_per_nnz: float = _P["index_bytes_per_nnz"].default
     output_bandwidth_Bps: float = _P["output_bandwidth"].default
