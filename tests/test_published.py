@@ -85,3 +85,44 @@ def test_quansight_figure_rows_are_the_digitizer_readings():
     assert readings[("fp16", 64, 50)] < 1 < readings[("fp16", 64, 60)]
     assert readings[("fp16", 16, 95)] < 1 < readings[("fp16", 16, 99)]
     assert readings[("fp32", 16, 60)] < 1 < readings[("fp32", 16, 70)]
+
+
+def test_slidesparse_rows_are_what_the_extractor_takes_from_the_results_files(tmp_path):
+    """benchmarks/published/extract_slidesparse.py copies the source's latencies (no rounding beyond 4 digits of
+    the ratio) and keeps only its declared grid; the committed rows match its output format and grid."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "published" / "extract_slidesparse.py"
+    spec = importlib.util.spec_from_file_location("extract_slidesparse", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # a stand-in of the source repository at the pinned commit, holding two of its files with one kept and one
+    # dropped row each
+    repo = tmp_path / "vllmbench"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    header = "M,N,K,cuBLAS,cuSPARSE_2_4,cuSPARSE_2_6\n"
+    files = {f"{mod.BASE}/{gpu}/latency/{dt}/latency_{name}.csv": header + body
+             for gpu, dt, *_ in mod.RUNS
+             for name, body in ((mod.MODEL, "64,3584,3584,23.736,20.541,23.4\n128,3584,3584,32.2,24.2,29.7\n"),
+                                ("SQUARE", "4096,4096,4096,589.722,326.083,473.6\n2048,2048,2048,74.4,68.8,87.9\n"))}
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    pinned, mod.COMMIT = mod.COMMIT, head
+    rows = mod.rows(str(repo))
+    assert len(rows) == 2 * len(mod.RUNS)  # M = 128 and the 2048 cube are not on the grid
+    first = rows[0]
+    assert (first["tokens"], first["in_features"], first["out_features"]) == (64, 3584, 3584)
+    assert float(first["speedup"]) == pytest.approx(23.736 / 20.541, rel=1e-3)
+    assert float(first["dense_s"]) == pytest.approx(23.736e-6)
+    committed = [p for p in load_points() if p.source == "slidesparse-kernels"]
+    assert len(committed) == len(mod.RUNS) * (4 * len(mod.MODEL_M) + len(mod.SQUARES))
+    for p in committed:
+        assert p.pattern == "2:4" and p.density == 0.5 and p.read == "results-file" and not p.dispatch
+        assert p.tokens in (*mod.MODEL_M, *mod.SQUARES) and f"vllmbench@{pinned[:8]} " in p.where
