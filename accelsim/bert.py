@@ -56,13 +56,20 @@ ROLE_BY_SUFFIX: dict[str, str] = {suffix: role for role, suffix, _, _ in ENCODER
 LINEAR_ROLES: tuple[str, ...] = tuple(role for role, _, _, _ in ENCODER_LINEARS)
 
 
+def bert_param_shapes(d: BertDims) -> list[tuple[int, ...]]:
+    """Shapes of the parameter tensors of ``BertForMaskedLM`` (decoder tied to the word embeddings, no pooler):
+    embeddings and their LayerNorm, every block's Linears and LayerNorms, the MLM head's transform, LayerNorm and
+    decoder bias."""
+    H, I = d.hidden, d.intermediate
+    emb = [(d.vocab, H), (d.max_position, H), (d.type_vocab, H), (H,), (H,)]
+    block = [(H, H), (H,)] * 4 + [(H,), (H,)] + [(I, H), (I,), (H, I), (H,), (H,), (H,)]
+    head = [(H, H), (H,), (H,), (H,), (d.vocab,)]
+    return emb + block * d.layers + head
+
+
 def bert_params(d: BertDims) -> int:
     """Parameters of ``BertForMaskedLM`` (decoder tied to the word embeddings, no pooler)."""
-    H, I = d.hidden, d.intermediate
-    emb = (d.vocab + d.max_position + d.type_vocab) * H + 2 * H
-    block = 4 * (H * H + H) + (H * I + I) + (I * H + H) + 4 * H
-    head = H * H + H + 2 * H + d.vocab
-    return emb + d.layers * block + head
+    return sum(math.prod(s) for s in bert_param_shapes(d))
 
 
 def bert_linears(d: BertDims) -> list[tuple[str, str, list[int]]]:

@@ -55,6 +55,12 @@ MASK_GROUP_SELECT = "mask_group_select"
 HEAD_LAYOUT = "head_layout"
 #: role of the optimizer step (AdamW after global-norm clipping); a CPU profile may time it per parameter
 OPTIMIZER = "optimizer"
+#: roles a CPU profile times per element over working sets at least twice its last-level cache (kernels/vector_ops.py:
+#: optimizer_rows, mask_apply_row), as a training step streams them from memory: the measured time already holds
+#: that traffic, so the cost model does not also bound it by its main-memory bandwidth. Why: the Zen 5 updates
+#: bert-small streaming 40 B per parameter at 59 GB/s (0.675 ns, benchmarks/results/zen5-f26m2/optimizer.json),
+#: while its copy-measured DRAM bandwidth (42.5 GB/s) put that update at 16.3 ms against 12.1 ms measured
+STREAMED_ROLES = frozenset({OPTIMIZER, MASK_APPLY})
 
 #: Elementwise work per element (vector ops), used by the simulator's vector units.
 ELEMENTWISE_OPS = {"softmax": 5.0, "layernorm": 8.0, "gelu": 8.0, "residual": 1.0, "dropout": 2.0, "loss": 5.0,

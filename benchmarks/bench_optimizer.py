@@ -2,7 +2,7 @@
 has it) against torch's default loop over the parameters, on the trainer's bert-small (17 M parameters) with dense
 moments and with 90 % of the encoder's linear weights pruned (their moments exact zeros, as a sparse run's are),
 side by side in one process; plus the two element times a CPU profile prices a step's update with (workload roles
-OPTIMIZER and MASK_APPLY, measured by kernels.vector_ops.optimizer_row and mask_apply_row, as `accelsim hw
+OPTIMIZER and MASK_APPLY, measured by kernels.vector_ops.optimizer_rows and mask_apply_row, as `accelsim hw
 calibrate-local` does).
 
 Why a benchmark of its own: the trainer's optimizer changed from torch's default to the fused AdamW, so a profile
@@ -25,7 +25,7 @@ from accelsim.kernels.machine import machine_info
 from accelsim.kernels.optim import adamw, implementation
 from accelsim.kernels.profile_edit import write_element_times
 from accelsim.kernels.timing import measure
-from accelsim.kernels.vector_ops import mask_apply_row, optimizer_row
+from accelsim.kernels.vector_ops import element_time, mask_apply_row, optimizer_rows
 from accelsim.trainer.data import DataConfig
 from accelsim.trainer.models import build_model, linear_layers
 from accelsim.workload import MASK_APPLY, OPTIMIZER
@@ -89,23 +89,23 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     retain_freed_memory()  # the trainer's allocator policy (machine_info records it)
     t0 = time.perf_counter()
-    rows = {"optimizer": optimizer_row(args.repeats), "mask apply": mask_apply_row(args.repeats)}
+    rows = {**optimizer_rows(args.repeats), "mask apply": mask_apply_row(args.repeats)}
     compared = side_by_side(args.repeats)
     doc = {"machine": machine_info(), "torch": torch.__version__, "threads": args.threads, "repeats": args.repeats,
            "density": DENSITY, "wall_s": time.perf_counter() - t0, "rows": rows,
-           "element_time_ns": {row["role"]: row["fwd_s"] / row["elements"] * 1e9 for row in rows.values()},
+           "element_time_ns": {name: row["fwd_s"] / row["elements"] * 1e9 for name, row in rows.items()},
            "bert_small_step": compared, "sqrt_ns": sqrt_by_value(args.repeats)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
-    for role, ns in doc["element_time_ns"].items():
-        print(f"{role:10s} {ns:7.3f} ns/element")
+    for name, ns in doc["element_time_ns"].items():
+        print(f"{name:22s} {ns:7.3f} ns/element")
     n = next(iter(compared.values()))["parameters"]
     print(f"bert-small's update ({n:,} parameters, clipped), median ms: "
           + ", ".join(f"{k} {v['ms']:.1f}" for k, v in compared.items()))
     print("torch.sqrt per element: " + ", ".join(f"{k} {v:.3f} ns" for k, v in doc["sqrt_ns"].items()))
     if args.into:
-        times = {row["role"]: {"fwd": row["fwd_s"] / row["elements"]} for row in rows.values()}
-        write_element_times(args.into, times, f"{args.out}: kernels.vector_ops.optimizer_row and mask_apply_row at "
+        times = element_time(rows)  # the optimizer's rows: a size table over the models' parameter counts
+        write_element_times(args.into, times, f"{args.out}: kernels.vector_ops.optimizer_rows and mask_apply_row at "
                                               f"{args.threads} thread(s), median of {args.repeats} "
                                               "(benchmarks/bench_optimizer.py)")
         print(f"wrote {OPTIMIZER} / {MASK_APPLY} into {args.into}")

@@ -260,9 +260,9 @@ def optimizer(path: Path, d: dict) -> list[str]:
     lines += table(["implementation", "dense", "pruned"],
                    [[impl, *(f"{sig(steps[f'{impl} {kind}']['ms'])} ms" for kind in ("dense", "pruned"))]
                     for impl in ("loop", "fused") if f"{impl} dense" in steps])
-    lines += ["", "Element times a CPU profile prices the update and the masking around it with "
-                  "(`vector_ops.optimizer_row`, `mask_apply_row`): "
-              + ", ".join(f"`{role}` {sig(ns)} ns" for role, ns in d["element_time_ns"].items()) + "."]
+    lines += ["", "Element times a CPU profile prices the update (per parameter of each model's whole update, a "
+                  "size table) and the masking around it with (`vector_ops.optimizer_rows`, `mask_apply_row`): "
+              + ", ".join(f"`{name}` {sig(ns)} ns" for name, ns in d["element_time_ns"].items()) + "."]
     if d.get("sqrt_ns"):
         lines += ["", "torch.sqrt per element (1 M float32 values): "
                   + ", ".join(f"{k} {sig(v)} ns" for k, v in d["sqrt_ns"].items())

@@ -58,7 +58,7 @@ def time_op(shape: tuple, fn: Callable, repeats: int) -> tuple[float, float]:
 def measure_ops(batch: int = 32, seq: int = 128, hidden: int = 128, heads: int = 2, vocab: int = 8192,
                 repeats: int = 7, progress: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
     """{case name: {"role", "shape", "elements", "fwd_s", "bwd_s"[, "bwd_elements"]}} (bert-tiny batch-32 shapes
-    by default), plus the bias gradient and the optimizer step (:func:`bias_grad_row`, :func:`optimizer_row`)."""
+    by default), plus the bias gradient and the optimizer step (:func:`bias_grad_row`, :func:`optimizer_rows`)."""
     torch.manual_seed(0)
     rows = {}
     for name, (role, shape, fn) in cases(batch, seq, hidden, heads, vocab).items():
@@ -69,8 +69,7 @@ def measure_ops(batch: int = 32, seq: int = 128, hidden: int = 128, heads: int =
         rows[name] = {"role": role, "shape": list(shape), "elements": n, "fwd_s": fwd_s, "bwd_s": bwd_s}
         if progress:
             progress(name, rows[name])
-    for name, row in (("bias grad", bias_grad_row(batch * seq, 4 * hidden, repeats)),
-                      ("optimizer", optimizer_row(repeats))):
+    for name, row in (("bias grad", bias_grad_row(batch * seq, 4 * hidden, repeats)), *optimizer_rows(repeats).items()):
         rows[name] = row
         if progress:
             progress(name, row)
@@ -88,11 +87,6 @@ def bias_grad_row(tokens: int, width: int, repeats: int) -> dict:
             "bwd_s": t["sum"], "bwd_elements": 1}
 
 
-#: parameters of the optimizer case: a BERT layer's weights at hidden 512 (4 x H^2 attention + 8 x H^2 FFN, with
-#: biases), about 3.2 M parameters, 100 MB of weights, gradients and moments: past the caches, as in training
-OPTIMIZER_HIDDEN = 512
-
-
 def past_the_cache(bytes_each: int) -> int:
     """How many copies of a working set of ``bytes_each`` bytes make twice the last-level cache (64 MiB where sysfs
     does not say): an op timed over that many streams from memory, as over a whole model in a step."""
@@ -101,31 +95,46 @@ def past_the_cache(bytes_each: int) -> int:
     return max(1, -(-2 * (l3_size() or 32 << 20) // bytes_each))
 
 
-def optimizer_row(repeats: int) -> dict:
+#: models whose whole update the optimizer rows time (vocabulary: the trainer's tokenizer, 8192), a size table over
+#: their parameter counts: the time per parameter depends on the tensors a model has, not only on the bytes it
+#: streams (Zen 5, 2 threads: 0.62 / 0.68 / 0.47 ns for bert-mini / small / base, where one synthetic layer set of
+#: hidden 512 gave 0.64; benchmarks/results/zen5-f26m2/optimizer.json)
+OPTIMIZER_MODELS = ("bert-mini", "bert-small", "bert-base")
+OPTIMIZER_VOCAB = 8192
+
+
+def optimizer_rows(repeats: int) -> dict[str, dict]:
     """The trainer's update (accelsim.trainer.train): global-norm gradient clipping to 1.0, then its AdamW step
-    (kernels.optim.adamw), timed per parameter over BERT layers of OPTIMIZER_HIDDEN whose state (weight, gradient,
-    two moments) is twice the last-level cache: a step updates every parameter once, so its state streams from
-    memory. (The fused AdamW makes one pass over it, so a single layer, partly left in the cache by the previous
-    call, would be timed faster per parameter than a whole model's update.)"""
+    (kernels.optim.adamw), over the parameters of each of :data:`OPTIMIZER_MODELS` whose state (weight, gradient,
+    two moments) is at least twice the last-level cache, as a step streams it from memory; one ``sized`` row per
+    model (a size table of seconds per parameter). A model whose state would stay in the cache is left out: a
+    training step's forward and backward pass evict it."""
+    import dataclasses
+
+    from accelsim.bert import PRESETS, bert_param_shapes
     from accelsim.kernels.optim import adamw
     from accelsim.workload import OPTIMIZER
 
-    H = OPTIMIZER_HIDDEN
-    layer = [(H, H)] * 4 + [(4 * H, H), (H, 4 * H)] + [(H,)] * 5 + [(4 * H,)]
-    per_layer = sum(torch.Size(s).numel() for s in layer)
-    shapes = layer * past_the_cache(16 * per_layer)
-    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-    for p in params:
-        p.grad = torch.randn_like(p)
-    opt = adamw(params, lr=1e-4, weight_decay=0.01)
+    rows = {}
+    for name in OPTIMIZER_MODELS:
+        shapes = bert_param_shapes(dataclasses.replace(PRESETS[name], vocab=OPTIMIZER_VOCAB))
+        n = sum(torch.Size(s).numel() for s in shapes)
+        if past_the_cache(16 * n) > 1:
+            continue
+        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt = adamw(params, lr=1e-4, weight_decay=0.01)
 
-    def step():
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        def step():
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
 
-    t, _ = measure({"step": step}, repeats=repeats, keep=("step",))
-    n = sum(p.numel() for p in params)
-    return {"role": OPTIMIZER, "shape": [n], "elements": n, "fwd_s": t["step"], "bwd_s": 0.0}
+        t, _ = measure({"step": step}, repeats=repeats, keep=("step",))
+        rows[f"optimizer {name}"] = {"role": OPTIMIZER, "shape": [n], "elements": n, "fwd_s": t["step"],
+                                     "bwd_s": 0.0, "sized": True}
+        del params, opt
+    return rows
 
 
 def element_time(rows: dict) -> dict[str, dict]:

@@ -141,6 +141,22 @@ def test_measured_element_time_replaces_the_flop_estimate_for_its_role_and_phase
     assert again.paths["vector"].element_time_s == {"dropout": {"fwd": pytest.approx(10e-9), "bwd": pytest.approx(0.5e-9)}}
 
 
+def test_a_role_timed_past_the_cache_is_its_measured_time_not_bounded_again_by_memory():
+    # the update's element time (kernels.vector_ops.optimizer_row) was measured streaming from memory
+    prof = toy(paths__vector__element_time={"optimizer": {"fwd": "0.1 ns"}, "dropout": {"fwd": "0.01 ns"}})
+    update = Op(name="u", kind="optimizer", phase="optimizer", role="optimizer", elements=1_000_000)
+    c = op_cost(prof, update)
+    # 1e6 x 0.1 ns = 0.1 ms, although its 40 MB take 0.4 ms at the toy's 100 GB/s: the memory port is busy
+    # inside the measured time, and the bytes still count
+    assert c.time_s == pytest.approx(0.1e-3) and c.memory_s == pytest.approx(0.1e-3) and c.memory_timed
+    assert c.bytes == {"dram": pytest.approx(40e6)} and c.energy_j["memory:dram"] == pytest.approx(40e6 * 10e-12)
+    # an element time measured in cache is still bounded by the op's traffic: dropout's 8 MB take 80 us (not 10)
+    drop = Op(name="d", kind="elementwise", phase="fwd", role="dropout", elements=1_000_000)
+    assert op_cost(prof, drop).time_s == pytest.approx(80e-6)
+    # without a measured time the update is priced by its traffic, as before
+    assert op_cost(toy(), update).time_s == pytest.approx(0.4e-3)
+
+
 def test_overlap_takes_the_max_and_no_overlap_the_sum():
     op = Op(name="r", kind="elementwise", phase="fwd", role="residual", elements=1_000_000)
     assert op_cost(toy(), op).time_s == pytest.approx(80e-6)

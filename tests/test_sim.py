@@ -96,6 +96,15 @@ def test_memory_overlaps_compute_only_when_the_profile_allows():
     assert bsp.duration == pytest.approx(5.5) and bsp.units["idle"] == pytest.approx(0.5)
 
 
+def test_traffic_timed_inside_a_measured_op_overlaps_even_without_overlap():
+    # a CPU profile's update, timed streaming from memory (workload.STREAMED_ROLES): its traffic ran inside it
+    timed = Cost(compute_s=2.0, memory_s=1.5, time_s=2.0, work_items=[2.0])
+    timed.memory_timed = True
+    t = _time(DeviceSpec("t", overlap=False), timed)
+    assert t.duration == pytest.approx(2.0) and t.units["memory"] == pytest.approx(0.0)
+    assert _time(DeviceSpec("t", overlap=False), Cost(2.0, 1.5, 3.5, [2.0])).duration == pytest.approx(3.5)
+
+
 def test_fixed_overhead_is_idle_time():
     t = _time(DeviceSpec("t"), Cost(compute_s=1.0, memory_s=0.2, time_s=1.25))
     assert t.duration == pytest.approx(1.25)

@@ -33,12 +33,13 @@ from accelsim.hardware.kernel_terms import aliased_rows, group_rereads, tile_fil
 from accelsim.hardware.profile import HardwareProfile, PathSpec, load_profile
 from accelsim.hardware.schema import DTYPE_BYTES
 from accelsim.hardware.synthetic import synthetic_pattern
-from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, GATHER, GATHER_TILES, Op, product_op
+from accelsim.workload import COND_MATMUL, ELEMENTWISE_OPS, GATHER, GATHER_TILES, STREAMED_ROLES, Op, product_op
 
 #: Update traffic per updated parameter: AdamW's fp32 weight, grad and two moments read, weight and moments
 #: written (28 B), after global-norm gradient clipping (BERT's clip 1.0, as the trainer does: the norm reads
-#: the grad, the scaling reads and writes it, 12 B). The profiler's optimizer time on the Zen 5 is about twice
-#: the 28 B figure (benchmarks/results/zen5-f26m2/step-breakdown-*.json).
+#: the grad, the scaling reads and writes it, 12 B). A CPU profile that timed the update past its cache
+#: (workload.STREAMED_ROLES) is priced by that time instead: the Zen 5 moves these 40 B at 59 GB/s, faster than
+#: its numpy-copy bandwidth (42.5 GB/s, half of whose bytes are writes).
 ADAM_BYTES_PER_PARAM = 40.0
 #: Mask update traffic per candidate weight: fp32 weight and score read, one mask bit written.
 MASK_BYTES_PER_ELEMENT = 8.125
@@ -67,6 +68,7 @@ class OpCost:
     block: int = 0  # block size of a block path, else 0
     stored: float = 1.0  # fraction of the weight's values the chosen path's format holds (a product's)
     candidates: dict[str, float] = field(default_factory=dict)  # time_s of every path considered
+    memory_timed: bool = False  # compute_s is a measured time holding the traffic: memory_s runs inside it
 
 
 @dataclass(frozen=True)
@@ -182,9 +184,12 @@ class _Ctx:
         return self.main if self.cold else self.act_level(act_bytes)
 
     def finish(self, plan_name: str, overhead: float, compute_items: np.ndarray, flops: float,
-               traffic: list[tuple[object, float]], block: int = 0, cold: float = 0.0) -> OpCost:
+               traffic: list[tuple[object, float]], block: int = 0, cold: float = 0.0,
+               memory_timed: bool = False) -> OpCost:
         """``cold``: activation bytes fetched from main memory after the overlapped part: a sparse kernel reads
-        its dense operand where its indices say, which no prefetcher runs ahead of (see _cost_plan)."""
+        its dense operand where its indices say, which no prefetcher runs ahead of (see _cost_plan).
+        ``memory_timed``: the compute items are a measured time that already holds this traffic
+        (workload.STREAMED_ROLES); the bytes still count for energy and the breakdowns, not for the time."""
         p = self.p
         items = np.sort(np.asarray(compute_items, dtype=float))[::-1]
         compute_s = compute_time(items, p.compute.count, self.units_per_item)
@@ -209,10 +214,15 @@ class _Ctx:
         bsp = p.execution.bsp
         if bsp is not None:
             overhead += bsp.supersteps_per_op * bsp.sync_s
-        busy = max(compute_s, memory_s) if p.execution.overlap and bsp is None else compute_s + memory_s
+        if memory_timed:  # the traffic ran inside the measured time: the memory port is busy at most that long
+            memory_s = min(memory_s, compute_s)
+            busy = compute_s
+        else:
+            busy = max(compute_s, memory_s) if p.execution.overlap and bsp is None else compute_s + memory_s
         return OpCost(compute_s=compute_s, memory_s=memory_s, time_s=busy + overhead + stall, flops_executed=flops,
                       bytes=nbytes, energy_j=energy, work_items=items.tolist(), path=plan_name,
-                      overhead_s=overhead, units_per_item=self.units_per_item, block=block, stall_s=stall)
+                      overhead_s=overhead, units_per_item=self.units_per_item, block=block, stall_s=stall,
+                      memory_timed=memory_timed)
 
     def even_items(self, balanced_s: float) -> np.ndarray:
         per = balanced_s * self.p.compute.count / (self.units_per_item * self.n_items)
@@ -323,7 +333,8 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
     rate = ctx.p.compute.vector_flops.get("fp32", ctx.vector) if op.kind in ("optimizer", "mask_update") \
         else ctx.vector
     per_element = spec.element_seconds(op.role or "", ELEMENT_PHASE.get(op.phase, ""), op.elements)
-    if per_element is not None and op.kind in ("elementwise", "optimizer", "mask_update"):  # measured: role, phase
+    measured = per_element is not None and op.kind in ("elementwise", "optimizer", "mask_update")  # role, phase
+    if measured:
         items = ctx.even_items(op.elements * per_element)
     else:
         items = ctx.even_items(flops / (rate * spec.fraction(ctx.dtype)))
@@ -336,7 +347,8 @@ def _vector_cost(ctx: _Ctx, op: Op) -> OpCost:
     }[op.kind]()
     if ctx.p.kind == "ideal":
         traffic = []
-    return ctx.finish(spec.name, spec.overhead_s, items, flops, traffic)
+    return ctx.finish(spec.name, spec.overhead_s, items, flops, traffic,
+                      memory_timed=measured and op.role in STREAMED_ROLES)
 
 
 def op_cost(profile: HardwareProfile | str, op: Op, pattern: dict | None = None, *, resident: bool = True,

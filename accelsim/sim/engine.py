@@ -54,10 +54,13 @@ class OpTiming:
     events: int = 0
 
 
-def _combine(device: DeviceSpec, compute_s: float, memory_s: float) -> float:
-    if device.bsp or not device.overlap:
-        return compute_s + memory_s
-    return max(compute_s, memory_s)
+def _overlapped(device: DeviceSpec, c: CostLike) -> bool:
+    """Memory traffic runs alongside compute: on an overlapping device, or inside an op's measured time."""
+    return not device.bsp and (device.overlap or getattr(c, "memory_timed", False))
+
+
+def _combine(device: DeviceSpec, c: CostLike) -> float:
+    return max(c.compute_s, c.memory_s) if _overlapped(device, c) else c.compute_s + c.memory_s
 
 
 class OpSimulator:
@@ -87,7 +90,7 @@ class OpSimulator:
         env = CountingEnvironment()
         compute, memory = ComputeArray(env, dev.engines), MemoryPort(env)
         # what the cost model charges beyond compute and memory: launch, path and BSP sync overheads
-        overhead = max(c.time_s - _combine(dev, c.compute_s, c.memory_s), 0.0)
+        overhead = max(c.time_s - _combine(dev, c), 0.0)
         items = list(c.work_items)
         per_item = float(getattr(c, "units_per_item", 1.0))
 
@@ -98,7 +101,7 @@ class OpSimulator:
                 yield env.process(memory.transfer(c.memory_s))
                 return
             yield env.timeout(overhead)
-            if dev.overlap:
+            if _overlapped(dev, c):
                 yield env.all_of([env.process(compute.run(items, c.compute_s, per_item)),
                                   env.process(memory.transfer(c.memory_s))])
             else:
