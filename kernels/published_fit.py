@@ -34,8 +34,8 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from accelsim.hardware import HardwareProfile, fittable_params, load_profile, with_params
-from accelsim.kernels import published_siblings as siblings
 from accelsim.kernels import published_blocks as blocks
+from accelsim.kernels import published_siblings as siblings
 from accelsim.kernels.published import BEST_TOKENS, Point, load_points
 from accelsim.kernels.published_validate import Prediction, error_stats, predict
 
@@ -93,7 +93,8 @@ NEW_PATHS: dict[str, dict[str, tuple[str, dict, str]]] = {
 #: found the pure power-law regime eff = e * (x / d0)^a of docs/hardware-profiles.md, where only e / d0^a
 #: is determined by the rows, so a wider range would move e and d0 together without changing a prediction.
 LOG_BOUNDS = {"peak_fraction": (1e-4, 1.0), "d_half": (1e-5, 10.0), "overhead": (1e-8, 1e-2),
-              "dispatch_overhead": (1e-7, 1e-2), "relayout_overhead": (1e-8, 1e-2), "block_reread_bandwidth": (1e10, 1e14)}
+              "dispatch_overhead": (1e-7, 1e-2), "relayout_overhead": (1e-8, 1e-2),
+              "block_reread_bandwidth": (1e10, 1e14)}
 LIN_BOUNDS = {"exponent": (0.05, 1.0)}
 #: start of a term the base profile leaves out (overhead 0 = "absent")
 STARTS = {"overhead": 10e-6, "d_half": 0.05, "dispatch_overhead": 50e-6, "relayout_overhead": 50e-6}

@@ -43,7 +43,8 @@ DTYPES = ("fp16", "fp32")
 FitPath = Callable[[HardwareProfile, str, list[Point]], tuple[HardwareProfile, object]]
 
 
-def _point(path: str, block: int, dtype: str, tokens: int, features: int, density: float, speedup: float = 1.0) -> Point:
+def _point(path: str, block: int, dtype: str, tokens: int, features: int, density: float,
+           speedup: float = 1.0) -> Point:
     return Point(id=f"sibling-{path}-{dtype}-{tokens}-{features}-{density:g}", source="derived",
                  hardware="derived", library="derived", path=path, op="kernel_fwd", dtype=dtype,
                  tokens=tokens, in_features=features, out_features=features,
@@ -92,8 +93,8 @@ def fill(profile: HardwareProfile, fitted: set[str], fit_path: FitPath) -> Hardw
     for path, (mode, b) in fam.items():
         if path in done:
             continue
-        twin = next((p for p in done if fam[p] != (mode, b) and fam[p][1] == b), None)
-        pair = next(((p, q) for p in done for q in done
+        twin = next((p for p in sorted(done) if fam[p] != (mode, b) and fam[p][1] == b), None)
+        pair = next(((p, q) for p in sorted(done) for q in sorted(done)
                      if fam[p][0] == mode and fam[q][0] != mode and fam[p][1] == fam[q][1] != b), None)
         if twin and pair:
             profile = fit_path(profile, path, mode_rows(profile, path, twin, *pair))[0]

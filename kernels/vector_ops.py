@@ -97,8 +97,8 @@ def past_the_cache(bytes_each: int) -> int:
 
 #: models whose whole update the optimizer rows time (vocabulary: the trainer's tokenizer, 8192), a size table over
 #: their parameter counts: the time per parameter depends on the tensors a model has, not only on the bytes it
-#: streams (Zen 5, 2 threads: 0.62 / 0.68 / 0.47 ns for bert-mini / small / base, where one synthetic layer set of
-#: hidden 512 gave 0.64; benchmarks/results/zen5-f26m2/optimizer.json)
+#: streams (Zen 5, 2 threads: 0.62 / 0.68 / 0.47 ns for bert-mini / small / base,
+#: benchmarks/results/zen5-f26m2/optimizer.json)
 OPTIMIZER_MODELS = ("bert-mini", "bert-small", "bert-base")
 OPTIMIZER_VOCAB = 8192
 

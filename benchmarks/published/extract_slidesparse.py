@@ -29,6 +29,8 @@ import io
 import subprocess
 import sys
 
+from accelsim.kernels.published import COLUMNS
+
 COMMIT = "92a8ca495b1c8cfe9ae5b1fc31badeb48a47ea65"
 BASE = "slidesparse/benchmark_kernel/kernel_speedup_results"
 #: (GPU directory, dtype directory, profile, dtype, hardware as the source names it)
@@ -37,8 +39,6 @@ RUNS = (("A100_cc80_py312_cu129_x86_64", "FP16", "gpu-a100", "fp16", "NVIDIA A10
         ("H100_cc90_py312_cu129_x86_64", "FP8", "gpu-h100", "fp8", "NVIDIA H100 PCIe (cc90; CUDA 12.9)"))
 MODEL, MODEL_M = "Qwen2.5-7B-INT8", (64, 512, 4096, 16384)
 SQUARES = (1024, 4096, 16384)
-COLUMNS = ("id,source,hardware,profile,library,software,path,op,dtype,tokens,in_features,out_features,model,batch,"
-           "seq_len,pattern,block,density,dense_s,sparse_s,speedup,read,where,note,dispatch").split(",")
 
 
 def _read(repo: str, path: str) -> list[dict]:
