@@ -43,9 +43,10 @@ SOFTWARE = ("current", "superseded")
 #: how each sparse call was issued (README "Columns"): "eager" = from eager PyTorch through a Python tensor
 #: subclass / autograd function (host time per call, kernel_time(..., eager=True)); "compiled" = inside a
 #: torch.compile graph; "relayout" = a framework op fed a dense operand in the framework's layout, not the sparse
-#: op's own (the op rearranges it every call: kernel_time(..., relayout=True)); "" = a direct library call,
-#: device-side timing, or not stated
-DISPATCH = ("", "eager", "compiled", "relayout")
+#: op's own (the op rearranges it every call: kernel_time(..., relayout=True)); "fastest" = the library timed
+#: the sparse and the dense GEMM of each shape beforehand and runs the faster (FasterTransformer's gemm test);
+#: "" = a direct library call, device-side timing, or not stated
+DISPATCH = ("", "eager", "compiled", "relayout", "fastest")
 COLUMNS = ("id", "source", "hardware", "profile", "library", "software", "path", "op", "dtype", "tokens", "in_features",
            "out_features", "model", "batch", "seq_len", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note",
            "dispatch")

@@ -37,7 +37,7 @@ def test_dispatch_column_is_optional_and_checked(tmp_path):
     f.write_text(",".join(COLUMNS) + "\n" + row + ",jit\n")
     with pytest.raises(UserError, match="field 'dispatch'"):
         load_points(f)
-    assert {p.dispatch for p in load_points()} <= {"", "eager", "compiled", "relayout"}
+    assert {p.dispatch for p in load_points()} <= {"", "eager", "compiled", "relayout", "fastest"}
 
 
 def _row(i, tokens, dispatch, truth, source="syn"):

@@ -99,6 +99,36 @@ def test_vit_inference_rows_are_torchvision_vits_with_sparse_mlps():
     assert pred.predicted is not None and not pred.no_path and pred.predicted > 1.0
 
 
+def test_encoder_rows_are_the_encoder_stack_alone():
+    # FasterTransformer's BERT op: hidden states in and out, no embeddings, no QA head
+    from accelsim.kernels.published_models import bert_forward_ops
+
+    full, enc = bert_forward_ops("bert-base", 8, 128), bert_forward_ops("bert-base-encoder", 8, 128)
+    names = {op.name for op in full} - {op.name for op in enc}
+    assert names == {"embeddings", "embeddings.layernorm", "qa_head"}
+    assert len(full) == len(enc) + 3
+
+
+def test_fastest_dispatch_runs_each_product_on_the_faster_of_sparse_and_dense():
+    # a library that timed both GEMMs per shape (FasterTransformer's gemm test) never runs a slower sparse one
+    # at the kernel level, so a forced 2:4 slowdown (a 32-token product, 0.93x-like) is capped at 1.0x
+    def row(dispatch, op="kernel_fwd", **kw):
+        base = dict(tokens=32, in_features=768, out_features=768, pattern="2:4", density=0.5, dtype="fp16",
+                    path="2:4-sparse-tc", speedup=1.0, dispatch=dispatch, op=op)
+        base.update(kw)
+        return _point(**base)
+
+    forced, fastest = predict("gpu-a100", row("")), predict("gpu-a100", row("fastest"))
+    assert forced.predicted < 1.0 and math.isclose(fastest.predicted, 1.0)
+    big = dict(tokens=16384, in_features=4096, out_features=4096)
+    assert math.isclose(predict("gpu-a100", row("", **big)).predicted,
+                        predict("gpu-a100", row("fastest", **big)).predicted)  # sparse wins: same as forced
+    model = dict(op="model_inference", tokens=32, in_features=None, out_features=None, model="bert-base-encoder",
+                 batch=1, seq_len=32)
+    assert predict("gpu-a100", row("", **model)).predicted < predict("gpu-a100", row("fastest", **model)).predicted
+    assert math.isclose(predict("gpu-a100", row("fastest", **model)).predicted, 1.0, rel_tol=0.02)
+
+
 def test_mlp_fwd_is_the_two_forward_products():
     # an inference FFN in -> out -> in (pytorch/ao#2012 rows): dense and sparse time are the two products' sums
     from accelsim.hardware import kernel_time, load_profile
