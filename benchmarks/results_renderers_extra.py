@@ -156,7 +156,30 @@ def published_fit(path: Path, d: dict) -> list[str]:
         rows.append(_err_row("all profiles, in-sample", d["in_sample"]))
     if d.get("superseded", {}).get("n"):
         rows.append(_err_row("all profiles, superseded", d["superseded"]))
-    return lines + [""] + table(_ERR_HEADER, rows)
+    return lines + [""] + table(_ERR_HEADER, rows) + _held_out_by_source(d)
+
+
+def _held_out_by_source(d: dict) -> list[str]:
+    """Each source as the held-out one: which publications the others predict, and in which direction."""
+    rows = []
+    for name, p in d["profiles"].items():
+        by_source: dict[str, list[float]] = {}
+        for r in p.get("held_out_rows", []):
+            if r.get("predicted"):
+                by_source.setdefault(r["source"], []).append(math.log(r["predicted"] / r["published"]))
+        for source, errs in sorted(by_source.items()):
+            size = sorted(abs(e) for e in errs)
+            mid = len(size) // 2
+            median = size[mid] if len(size) % 2 else 0.5 * (size[mid - 1] + size[mid])
+            rows.append([f"{name}: {source}", str(len(errs)), sig(median, 2), _factor(median),
+                         pct(sum(e <= math.log(1.35) for e in size) / len(size), 0),
+                         _factor(sum(errs) / len(errs))])
+    if not rows:
+        return []
+    return ["", "Held out one at a time: each source predicted by the profile fitted to the others (mean "
+            "predicted / published above 1× = the others over-predict it)."] + [""] + table(
+        ["held-out source", "points", "median \\|log err\\|", "as a factor", "within 1.35×",
+         "mean predicted / published"], rows)
 
 
 @renders("*/published_validation.json", "Profiles vs published speedups (`accelsim validate --published`)")

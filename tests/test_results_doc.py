@@ -82,3 +82,20 @@ def test_step_spread_sets_restart_steps_apart(monkeypatch):
     wall[6] = 5.0
     steps = pa.table({"wall_s": wall, "mask_changed": [True] * 12})  # every step updates: none left out
     assert mod.step_spread("run", chunk=4)["other_max_over_median"] == 5.0
+
+
+def test_held_out_rows_are_summarised_per_source():
+    _module()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from results_renderers_extra import _held_out_by_source
+
+    rows = [{"source": "a", "published": 1.0, "predicted": 2.0}, {"source": "a", "published": 1.0, "predicted": 1.2},
+            {"source": "a", "published": 2.0, "predicted": 2.0}, {"source": "b", "published": 4.0, "predicted": 1.0},
+            {"source": "b", "published": 1.0, "predicted": None}]
+    lines = _held_out_by_source({"profiles": {"gpu-x": {"held_out_rows": rows}}})
+    a = next(line for line in lines if line.startswith("| gpu-x: a |"))
+    b = next(line for line in lines if line.startswith("| gpu-x: b |"))
+    # a: |log| errors 0.69, 0.18, 0 -> median 0.18 (1.2x), 2 of 3 within 1.35x, mean log err +0.29 (over-predicted)
+    assert a.split(" | ")[1:5] == ["3", "0.18", "1.2×", "67 %"] and a.endswith("| 1.34× |")
+    # b: one predicted row 4x under; the unpredicted row is not counted
+    assert b.split(" | ")[1:5] == ["1", "1.4", "4×", "0 %"] and b.endswith("| 0.25× |")
