@@ -1,10 +1,10 @@
 """Fit gpu-a100, gpu-h100 and ipu-gc200's sparse paths to benchmarks/published/points.csv (issue 16).
 
-Runs kernels.published_fit per profile (leave-one-source-out held-out error, then the fit to every
-current-software row), writes the fitted paths and their provenance into hwconfigs/<name>.yaml (only
+Runs kernels.published_fit per profile (leave-one-source-out and leave-one-author-group-out held-out
+error, then the fit to every current-software row), writes the fitted paths and their provenance into hwconfigs/<name>.yaml (only
 those lines; ``fitted:`` lists each path's dataset rows), and the results under
 benchmarks/results/published/: fit.json (parameters, in-sample and held-out error per profile and path)
-and heldout.png (held-out predictions vs published). ~2 min on 2 cores.
+and heldout.png (held-out predictions vs published). ~3 min on 2 cores.
 
     python benchmarks/fit_published.py [--profiles gpu-a100,ipu-gc200] [--no-write]
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from accelsim.hardware import load_profile, load_profile_text
 from accelsim.hardware.params import PATH_PARAMS
 from accelsim.kernels import published_blocks as blocks
+from accelsim.kernels.published import author_group
 from accelsim.kernels.published_fit import NARROWED, NEW_PATHS, fit_profile
 from accelsim.kernels.published_validate import error_stats, plot_predictions
 from accelsim.kernels.profile_edit import write_profile
@@ -58,20 +59,24 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report = {"date": str(date.today()), "machine": platform.node() + " " + platform.machine(),
               "data": "benchmarks/published/points.csv", "profiles": {}}
-    held_all, super_all, in_all = [], [], []
+    held_all, group_all, super_all, in_all = [], [], [], []
     for name in args.profiles.split(","):
-        fit = fit_profile(name, base=handset(name))
+        fit = fit_profile(name, base=handset(name), by_group=True)
         held_all += fit.held_out
+        group_all += fit.held_out_by_group
         super_all += fit.superseded
         in_all += fit.in_sample
-        rep = {"sources": fit.sources, "held_out": fit.held_out_stats(), "in_sample": error_stats(fit.in_sample),
+        rep = {"sources": fit.sources, "held_out": fit.held_out_stats(),
+               "author_groups": sorted({author_group(s) for s in fit.sources}),
+               "held_out_by_group": error_stats(fit.held_out_by_group), "in_sample": error_stats(fit.in_sample),
                "superseded": error_stats(fit.superseded),
                "paths": {pf.path: {"rows": pf.rows, "params": pf.params, "in_sample": pf.in_sample,
                                    "derived": {k: v for k, (v, _) in pf.derived.items()}} for pf in fit.paths},
                "held_out_rows": [{"id": h.id, "source": h.source, "published": h.published,
                                   "predicted": h.predicted, "no_path": h.no_path} for h in fit.held_out]}
         report["profiles"][name] = rep
-        print(name, "held-out", rep["held_out"], "| in-sample", rep["in_sample"], "| superseded", rep["superseded"])
+        print(name, "held-out", rep["held_out"], "| by author group", rep["held_out_by_group"], "| in-sample",
+              rep["in_sample"], "| superseded", rep["superseded"])
         for pf in fit.paths:
             print(f"  {pf.path}: {len(pf.rows)} rows, in-sample {pf.in_sample}, params "
                   + ", ".join(f"{k.split('.', 2)[2]}={v:.4g}" for k, v in pf.params.items())
@@ -97,15 +102,19 @@ def main() -> None:
                             "log(predicted / published speedup), each sparse path on the rows naming it; dense path kept",
                   "data": "benchmarks/published/points.csv", "date": report["date"],
                   "held_out": {"method": "leave one source out", **rep["held_out"], "sources": len(fit.sources)},
+                  "held_out_by_group": {"method": "leave one author group out (kernels/published.py AUTHOR_GROUPS)",
+                                        **rep["held_out_by_group"], "groups": len(rep["author_groups"])},
                   "paths": {pf.path: {"rows": pf.rows, "in_sample_median_abs_log_err": pf.in_sample.get("median_abs_log_err")}
                             for pf in fit.paths}}
         write_profile(ROOT / "hwconfigs" / f"{name}.yaml", fit.profile, [pf.path for pf in fit.paths],
                       {p: base for p, (base, _, _) in NEW_PATHS.get(name, {}).items()}, set(sources) | stale, sources, fitted)
         print(f"  wrote hwconfigs/{name}.yaml")
     report["held_out"] = error_stats(held_all)
+    report["held_out_by_group"] = error_stats(group_all)
     report["superseded"] = error_stats(super_all)
     report["in_sample"] = error_stats(in_all)
-    print("all profiles held-out", report["held_out"], "| in-sample", report["in_sample"])
+    print("all profiles held-out", report["held_out"], "| by author group", report["held_out_by_group"],
+          "| in-sample", report["in_sample"])
     (out / "fit.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_predictions(held_all, out / "heldout.png", title="held-out sources: predicted vs published speedup")
     print(f"wrote {out / 'fit.json'}, {out / 'heldout.png'}")

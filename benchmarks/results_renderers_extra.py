@@ -143,15 +143,23 @@ _ERR_HEADER = ["", "points", "median \\|log err\\|", "as a factor", "within 1.35
 @renders("fit.json", "Accelerator profiles fitted to published speedups (`fit_published.py`)")
 def published_fit(path: Path, d: dict) -> list[str]:
     lines = [f"Data `{d['data']}`. Held-out error, leaving one source out at a time (the profile refitted "
-             "without it); superseded rows (not fitted) scored apart. Published speedups, not measurements of ours."]
+             "without it), and one author group at a time (publications by the same people leave together: "
+             "`kernels/published.py` AUTHOR_GROUPS); superseded rows (not fitted) scored apart. Published speedups, "
+             "not measurements of ours."]
     rows = []
     for name, p in d["profiles"].items():
         rows.append(_err_row(f"{name} held-out ({len(p['sources'])} sources)", p["held_out"]))
+        if p.get("held_out_by_group", {}).get("n"):
+            groups = len(p["author_groups"])
+            rows.append(_err_row(f"{name} held-out by author group ({groups} group{'s' if groups > 1 else ''})",
+                                 p["held_out_by_group"]))
         if p.get("in_sample", {}).get("n"):
             rows.append(_err_row(f"{name} in-sample (fit to every source)", p["in_sample"]))
         if p.get("superseded", {}).get("n"):
             rows.append(_err_row(f"{name} superseded", p["superseded"]))
     rows.append(_err_row("**all profiles, held-out**", d["held_out"]))
+    if d.get("held_out_by_group", {}).get("n"):
+        rows.append(_err_row("all profiles, held-out by author group", d["held_out_by_group"]))
     if d.get("in_sample", {}).get("n"):
         rows.append(_err_row("all profiles, in-sample", d["in_sample"]))
     if d.get("superseded", {}).get("n"):

@@ -47,6 +47,24 @@ SOFTWARE = ("current", "superseded")
 #: the sparse and the dense GEMM of each shape beforehand and runs the faster (FasterTransformer's gemm test);
 #: "" = a direct library call, device-side timing, or not stated
 DISPATCH = ("", "eager", "compiled", "relayout", "fastest")
+#: publications by the same people, held out together for the stricter "new author group" error
+#: (benchmarks/published/README.md, "Coverage"); a source not listed is a group of its own. The PyTorch sparsity
+#: team and Quansight are one group: the ViT block-sparsity blog is by both (Cai, Puhrsch; James, Peterson,
+#: Vedeneev), and Andrew James wrote Quansight's BSR post
+AUTHOR_GROUPS: dict[str, tuple[str, ...]] = {
+    "graphcore": ("popsparse-paper", "popsparse-notebook"),
+    "pytorch-sparsity-quansight": (
+        "pytorch-2to4-tutorial", "pytorch-issue-111339", "torchao-sparse-training", "torchao-sparsity-readme",
+        "superblock-pr-9", "torchao-superblock-results", "torchao-pr-1734", "torchao-pr-2012",
+        "pytorch-blog-2to4-training", "pytorch-blog-vit-block-sparsity", "quansight-bsr-blog"),
+}
+
+
+def author_group(source: str) -> str:
+    """The author group a source's publication belongs to (its own key when no group lists it)."""
+    return next((g for g, members in AUTHOR_GROUPS.items() if source in members), source)
+
+
 COLUMNS = ("id", "source", "hardware", "profile", "library", "software", "path", "op", "dtype", "tokens", "in_features",
            "out_features", "model", "batch", "seq_len", "pattern", "block", "density", "dense_s", "sparse_s", "speedup", "read", "where", "note",
            "dispatch")

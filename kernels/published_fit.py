@@ -13,7 +13,9 @@ measured sources, and a speedup only sees the sparse path relative to it.
 
 Held-out error: leave-one-source-out. For every source with rows on the profile, every path is refitted
 without that source and the source's rows are predicted; the pooled held-out errors are what the report
-quotes. The profile written is the fit to all sources.
+quotes. The stricter leave-one-author-group-out (``by_group``: publications by the same people,
+:data:`~accelsim.kernels.published.AUTHOR_GROUPS`, leave together) says how a measurement from a group the
+fit has never seen would be predicted. The profile written is the fit to all sources.
 
 Paths the data shows exist but a profile lacks are added before fitting (:data:`NEW_PATHS`), starting
 from the nearest existing path's parameters. The paths of one kernel at several block sizes (Triton's BSR on
@@ -36,7 +38,7 @@ from scipy.optimize import least_squares
 from accelsim.hardware import HardwareProfile, fittable_params, load_profile, with_params
 from accelsim.kernels import published_blocks as blocks
 from accelsim.kernels import published_siblings as siblings
-from accelsim.kernels.published import BEST_TOKENS, Point, load_points
+from accelsim.kernels.published import BEST_TOKENS, Point, author_group, load_points
 from accelsim.kernels.published_validate import Prediction, error_stats, predict
 
 #: paths the published rows show exist, per profile: name -> (copy parameters from, changes, provenance)
@@ -361,24 +363,40 @@ class ProfileFit:
     sources: list[str]
     superseded: list[Prediction] = field(default_factory=list)  # not fitted; predicted by the final fit
     in_sample: list[Prediction] = field(default_factory=list)  # the final fit's own rows, predicted by it
+    #: leave-one-author-group-out predictions (fit_profile(by_group=True)); empty when not asked for
+    held_out_by_group: list[Prediction] = field(default_factory=list)
 
     def held_out_stats(self) -> dict:
         return error_stats(self.held_out)
 
 
-def fit_profile(name: str, points: list[Point] | None = None, base: HardwareProfile | str | None = None) -> ProfileFit:
+def _hold_out(start: HardwareProfile, rows: list[Point], unit, done: dict | None = None) -> list[Prediction]:
+    """Predict each unit's rows (``unit(row)``: its source or author group) from a fit to the other units'.
+    ``done`` maps the set of sources a fold held out to its predictions, so a fold is fitted once."""
+    done = {} if done is None else done
+    held: list[Prediction] = []
+    for name in sorted({unit(p) for p in rows}):
+        out = frozenset(p.source for p in rows if unit(p) == name)
+        if out not in done:
+            prof, _ = _fit_all(start, [p for p in rows if p.source not in out])
+            done[out] = [predict(prof, p) for p in rows if p.source in out]
+        held += done[out]
+    return held
+
+
+def fit_profile(name: str, points: list[Point] | None = None, base: HardwareProfile | str | None = None,
+                by_group: bool = False) -> ProfileFit:
     """Fit ``name``'s sparse paths to its current-software rows; held-out error by leaving one source out
-    at a time (a path whose rows all come from the held-out source keeps its starting parameters)."""
+    at a time (a path whose rows all come from the held-out source keeps its starting parameters), and with
+    ``by_group`` also one author group at a time."""
     points = load_points() if points is None else points
     every = [p for p in points if p.profile == name and (p.kernel or p.model)]  # model: a BERT pass
     rows = [p for p in every if p.software == "current"]
     start = extend(load_profile(base or name))
     sources = sorted({p.source for p in rows})
-    held: list[Prediction] = []
-    for src in sources:
-        train = [p for p in rows if p.source != src]
-        prof, _ = _fit_all(start, train)
-        held += [predict(prof, p) for p in rows if p.source == src]
+    folds: dict = {}
+    held = _hold_out(start, rows, lambda p: p.source, folds)
+    by_author = _hold_out(start, rows, lambda p: author_group(p.source), folds) if by_group else []
     final, fits = _fit_all(start, rows)
     superseded = [predict(final, p) for p in every if p.software != "current"]
-    return ProfileFit(final, fits, held, sources, superseded, [predict(final, p) for p in rows])
+    return ProfileFit(final, fits, held, sources, superseded, [predict(final, p) for p in rows], by_author)

@@ -57,6 +57,11 @@ def print_fitted(profile, console: Console | None = None) -> None:
     console.print(f"[cyan]fitted[/] to {fitted.get('data')} ({fitted.get('date')}): held-out "
                   f"({held.get('method')}, {held.get('n')} rows) median |log err| {held.get('median_abs_log_err')}, "
                   f"within 1.35x {held.get('within_1.35x')}")
+    group = fitted.get("held_out_by_group")
+    if isinstance(group, dict) and group.get("n"):
+        n = group.get("groups")
+        console.print(f"  held out by author group ({n} group{'' if n == 1 else 's'}): median |log err| "
+                      f"{group.get('median_abs_log_err')}, within 1.35x {group.get('within_1.35x')}")
     table = Table(title=f"{profile.name}: dataset rows each sparse path was fitted to")
     for col in ("path", "row", "published", "dtype", "pattern", "where"):
         table.add_column(col, overflow="fold")

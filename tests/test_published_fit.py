@@ -1,5 +1,6 @@
 """Fitting a profile's sparse path to published-style rows: parameter recovery and source hold-out."""
 import dataclasses
+import math
 
 from accelsim.hardware import load_profile, with_params
 from accelsim.kernels.published import Point
@@ -96,3 +97,30 @@ def test_per_call_overhead_is_fitted_only_over_a_decade_of_work():
     assert "paths.csr-spmm.overhead" not in free_params(prof, "csr-spmm", rows([1024, 2048, 4096, 8192]))
     wide = [64, 256, 1024, int(64 * SPAN) * 4]
     assert "paths.csr-spmm.overhead" in free_params(prof, "csr-spmm", rows(wide))
+
+
+def test_author_group_hold_out_leaves_a_groups_publications_out_together():
+    # two publications by one group (kernels.published.AUTHOR_GROUPS) measured a slower kernel than a third,
+    # independent source; held out by group, one of them can no longer be predicted from its sibling
+    from accelsim.kernels.published import author_group
+
+    a, b = "quansight-bsr-blog", "pytorch-blog-vit-block-sparsity"
+    assert author_group(a) == author_group(b) != author_group("syn") == "syn"
+    truth = with_params(load_profile("gpu-a100"), TRUE)
+    slow = with_params(load_profile("gpu-a100"), {**TRUE, "paths.csr-spmm.peak_fraction.fp32": 0.1})
+
+    def rows(profile, source):
+        return [p.model_copy(update={"id": f"{source}-{p.id}", "source": source}) for p in _rows(profile)]
+
+    independent = rows(truth, "syn")
+    points = independent + rows(slow, a) + rows(slow, b)
+    fit = fit_profile("gpu-a100", points=points, by_group=True)
+    assert len(fit.held_out_by_group) == len(fit.held_out) == 30
+    err = {how: max(abs(x.log_err) for x in preds if x.source == a)
+           for how, preds in (("source", fit.held_out), ("group", fit.held_out_by_group))}
+    assert err["group"] > err["source"] + 0.3  # by source, the sibling publication still shows the slow kernel
+    # by group, the publication is predicted from the independent source alone
+    alone = fit_profile("gpu-a100", points=independent).profile
+    by_id = {p.id: p for p in points}
+    for x in (x for x in fit.held_out_by_group if x.source == a):
+        assert math.isclose(x.predicted, predict(alone, by_id[x.id]).predicted, rel_tol=1e-6)

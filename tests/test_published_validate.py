@@ -53,7 +53,8 @@ def test_hw_show_lists_the_rows_each_sparse_path_was_fitted_to():
     res = CliRunner().invoke(app, ["hw", "show", "gpu-a100"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     for needle in ("dataset rows each sparse path was fitted to", "bsr-fp32", "pop-gpu-bsr16_fp32-d16",
-                   "2:4-sparse-tc", "tut-linear-3072x10240x3072", "csr-spmm", "held-out"):
+                   "2:4-sparse-tc", "tut-linear-3072x10240x3072", "csr-spmm", "held-out",
+                   "held out by author group"):
         assert needle in res.output, needle
 
 
