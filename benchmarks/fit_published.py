@@ -1,8 +1,8 @@
 """Fit gpu-a100, gpu-h100 and ipu-gc200's sparse paths to benchmarks/published/points.csv (issue 16).
 
 Runs kernels.published_fit per profile (leave-one-source-out and leave-one-author-group-out held-out
-error, then the fit to every current-software row), writes the fitted paths and their provenance into hwconfigs/<name>.yaml (only
-those lines; ``fitted:`` lists each path's dataset rows), and the results under
+error, then the fit to every current-software row), writes the fitted paths and their provenance into
+hwconfigs/<name>.yaml (only those lines; ``fitted:`` lists each path's dataset rows), and the results under
 benchmarks/results/published/: fit.json (parameters, in-sample and held-out error per profile and path)
 and heldout.png (held-out predictions vs published). ~3 min on 2 cores.
 
