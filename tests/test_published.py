@@ -23,6 +23,17 @@ def test_bundled_dataset_validates_and_covers_the_issue():
             assert abs(math.log(p.dense_s / p.sparse_s / p.speedup)) <= 0.03
 
 
+def test_author_groups_name_sources_of_the_dataset():
+    # a misspelt source in AUTHOR_GROUPS would silently become a group of its own in the by-group hold-out
+    from accelsim.kernels.published import AUTHOR_GROUPS, author_group
+
+    sources = {p.source for p in load_points()}
+    members = [s for group in AUTHOR_GROUPS.values() for s in group]
+    assert len(members) == len(set(members)) and set(members) <= sources
+    assert all(author_group(s) == g for g, group in AUTHOR_GROUPS.items() for s in group)
+    assert author_group("a-source-no-group-lists") == "a-source-no-group-lists"
+
+
 def _write(tmp_path, rows):
     f = tmp_path / "points.csv"
     f.write_text(",".join(COLUMNS) + "\n" + "\n".join(rows) + "\n")
