@@ -169,6 +169,10 @@ def published_fit(path: Path, d: dict) -> list[str]:
 
 def _held_out_by_source(d: dict) -> list[str]:
     """Each source as the held-out one: which publications the others predict, and in which direction."""
+    from types import SimpleNamespace
+
+    from accelsim.kernels.published_validate import error_stats
+
     rows = []
     for name, p in d["profiles"].items():
         by_source: dict[str, list[float]] = {}
@@ -176,12 +180,8 @@ def _held_out_by_source(d: dict) -> list[str]:
             if r.get("predicted"):
                 by_source.setdefault(r["source"], []).append(math.log(r["predicted"] / r["published"]))
         for source, errs in sorted(by_source.items()):
-            size = sorted(abs(e) for e in errs)
-            mid = len(size) // 2
-            median = size[mid] if len(size) % 2 else 0.5 * (size[mid - 1] + size[mid])
-            rows.append([f"{name}: {source}", str(len(errs)), sig(median, 2), _factor(median),
-                         pct(sum(e <= math.log(1.35) for e in size) / len(size), 0),
-                         _factor(sum(errs) / len(errs))])
+            stats = error_stats([SimpleNamespace(log_err=e, no_path=False) for e in errs])
+            rows.append(_err_row(f"{name}: {source}", stats)[:5] + [_factor(sum(errs) / len(errs))])
     if not rows:
         return []
     return ["", "Held out one at a time: each source predicted by the profile fitted to the others (mean "

@@ -111,17 +111,17 @@ def optimizer_rows(repeats: int) -> dict[str, dict]:
     training step's forward and backward pass evict it."""
     import dataclasses
 
-    from accelsim.bert import PRESETS, bert_param_shapes
+    from accelsim.bert import PRESETS, bert_param_shapes, bert_params
     from accelsim.kernels.optim import adamw
     from accelsim.workload import OPTIMIZER
 
     rows = {}
     for name in OPTIMIZER_MODELS:
-        shapes = bert_param_shapes(dataclasses.replace(PRESETS[name], vocab=OPTIMIZER_VOCAB))
-        n = sum(torch.Size(s).numel() for s in shapes)
+        dims = dataclasses.replace(PRESETS[name], vocab=OPTIMIZER_VOCAB)
+        n = bert_params(dims)
         if past_the_cache(16 * n) > 1:
             continue
-        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        params = [torch.nn.Parameter(torch.randn(s)) for s in bert_param_shapes(dims)]
         for p in params:
             p.grad = torch.randn_like(p)
         opt = adamw(params, lr=1e-4, weight_decay=0.01)
