@@ -153,7 +153,8 @@ def validate(
                                         "(not with --published)"),
     hw: str = typer.Option(None, "--hw", help="profile (usually the output of `accelsim calibrate`); with "
                            "--published: comma-separated dataset profiles (default: all)"),
-    out: Path = typer.Option(None, "--out", help="directory for validation.json/.csv/.png"),
+    out: Path = typer.Option(None, "--out", help="directory for validation.json/.csv/.png (with --published: "
+                             "published_validation.json/.png, default runs/published-validation)"),
     threads: int = typer.Option(None, "--threads", help="thread count of the records to use"),
     published: bool = typer.Option(False, "--published", help="predict the published measurements "
                                    "(benchmarks/published/points.csv) instead of a local sweep"),
@@ -169,7 +170,7 @@ def validate(
             raise UserError("--published predicts the bundled dataset; give no measurements file", field="--published")
         from accelsim.kernels.published_validate import validate_published
 
-        report = validate_published(_split(hw, str, "hw"), out=out or Path("benchmarks/results/published"))
+        report = validate_published(_split(hw, str, "hw"), out=out or Path("runs/published-validation"))
         print_published(report)
         for f in report.get("files", []):
             print(f"wrote {f}")
