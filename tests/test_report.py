@@ -147,6 +147,23 @@ def test_verdict_says_which_profiles_are_measured(report):
             assert "Datasheets and stated assumptions only: " in para and hw in para.split("assumptions only:")[1]
 
 
+def test_published_basis_names_both_held_out_figures():
+    """A profile fitted to published rows reports its leave-one-author-group-out share beside the per-source one:
+    when every source is one group's (ipu-gc200, all Graphcore), only the stricter figure says so."""
+    from types import SimpleNamespace
+
+    from accelsim.report.verdict import basis_text
+
+    fitted = {"data": "points.csv", "held_out": {"n": 50, "within_1.35x": 0.74},
+              "held_out_by_group": {"n": 50, "within_1.35x": 0.22, "groups": 1}}
+    text = basis_text(SimpleNamespace(fitted=fitted))
+    text = text.replace("\xa0", " ")  # fmt_share keeps the number and its % together
+    assert "leave-one-source-out: 74.0 % of 50" in text and "leave-one-author-group-out: 22.0 % (1 group)" in text
+    del fitted["held_out_by_group"]  # a profile fitted before groups were recorded keeps the old sentence
+    assert "author-group" not in basis_text(SimpleNamespace(fitted=fitted))
+    assert "author-group-out: " in basis_text(load_profile("ipu-gc200"))  # the bundled fit records both
+
+
 def test_verdict_says_which_cpu_a_cpu_profile_describes(report):
     """The bundled CPU profile is a Zen 3's figures: the verdict says so, and warns when this is another CPU."""
     from accelsim.kernels.machine import cpu_profile_note

@@ -77,6 +77,12 @@ def basis_text(prof) -> str:
         held = fitted.get("held_out") or {}
         err = (f"; leave-one-source-out: {fmt_share(held['within_1.35x'])} of {held['n']} published points within "
                "1.35×" if "within_1.35x" in held and "n" in held else "")
+        # publications by the same people are not independent checks (kernels/published.py AUTHOR_GROUPS); where
+        # every source is one group's, holding that group out leaves only the profile's assumptions to score
+        group = fitted.get("held_out_by_group") or {}
+        if err and "within_1.35x" in group and "groups" in group:
+            err += (f", leave-one-author-group-out: {fmt_share(group['within_1.35x'])} "
+                    f"({group['groups']} group{'s' if group['groups'] != 1 else ''})")
         return f"datasheet; sparse paths fitted to published benchmarks ({fitted['data']}){err}"
     return "datasheet + assumptions"
 
