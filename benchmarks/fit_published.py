@@ -22,7 +22,7 @@ from accelsim.hardware.params import PATH_PARAMS
 from accelsim.kernels import published_blocks as blocks
 from accelsim.kernels.published import author_group
 from accelsim.kernels.published_fit import NARROWED, NEW_PATHS, fit_profile
-from accelsim.kernels.published_validate import error_stats, plot_predictions
+from accelsim.kernels.published_validate import cluster_interval, error_stats, plot_predictions
 from accelsim.kernels.profile_edit import write_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,17 @@ def _provenance(name: str, fit, pf) -> dict[str, str]:
     return {key: text for key, value in pf.params.items() if value != PATH_PARAMS[key.split(".")[2]].default}
 
 
+def _interval(preds, by_group: bool = False) -> dict:
+    """The held-out figures' 90 % interval, resampling the units the folds hold out (sources, or author groups)."""
+    ci = cluster_interval(preds, (lambda x: author_group(x.source)) if by_group else (lambda x: x.source))
+    return {"interval": {"resampling": "author groups" if by_group else "sources", **ci}} if ci else {}
+
+
+def _headline(stats: dict) -> dict:
+    """The figures a profile's ``fitted:`` record keeps (its interval stays in fit.json)."""
+    return {k: v for k, v in stats.items() if k != "interval"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profiles", default=",".join(PROFILES))
@@ -66,9 +77,10 @@ def main() -> None:
         group_all += fit.held_out_by_group
         super_all += fit.superseded
         in_all += fit.in_sample
-        rep = {"sources": fit.sources, "held_out": fit.held_out_stats(),
+        rep = {"sources": fit.sources, "held_out": {**fit.held_out_stats(), **_interval(fit.held_out)},
                "author_groups": sorted({author_group(s) for s in fit.sources}),
-               "held_out_by_group": error_stats(fit.held_out_by_group), "in_sample": error_stats(fit.in_sample),
+               "held_out_by_group": {**error_stats(fit.held_out_by_group), **_interval(fit.held_out_by_group, True)},
+               "in_sample": error_stats(fit.in_sample),
                "superseded": error_stats(fit.superseded),
                "paths": {pf.path: {"rows": pf.rows, "params": pf.params, "in_sample": pf.in_sample,
                                    "derived": {k: v for k, (v, _) in pf.derived.items()}} for pf in fit.paths},
@@ -101,16 +113,17 @@ def main() -> None:
         fitted = {"method": "kernels/published_fit.py (benchmarks/fit_published.py): scipy least_squares, soft-L1 on "
                             "log(predicted / published speedup), each sparse path on the rows naming it; dense path kept",
                   "data": "benchmarks/published/points.csv", "date": report["date"],
-                  "held_out": {"method": "leave one source out", **rep["held_out"], "sources": len(fit.sources)},
+                  "held_out": {"method": "leave one source out", **_headline(rep["held_out"]),
+                               "sources": len(fit.sources)},
                   "held_out_by_group": {"method": "leave one author group out (kernels/published.py AUTHOR_GROUPS)",
-                                        **rep["held_out_by_group"], "groups": len(rep["author_groups"])},
+                                        **_headline(rep["held_out_by_group"]), "groups": len(rep["author_groups"])},
                   "paths": {pf.path: {"rows": pf.rows, "in_sample_median_abs_log_err": pf.in_sample.get("median_abs_log_err")}
                             for pf in fit.paths}}
         write_profile(ROOT / "hwconfigs" / f"{name}.yaml", fit.profile, [pf.path for pf in fit.paths],
                       {p: base for p, (base, _, _) in NEW_PATHS.get(name, {}).items()}, set(sources) | stale, sources, fitted)
         print(f"  wrote hwconfigs/{name}.yaml")
-    report["held_out"] = error_stats(held_all)
-    report["held_out_by_group"] = error_stats(group_all)
+    report["held_out"] = {**error_stats(held_all), **_interval(held_all)}
+    report["held_out_by_group"] = {**error_stats(group_all), **_interval(group_all, True)}
     report["superseded"] = error_stats(super_all)
     report["in_sample"] = error_stats(in_all)
     print("all profiles held-out", report["held_out"], "| by author group", report["held_out_by_group"],

@@ -164,7 +164,31 @@ def published_fit(path: Path, d: dict) -> list[str]:
         rows.append(_err_row("all profiles, in-sample", d["in_sample"]))
     if d.get("superseded", {}).get("n"):
         rows.append(_err_row("all profiles, superseded", d["superseded"]))
-    return lines + [""] + table(_ERR_HEADER, rows) + _held_out_by_source(d)
+    return lines + [""] + table(_ERR_HEADER, rows) + _held_out_intervals(d) + _held_out_by_source(d)
+
+
+def _held_out_intervals(d: dict) -> list[str]:
+    """How far the held-out figures could move with other publications: 90 % cluster-bootstrap intervals."""
+    from accelsim.kernels.published_validate import MIN_CLUSTERS
+
+    rows, level = [], None
+    named = [(n, p.get("held_out", {}), p.get("held_out_by_group", {})) for n, p in d["profiles"].items()]
+    for name, held, group in named + [("**all profiles**", d.get("held_out", {}), d.get("held_out_by_group", {}))]:
+        for what, s in (("held-out", held), ("by author group", group)):
+            ci = s.get("interval")
+            if ci:
+                level = ci["level"]
+                rows.append([f"{name} {what}", f"{ci['resampled']} {ci['resampling']}",
+                             f"{sig(s['median_abs_log_err'], 2)} ({sig(ci['median_abs_log_err'][0], 2)}–"
+                             f"{sig(ci['median_abs_log_err'][1], 2)})",
+                             f"{pct(s['within_1.35x'], 0)} ({pct(ci['within_1.35x'][0], 0)}–"
+                             f"{pct(ci['within_1.35x'][1], 0)})"])
+    if not rows:
+        return []
+    return ["", f"Uncertainty: {pct(level, 0)} percentile-bootstrap intervals, resampling whole sources (author "
+            "groups for the by-group rows) with replacement: how far the figures could move with another set of "
+            f"publications like these; fewer than {MIN_CLUSTERS} sources or groups give none."] + [""] + table(
+        ["", "resampled", "median \\|log err\\| (interval)", "within 1.35× (interval)"], rows)
 
 
 def _held_out_by_source(d: dict) -> list[str]:

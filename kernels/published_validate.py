@@ -142,6 +142,37 @@ def error_stats(preds: list[Prediction]) -> dict:
             "no_path": sum(x.no_path for x in preds)}
 
 
+#: fewer held-out units than this give no interval: 2-4 clusters have a handful of distinct resamples
+MIN_CLUSTERS = 5
+
+
+def cluster_interval(preds: list, cluster, level: float = 0.9, resamples: int = 2000, seed: int = 0) -> dict:
+    """Percentile-bootstrap interval of :func:`error_stats`'s median and share, resampling whole clusters.
+
+    ``cluster(prediction)`` names the unit held out together (a source, an author group): rows of one source
+    share its setup and its errors, so resampling rows would make a few dozen publications look like hundreds
+    of independent checks. Below MIN_CLUSTERS clusters no interval is given."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    scored = [x for x in preds if x.log_err is not None]
+    names = sorted({cluster(x) for x in scored})
+    if len(names) < MIN_CLUSTERS:
+        return {}
+    errs = [np.array([abs(x.log_err) for x in scored if cluster(x) == c]) for c in names]
+
+    def pooled(idx):
+        return np.concatenate([errs[int(i)] for i in idx])
+
+    out = {"level": level, "resampled": len(names)}
+    for key, stat in (("median_abs_log_err", lambda idx: float(np.median(pooled(idx)))),
+                      ("within_1.35x", lambda idx: float(np.mean(pooled(idx) <= math.log(WITHIN))))):
+        res = bootstrap((np.arange(len(names)),), stat, n_resamples=resamples, confidence_level=level,
+                        method="percentile", vectorized=False, random_state=np.random.default_rng(seed))
+        out[key] = [round(float(res.confidence_interval.low), 4), round(float(res.confidence_interval.high), 4)]
+    return out
+
+
 def summarise(preds: list[Prediction], worst: int = 5) -> dict:
     """Per profile and per family: error statistics of the current-software rows and their worst rows;
     superseded rows (a prototype, a since-cached set-up, a misbuilt library) get their own line."""

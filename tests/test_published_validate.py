@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from accelsim.app.cli import app
 from accelsim.kernels.published import Point
-from accelsim.kernels.published_validate import error_stats, predict
+from accelsim.kernels.published_validate import MIN_CLUSTERS, cluster_interval, error_stats, predict
 
 
 def _point(**kw):
@@ -39,6 +39,29 @@ def test_best_over_tokens_and_stats():
     assert 0 < pred.predicted < 1.0
     stats = error_stats([pred, predict("gpu-a100", _point(speedup=pred.predicted))])
     assert stats["n"] == 2 and 0 < stats["within_1.35x"] <= 1.0
+
+
+def test_held_out_interval_resamples_whole_sources():
+    """The interval treats a source's rows as one unit: twenty sources that each mispredict all their rows
+    alike leave the share within 1.35x uncertain, however many rows each holds; too few sources, no interval."""
+    from types import SimpleNamespace
+
+    def rows(per_source):
+        good = [0.05] * 10 + [0.6] * 10  # half the sources predicted well, half 1.8x off
+        return [SimpleNamespace(source=f"s{i}", log_err=e, no_path=False)
+                for i, e in enumerate(good) for _ in range(per_source)]
+
+    few, many = (cluster_interval(rows(n), lambda x: x.source) for n in (1, 50))
+    assert few["resampled"] == many["resampled"] == 20 and few["level"] == 0.9
+    for ci in (few, many):
+        lo, hi = ci["within_1.35x"]
+        assert lo < 0.5 < hi and hi - lo > 0.25  # 50 rows per source do not narrow it: the sources vary
+    assert many["within_1.35x"] == few["within_1.35x"]
+    # one error everywhere: nothing varies between sources, so the interval closes on the figure
+    flat = cluster_interval([SimpleNamespace(source=f"s{i}", log_err=0.1, no_path=False) for i in range(8)],
+                            lambda x: x.source)
+    assert flat["median_abs_log_err"] == [0.1, 0.1] and flat["within_1.35x"] == [1.0, 1.0]
+    assert cluster_interval(rows(3)[: 3 * (MIN_CLUSTERS - 1)], lambda x: x.source) == {}
 
 
 def test_cli_published_writes_report(tmp_path):
