@@ -38,6 +38,10 @@ def main() -> None:
     summary = run_kit(cfg, out, progress=print)
     print(f"{summary['records']} records in {time.perf_counter() - t0:.0f} s; fitted profile "
           f"{summary['fitted_profile']} (train MAPE {summary['train_mape']}, held-out {summary['heldout_mape']})")
+    for who, s in summary["speedup_error"].items():
+        if s.get("n"):
+            print(f"speedups, {who}: {s['n']} points, median |log err| {s['median_abs_log_err']}, within 1.35x "
+                  f"{s['within_1.35x']}, median predicted / measured {s['median_ratio']}")
 
 
 if __name__ == "__main__":

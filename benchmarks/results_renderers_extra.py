@@ -214,6 +214,33 @@ def _held_out_by_source(d: dict) -> list[str]:
          "mean predicted / published"], rows)
 
 
+@renders("cross-machine.json", "CPU profiles on another CPU's kernels (`cross_machine.py`)")
+def cross_machine(path: Path, d: dict) -> list[str]:
+    lines = [f"Each {d['threads']}-thread CPU profile scored on each committed {d['threads']}-thread sweep timed with "
+             "the same kernel sources (no timing here; `accelsim validate`'s machinery). On the sweep a profile was "
+             "fitted to, only its held-out points. Speedup = sparse kernel over the dense baseline of its shape on "
+             "the sweep's machine, measured vs predicted; time MAPE = error of the absolute sparse and dense times."]
+    rows = []
+    for p in d["pairs"]:
+        sp = p["speedup"]
+        rows.append([f"`{Path(p['profile']).name}` ({p['profile_machine']})", f"`{p['sweep']}` ({p['sweep_machine']})",
+                     "yes" if p["same_machine"] else "**no**", str(sp["n"]), pct(p["time_mape"]),
+                     times(math.exp(sp["median_abs_log_err"])), pct(sp["within_1.35x"], 0), times(sp["median_ratio"])])
+    out = lines + [""] + table(["profile", "sweep", "same CPU", "sparse points", "time MAPE",
+                                "speedup error (median factor)", "speedup within 1.35×",
+                                "median predicted / measured speedup"], rows)
+    other = [p for p in d["pairs"] if not p["same_machine"]]
+    if other:
+        paths = sorted({k for p in other for k in p["speedup_by_path"]})
+        head = [f"`{Path(p['profile']).name}` on `{Path(p['sweep']).parent.name}/{Path(p['sweep']).name}`"
+                for p in other]
+        body = [[f"`{k}`"] + [times(p["speedup_by_path"][k]["median_ratio"]) if k in p["speedup_by_path"] else "–"
+                              for p in other] for k in paths]
+        out += ["", "Another CPU's sweep, per profile path: median predicted / measured speedup (below 1× = the "
+                "profile under-predicts what sparsity buys there)."] + [""] + table(["path"] + head, body)
+    return out
+
+
 @renders("*/published_validation.json", "Profiles vs published speedups (`accelsim validate --published`)")
 def published_validation(path: Path, d: dict) -> list[str]:
     lines = [f"`{path.parent.name}` profiles scored against every row of `{d['points']}` (within = predicted "

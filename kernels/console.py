@@ -111,6 +111,11 @@ def print_validation(report: dict, console: Console | None = None) -> None:
     raw = (report.get("raw") or {}).get("overall") or {}
     if raw.get("n"):
         console.print(f"MAPE against the plain medians (unpaired): {raw['mape']:.1%}")
+    sp = report.get("speedup") or {}
+    if sp.get("n"):
+        console.print(f"sparse-over-dense speedups, predicted vs measured: median |log err| {sp['median_abs_log_err']:.3f}"
+                      f", {sp['within_1.35x']:.0%} within 1.35x, median predicted / measured {sp['median_ratio']:.2f} "
+                      f"({sp['n']} points)")
     if report.get("machine_mismatch"):
         console.print(f"[yellow]warning:[/] the profile was calibrated on another machine than these "
                       f"measurements ({report['machine_mismatch']})")

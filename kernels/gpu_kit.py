@@ -8,7 +8,10 @@ For the day a GPU machine is available (issue 16): one call, within a budget (8 
 2. writes one measurements file (``kernels.merge``) whose ``machine`` names the GPU, its driver, CUDA,
    torch and Triton versions;
 3. fits a GPU profile's efficiency parameters to the sweep's training split and scores its held-out split
-   (``kernels.calibrate.calibrate``, the same fit ``accelsim calibrate`` runs), writing the fitted profile.
+   (``kernels.calibrate.calibrate``, the same fit ``accelsim calibrate`` runs), writing the fitted profile;
+4. scores sparse-over-dense speedups, measured vs predicted (``kernels.validation.speedup_summary``), for the
+   bundled profile as shipped (fitted to published measurements only: this GPU is a machine it never saw) and
+   for the kit's fit on its held-out points.
 
 Nothing here knows a GPU number: every figure comes out of the sweep. The pipeline runs on a CPU with
 tiny shapes (tests/test_gpu_kit.py; Triton kernels themselves are checked under TRITON_INTERPRET=1 in
@@ -72,6 +75,7 @@ def run_kit(cfg: KitConfig, out_dir: str | Path, *, progress: Callable[[str], No
     from accelsim.kernels.bench import BenchConfig, run_bench
     from accelsim.kernels.calibrate import calibrate
     from accelsim.kernels.merge import merge_measurements
+    from accelsim.kernels.validation import validate
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,12 +100,18 @@ def run_kit(cfg: KitConfig, out_dir: str | Path, *, progress: Callable[[str], No
     threads = sorted({r["threads"] for r in doc["records"]})
     expect(len(threads) == 1, f"expected one thread count in the sweep, got {threads}", source=measurements)
     fitted = out / f"{cfg.base_profile}-fitted.yaml"
+    # before anything is fitted to them: how the bundled profile (its sparse paths fitted to others' published
+    # speedups) predicts this GPU's, a whole machine and source held out; then the kit's own fit, held out
+    bundled = validate(measurements, cfg.base_profile, threads=threads[0])["speedup"]
     cal = calibrate(measurements, cfg.base_profile, fitted, threads=threads[0])
+    own = validate(measurements, fitted, threads=threads[0])["speedup"]
     summary = {"config": asdict(cfg), "machine": doc["machine"], "elapsed_s": round(time.perf_counter() - t0, 1),
                "token_groups_measured": [int(p.stem.split("-")[1]) for p in parts],
                "token_groups_skipped_for_budget": skipped, "records": len(doc["records"]),
                "measurements": str(measurements), "fitted_profile": str(fitted),
                "train_mape": cal.fitted.get("train_mape"), "heldout_mape": cal.fitted.get("heldout_mape"),
-               "n_points": cal.fitted.get("n_points"), "n_heldout": cal.fitted.get("n_heldout")}
+               "n_points": cal.fitted.get("n_points"), "n_heldout": cal.fitted.get("n_heldout"),
+               "speedup_error": {f"bundled {cfg.base_profile} (all points)": bundled,
+                                 "fitted profile (held-out points)": own}}
     (out / "kit.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     return summary

@@ -134,6 +134,26 @@ def test_validate_other_file_uses_all_points_and_sees_a_wrong_profile(measured, 
     assert report["mape_by_pattern"]["dense"]["median_ratio"] == pytest.approx(0.55 / 0.11, rel=0.05)
 
 
+def test_speedup_check_scores_the_sparse_paths_against_the_dense_beside_them(measured, tmp_path):
+    """validate's speedup section: sparse over dense of the same shape, measured vs predicted. The generating
+    profile scores ~1x everywhere; halving one sparse path's rate halves only that family's predicted
+    speedups, where absolute times would blame every kernel for a wrong dense path."""
+    from accelsim.hardware import profile_to_yaml
+
+    def scored(params):
+        path = tmp_path / f"p{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(profile_to_yaml(with_params(load_profile(SIMPLE), {**TRUTH, **params})))
+        return validate(measured, path)["speedup"]
+
+    truth = scored({})
+    assert truth["n"] > 50 and truth["median_abs_log_err"] < 1e-6 and truth["within_1.35x"] == 1.0
+    slow_csr = scored({"paths.csr-spmm.peak_fraction": TRUTH["paths.csr-spmm.peak_fraction"] / 2})
+    assert 0.5 <= slow_csr["by_path"]["csr-spmm"]["median_ratio"] < 0.7  # its FMAs halve; overheads do not
+    assert slow_csr["by_path"]["bsr"]["median_ratio"] == pytest.approx(1.0, abs=1e-6)
+    slow_dense = scored({"paths.dense-gemm.peak_fraction": 0.11})  # 5x slower dense: every speedup rises
+    assert all(v["median_ratio"] > 2 for v in slow_dense["by_path"].values())
+
+
 def test_errors(measured, tmp_path):
     doc = load_measurements(measured)
     with pytest.raises(UserError, match="training points"):

@@ -21,7 +21,12 @@ def test_pipeline_on_cpu_with_tiny_shapes_and_a_spent_budget(tmp_path, monkeypat
     assert {"gpu", "driver", "cuda", "torch", "triton"} <= set(doc["machine"]) and doc["records"]
     fitted = load_profile(str(tmp_path / "gpu-h100-fitted.yaml"))
     assert fitted.fitted and fitted.fitted["n_points"] >= 2
-    assert json.loads((tmp_path / "kit.json").read_text())["fitted_profile"].endswith("gpu-h100-fitted.yaml")
+    kit = json.loads((tmp_path / "kit.json").read_text())
+    assert kit["fitted_profile"].endswith("gpu-h100-fitted.yaml")
+    # the bundled profile is scored on every sparse point (FFN in and out x two densities), the kit's fit on
+    # its held-out ones only
+    bundled, own = kit["speedup_error"]["bundled gpu-h100 (all points)"], kit["speedup_error"]["fitted profile (held-out points)"]
+    assert bundled["n"] == 2 * 2 and bundled["by_path"].keys() == {"csr-spmm"} and own["n"] <= bundled["n"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
