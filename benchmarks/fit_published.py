@@ -84,7 +84,7 @@ def main() -> None:
                "superseded": error_stats(fit.superseded),
                "paths": {pf.path: {"rows": pf.rows, "params": pf.params, "in_sample": pf.in_sample,
                                    "derived": {k: v for k, (v, _) in pf.derived.items()}} for pf in fit.paths},
-               "held_out_rows": [{"id": h.id, "source": h.source, "published": h.published,
+               "held_out_rows": [{"id": h.id, "source": h.source, "family": h.family, "published": h.published,
                                   "predicted": h.predicted, "no_path": h.no_path} for h in fit.held_out]}
         report["profiles"][name] = rep
         print(name, "held-out", rep["held_out"], "| by author group", rep["held_out_by_group"], "| in-sample",
