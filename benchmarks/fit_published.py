@@ -55,6 +55,14 @@ def _interval(preds, by_group: bool = False) -> dict:
     return {"interval": {"resampling": "author groups" if by_group else "sources", **ci}} if ci else {}
 
 
+def _path_held_out(held, path: str) -> dict:
+    """The leave-one-source-out error of the rows predicted on ``path`` (a prediction's family is
+    "pattern @ path"): how far to trust this path, which the profile-wide figure averages away."""
+    stats = error_stats([h for h in held if h.family.rsplit(" @ ", 1)[-1] == path])
+    return {"held_out_n": stats["n"], "held_out_median_abs_log_err": stats["median_abs_log_err"],
+            "held_out_within_1.35x": stats["within_1.35x"]} if stats.get("n") else {}
+
+
 def _headline(stats: dict) -> dict:
     """The figures a profile's ``fitted:`` record keeps (its interval stays in fit.json)."""
     return {k: v for k, v in stats.items() if k != "interval"}
@@ -117,8 +125,8 @@ def main() -> None:
                                "sources": len(fit.sources)},
                   "held_out_by_group": {"method": "leave one author group out (kernels/published.py AUTHOR_GROUPS)",
                                         **_headline(rep["held_out_by_group"]), "groups": len(rep["author_groups"])},
-                  "paths": {pf.path: {"rows": pf.rows, "in_sample_median_abs_log_err": pf.in_sample.get("median_abs_log_err")}
-                            for pf in fit.paths}}
+                  "paths": {pf.path: {"rows": pf.rows, "in_sample_median_abs_log_err": pf.in_sample.get("median_abs_log_err"),
+                                      **_path_held_out(fit.held_out, pf.path)} for pf in fit.paths}}
         write_profile(ROOT / "hwconfigs" / f"{name}.yaml", fit.profile, [pf.path for pf in fit.paths],
                       {p: base for p, (base, _, _) in NEW_PATHS.get(name, {}).items()}, set(sources) | stale, sources, fitted)
         print(f"  wrote hwconfigs/{name}.yaml")

@@ -68,7 +68,9 @@ def print_fitted(profile, console: Console | None = None) -> None:
     for name, info in paths.items():
         for i, rid in enumerate(info["rows"]):
             p = by_id.get(rid)
-            label = f"{name} (in-sample {info.get('in_sample_median_abs_log_err')})" if i == 0 else ""
+            held_out = (f"; held out {info['held_out_median_abs_log_err']}, {info['held_out_within_1.35x']:.0%} of "
+                        f"{info['held_out_n']} within 1.35x" if info.get("held_out_n") else "")
+            label = f"{name} (in-sample {info.get('in_sample_median_abs_log_err')}{held_out})" if i == 0 else ""
             if p is None:
                 table.add_row(label, rid, "?", "", "", "(row no longer in the dataset)")
                 continue

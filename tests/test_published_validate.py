@@ -5,7 +5,8 @@ import math
 from typer.testing import CliRunner
 
 from accelsim.app.cli import app
-from accelsim.kernels.published import Point
+from accelsim.hardware import load_profile
+from accelsim.kernels.published import Point, load_points
 from accelsim.kernels.published_validate import MIN_CLUSTERS, cluster_interval, error_stats, predict
 
 
@@ -79,6 +80,11 @@ def test_hw_show_lists_the_rows_each_sparse_path_was_fitted_to():
                    "2:4-sparse-tc", "tut-linear-3072x10240x3072", "csr-spmm", "held-out",
                    "held out by author group"):
         assert needle in res.output, needle
+    # each path with its own held-out error, as the profile's fitted: record keeps it
+    rec = load_profile("gpu-a100").fitted["paths"]["2:4-sparse-tc"]
+    assert rec["held_out_n"] == sum(1 for p in load_points() if p.profile == "gpu-a100" and p.path == "2:4-sparse-tc"
+                                    and p.software == "current" and (p.kernel or p.model))
+    assert f"{rec['held_out_within_1.35x']:.0%} of {rec['held_out_n']} within 1.35x" in res.output
 
 
 def test_bert_inference_rows_are_costed_as_a_forward_pass():
