@@ -164,6 +164,31 @@ def test_published_basis_names_both_held_out_figures():
     assert "author-group-out: " in basis_text(load_profile("ipu-gc200"))  # the bundled fit records both
 
 
+def test_sparse_paths_a_run_used_carry_their_own_published_error():
+    """The report names each published-fit sparse path a sparse run ran on with that path's held-out error,
+    flagged where under half its predictions fall within 1.35x; dense runs and dense paths say nothing."""
+    from types import SimpleNamespace
+
+    from accelsim.report.summary import path_checks
+
+    def run(name, dense, *paths):
+        doc = {"paths": {f"op{i}": [p, "vector"] for i, p in enumerate(paths)}}
+        return SimpleNamespace(name=name, is_dense=dense, sims={h: SimpleNamespace(doc=doc) for h in ("gpu-a100",
+                                                                                                    "cpu-zen3")})
+
+    prof = load_profile("gpu-a100")
+    runs = [run("dense", True, "dense-gemm", "bsr-b16"), run("b16", False, "dense-gemm", "bsr-b16"),
+            run("nm", False, "2:4-sparse-tc")]
+    notes = {p.text.split(" path.")[0].rsplit(" ", 1)[-1]: p for p in path_checks(runs, {"gpu-a100": prof})}
+    assert set(notes) == {"bsr-b16", "2:4-sparse-tc"}  # not dense-gemm or vector, and the dense run is not named
+    rec = prof.fitted["paths"]
+    assert notes["bsr-b16"].warn and rec["bsr-b16"]["held_out_within_1.35x"] < 0.5
+    assert not notes["2:4-sparse-tc"].warn and "ran nm partly" in notes["2:4-sparse-tc"].text
+    assert f"of {rec['2:4-sparse-tc']['held_out_n']} published speedups" in notes["2:4-sparse-tc"].text
+    cpu = run("b16", False, "bsr16-fwd", "csr-spmm-fwd")  # paths of a profile fitted to its own kernels instead
+    assert path_checks([cpu], {"cpu-zen3": load_profile("cpu-zen3")}) == []
+
+
 def test_verdict_says_which_cpu_a_cpu_profile_describes(report):
     """The bundled CPU profile is a Zen 3's figures: the verdict says so, and warns when this is another CPU."""
     from accelsim.kernels.machine import cpu_profile_note

@@ -65,7 +65,7 @@ def build_report(inputs: list[str | Path], out: str | Path, *, hardware: list[st
         _target(rows, runs, ordered, target),
         lineage_section(runs, ordered),
         _validation(vals, hw),
-        assumptions_section(profiles, info),
+        assumptions_section(profiles, info, runs + proj_runs),
     ) if s is not None]
     verdict = next(b for b in sections[0].blocks if hasattr(b, "lines")) if rows else None
     assumptions = {name: dict(p.assumptions) for name, p in profiles.items() if p is not None}

@@ -5,6 +5,7 @@ Every number is shown in human units (accelsim.report.units); report.json keeps 
 """
 from __future__ import annotations
 
+import math
 import re
 
 from accelsim.report import figures as F
@@ -117,9 +118,37 @@ def projection_section(rows: list[HwRow], runs: list[RunData], tiny_rows: list[H
     return Section(f"Projected to {model}", blocks, "projection")
 
 
-def assumptions_section(profiles: dict[str, object | None], info: dict[str, ProfileInfo]) -> Section:
+def path_checks(runs: list[RunData], profiles: dict[str, object | None]) -> list[Para]:
+    """For each sparse path a sparse run ran on, where the path was fitted to published measurements: its own
+    held-out error (the profile-wide figure averages strong paths with weak ones: on gpu-a100, 2:4 against
+    Triton block 16). Flagged when fewer than half its held-out predictions fall within 1.35x."""
+    out = []
+    for h, prof in profiles.items():
+        fitted = (prof.fitted or {}).get("paths") if prof is not None and isinstance(prof.fitted, dict) else None
+        if not isinstance(fitted, dict):
+            continue
+        used: dict[str, set[str]] = {}
+        for r in runs:
+            if not r.is_dense and h in r.sims:
+                for names in (r.sims[h].doc.get("paths") or {}).values():
+                    for path in names:
+                        used.setdefault(path, set()).add(r.name)
+        for path, names in sorted(used.items()):
+            rec = fitted.get(path)
+            if isinstance(rec, dict) and rec.get("held_out_n"):
+                share, err = rec["held_out_within_1.35x"], rec["held_out_median_abs_log_err"]
+                out.append(Para(f"{h} ran {', '.join(sorted(names))} partly on its {path} path. With each "
+                                f"publication held out in turn, that path predicted {fmt_share(share)} of "
+                                f"{rec['held_out_n']} published speedups within 1.35× (median error "
+                                f"{fmt_ratio(math.exp(err))}).", warn=share < 0.5))
+    return out
+
+
+def assumptions_section(profiles: dict[str, object | None], info: dict[str, ProfileInfo],
+                        runs: list[RunData] = ()) -> Section:
     """One line per profile, then every assumption once: identical reasons are grouped, fields and profiles
-    listed together, all inside a collapsed block."""
+    listed together, all inside a collapsed block. ``runs`` (as trained and projected): the sparse paths
+    they ran on, each with its own published-data error (:func:`path_checks`)."""
     blocks: list = [Para("Every hardware figure carries a source (datasheet, paper, measurement) or is an "
                          "assumption; the assumptions are where the estimates are weakest.")]
     body, groups = [], {}
@@ -139,6 +168,7 @@ def assumptions_section(profiles: dict[str, object | None], info: dict[str, Prof
                 g["profiles"].append(h)
     blocks.append(Table(["profile", "kind", "dtype", "what it is", "how its figures were obtained", "sourced figures",
                          "assumptions"], body, "hardware profiles", left=9))
+    blocks += path_checks(list(runs), profiles)
     if groups:
         rows = [[", ".join(g["fields"]), ", ".join(g["profiles"]), reason] for reason, g in groups.items()]
         n_fields = sum(len(p.assumptions) for p in profiles.values() if p is not None)
