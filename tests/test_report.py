@@ -406,6 +406,20 @@ def test_compare_simulates_missing_hardware_and_stores_it(runs, capsys):
         f.unlink()
 
 
+def test_compare_names_the_published_error_of_a_sparse_path_it_used(tmp_path, capsys):
+    """A 2:4 bert-base trace on gpu-a100 runs its forward products on the 2:4 path: compare's table is
+    followed by that path's own held-out error (the same sentence the report gives)."""
+    run = tmp_path / "nm"
+    main(["trace", "synth", "--method", "nm", "--sparsity", "0.5", "--steps", "50", "--update-every", "10",
+          "--out", str(run)])
+    capsys.readouterr()
+    main(["compare", str(run), "--hw", "gpu-a100"])
+    out = " ".join(capsys.readouterr().out.split())
+    rec = load_profile("gpu-a100").fitted["paths"]["2:4-sparse-tc"]
+    assert "gpu-a100 ran nm partly on its 2:4-sparse-tc path" in out
+    assert f"of {rec['held_out_n']} published speedups within 1.35×" in out
+
+
 def _check_plots(files: list[str], stems=("speedup-vs-sparsity", "energy-vs-sparsity", "loss-vs-time")):
     import matplotlib.image as mpimg
 

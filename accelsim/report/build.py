@@ -10,7 +10,7 @@ import yaml
 from accelsim.report import figures as F
 from accelsim.report.curves import energy_figure, loss_time_figure, speedup_figure
 from accelsim.report.data import (RunData, expand_inputs, experiment_of, find_validations, hardware_order, load_run,
-                                  read_experiment, stored_target)
+                                  read_experiment, simulated_profiles, stored_target)
 from accelsim.report.lineage import lineage_section
 from accelsim.report.render import Image, Para, Pre, Section, Table, render_html, render_markdown
 from accelsim.report.summary import assumptions_section, projection_section, summary_section, verdict_section
@@ -50,7 +50,7 @@ def build_report(inputs: list[str | Path], out: str | Path, *, hardware: list[st
         proj_runs, skipped = project_runs(runs, hw, out / "projection")
         proj_hw = hardware_order(proj_runs) if proj_runs else []
         proj_rows, proj_info = hw_rows(proj_runs, proj_hw, None), profile_info(proj_runs, proj_hw)
-    profiles = _profiles(runs, hw)
+    profiles = simulated_profiles(runs, hw)
     real, bounds = hardware_by_time(rows, hw, info, runs)
     ordered = real + bounds if rows else hw  # fastest real hardware first, bounds last, in every figure
     sections = [s for s in (
@@ -180,18 +180,3 @@ def _validation(vals: list[Validation], hw: list[str]) -> Section:
             blocks.append(Image(f"validation-{re.sub(r'[^A-Za-z0-9_-]', '_', v.profile)}", v.plot.read_bytes(),
                                 f"{v.profile}: predicted vs measured kernel times"))
     return Section("Cost-model validation", blocks, "validation")
-
-
-def _profiles(runs: list[RunData], hw: list[str]) -> dict[str, object | None]:
-    """Each simulated hardware's profile (None when it is not bundled and cannot be found by name)."""
-    from accelsim.errors import UserError
-    from accelsim.hardware import load_profile
-
-    out: dict[str, object | None] = {}
-    for h in hw:
-        name = next((r.sims[h].hardware for r in runs if h in r.sims), re.sub(r"-x\d+$", "", h))
-        try:
-            out[h] = load_profile(name)
-        except UserError:
-            out[h] = None
-    return out

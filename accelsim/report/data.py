@@ -201,3 +201,17 @@ def find_validations(runs: list[Path], experiments: list[Path], explicit: list[P
             if cand.is_file() and cand.resolve() not in {f.resolve() for f in found}:
                 found.append(cand)
     return found
+
+
+def simulated_profiles(runs: list[RunData], hw: list[str]) -> dict[str, object | None]:
+    """Each simulated hardware's profile (None when it is not bundled and cannot be found by name)."""
+    from accelsim.hardware import load_profile
+
+    out: dict[str, object | None] = {}
+    for h in hw:
+        name = next((r.sims[h].hardware for r in runs if h in r.sims), re.sub(r"-x\d+$", "", h))
+        try:
+            out[h] = load_profile(name)
+        except UserError:
+            out[h] = None
+    return out

@@ -123,6 +123,11 @@ def compare_command(
         console = Console()
         console = console if console.is_terminal else Console(width=180)  # piped: do not squeeze to 80 columns
         console.print(rich_table(*summary_table(rows)))
+        from accelsim.report.data import simulated_profiles
+        from accelsim.report.summary import path_checks
+
+        for note in path_checks(loaded, simulated_profiles(loaded, order)):
+            console.print(("[yellow]warning:[/] " if note.warn else "") + note.text)
 
 
 @plot_app.command("speedup")
