@@ -241,16 +241,17 @@ def simulator(path: Path, d: dict) -> list[str]:
 
 
 def _load_extra() -> None:
-    """Register the rarer kinds from results_renderers_extra.py (kept apart so this file stays short).
+    """Register the rarer kinds from results_renderers_extra.py and results_renderers_validation.py (kept apart
+    so this file stays short).
 
     It imports ``renders`` and the formatters from this very module, so it must find it under its own name
     when run as a script, and is executed afresh each time so a second load of this module gets them too."""
     import importlib.util
 
     sys.modules.setdefault("make_results_doc", sys.modules[__name__])
-    spec = importlib.util.spec_from_file_location("results_renderers_extra",
-                                                  Path(__file__).with_name("results_renderers_extra.py"))
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    for name in ("results_renderers_extra", "results_renderers_validation"):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 _load_extra()

@@ -87,7 +87,7 @@ def test_step_spread_sets_restart_steps_apart(monkeypatch):
 def test_held_out_rows_are_summarised_per_source():
     _module()
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from results_renderers_extra import _held_out_by_source
+    from results_renderers_validation import _held_out_by_source
 
     rows = [{"source": "a", "published": 1.0, "predicted": 2.0}, {"source": "a", "published": 1.0, "predicted": 1.2},
             {"source": "a", "published": 2.0, "predicted": 2.0}, {"source": "b", "published": 4.0, "predicted": 1.0},
@@ -99,3 +99,19 @@ def test_held_out_rows_are_summarised_per_source():
     assert a.split(" | ")[1:5] == ["3", "0.18", "1.2×", "67 %"] and a.endswith("| 1.34× |")
     # b: one predicted row 4x under; the unpredicted row is not counted
     assert b.split(" | ")[1:5] == ["1", "1.4", "4×", "0 %"] and b.endswith("| 0.25× |")
+
+
+def test_held_out_rows_are_summarised_per_family_with_their_sources():
+    _module()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from results_renderers_validation import _held_out_by_family
+
+    rows = [{"source": "a", "family": "2:4 @ tc", "published": 1.0, "predicted": 1.1, "no_path": False},
+            {"source": "b", "family": "2:4 @ tc", "published": 1.0, "predicted": 2.0, "no_path": False},
+            {"source": "a", "family": "block/b16 @ bsr", "published": 2.0, "predicted": 1.0, "no_path": False},
+            {"source": "a", "family": "block/b16 @ bsr", "published": 2.0, "predicted": None, "no_path": False}]
+    lines = _held_out_by_family({"profiles": {"gpu-x": {"held_out_rows": rows}}})
+    tc = next(line for line in lines if line.startswith("| gpu-x: 2:4 @ tc (2 sources) |"))
+    bsr = next(line for line in lines if line.startswith("| gpu-x: block/b16 @ bsr (1 source) |"))
+    assert tc.split(" | ")[1] == "2" and tc.endswith("| 50 % |")  # 1.1x within 1.35x, 2x not
+    assert bsr.split(" | ")[1] == "1" and bsr.endswith("| 0 % |")  # the unpredicted row is not counted
