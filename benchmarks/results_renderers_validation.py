@@ -53,21 +53,26 @@ def published_fit(path: Path, d: dict) -> list[str]:
         + _held_out_by_source(d)
 
 
-def _held_out_by_family(d: dict) -> list[str]:
-    """The held-out error per kernel family (pattern @ path): which predictions to trust more."""
+def _held_out_groups(p: dict, key: str) -> dict[str, list]:
+    """A profile's predicted held-out rows (fit.json) grouped by ``key`` ("source", "family"), each row with
+    its log error as published_validate.error_stats reads it."""
     from types import SimpleNamespace
 
+    groups: dict[str, list] = {}
+    for r in p.get("held_out_rows", []):
+        if r.get("predicted") and r.get(key):
+            groups.setdefault(r[key], []).append(SimpleNamespace(
+                log_err=math.log(r["predicted"] / r["published"]), no_path=r.get("no_path", False), source=r["source"]))
+    return dict(sorted(groups.items()))
+
+
+def _held_out_by_family(d: dict) -> list[str]:
+    """The held-out error per kernel family (pattern @ path): which predictions to trust more."""
     from accelsim.kernels.published_validate import error_stats
 
     rows = []
     for name, p in d["profiles"].items():
-        fams: dict[str, list] = {}
-        for r in p.get("held_out_rows", []):
-            if r.get("predicted") and r.get("family"):
-                fams.setdefault(r["family"], []).append(
-                    SimpleNamespace(log_err=math.log(r["predicted"] / r["published"]), no_path=r["no_path"],
-                                    source=r["source"]))
-        for fam, xs in sorted(fams.items()):
+        for fam, xs in _held_out_groups(p, "family").items():
             n_src = len({x.source for x in xs})
             rows.append(_err_row(f"{name}: {fam} ({n_src} source{'s' if n_src > 1 else ''})", error_stats(xs))[:5])
     if not rows:
@@ -103,19 +108,13 @@ def _held_out_intervals(d: dict) -> list[str]:
 
 def _held_out_by_source(d: dict) -> list[str]:
     """Each source as the held-out one: which publications the others predict, and in which direction."""
-    from types import SimpleNamespace
-
     from accelsim.kernels.published_validate import error_stats
 
     rows = []
     for name, p in d["profiles"].items():
-        by_source: dict[str, list[float]] = {}
-        for r in p.get("held_out_rows", []):
-            if r.get("predicted"):
-                by_source.setdefault(r["source"], []).append(math.log(r["predicted"] / r["published"]))
-        for source, errs in sorted(by_source.items()):
-            stats = error_stats([SimpleNamespace(log_err=e, no_path=False) for e in errs])
-            rows.append(_err_row(f"{name}: {source}", stats)[:5] + [_factor(sum(errs) / len(errs))])
+        for source, xs in _held_out_groups(p, "source").items():
+            mean = sum(x.log_err for x in xs) / len(xs)
+            rows.append(_err_row(f"{name}: {source}", error_stats(xs))[:5] + [_factor(mean)])
     if not rows:
         return []
     return ["", "Held out one at a time: each source predicted by the profile fitted to the others (mean "
