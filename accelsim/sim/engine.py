@@ -56,7 +56,9 @@ class OpTiming:
 
 def _overlapped(device: DeviceSpec, c: CostLike) -> bool:
     """Memory traffic runs alongside compute: on an overlapping device, or inside an op's measured time."""
-    return not device.bsp and (device.overlap or getattr(c, "memory_timed", False))
+    # measured first, as the cost model decides (hardware.cost._Ctx.finish): a measured time holds its traffic
+    # on any device, BSP included
+    return getattr(c, "memory_timed", False) or (not device.bsp and device.overlap)
 
 
 def _combine(device: DeviceSpec, c: CostLike) -> float:
