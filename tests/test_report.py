@@ -138,6 +138,33 @@ def test_verdict_comes_first_and_names_the_winners(report, runs):
                                                            real_order(runs[0]) + ["ideal"]))
 
 
+def test_verdict_never_rests_a_sparse_speedup_on_assumptions_alone(monkeypatch):
+    """The best speedup on a profile whose sparse paths are assumptions is called so, and the best on profiles
+    fitted to measured or published kernels follows it; a fitted winner gets no such remark."""
+    from types import SimpleNamespace
+
+    from accelsim.report import verdict as V
+    from accelsim.report.tables import HwRow
+
+    monkeypatch.setattr(V, "amdahl_limit", lambda run: None)
+    runs = [SimpleNamespace(name="dense", is_dense=True), SimpleNamespace(name="rigl", is_dense=False)]
+
+    def row(hw, run, t, speedup):
+        return HwRow(hw, run, run, 0.0, t, t, speedup, 1.0, t * t, None, None, None)
+
+    rows = [row("wafer", "dense", 1.0, 1.0), row("wafer", "rigl", 0.5, 2.0),
+            row("gpu", "dense", 3.0, 1.0), row("gpu", "rigl", 2.5, 1.2)]
+    info = {"wafer": V.ProfileInfo("wafer", "wafer", "fp16", "assumed"),
+            "gpu": V.ProfileInfo("gpu", "gpu", "bf16", "published")}
+    buys = dict(V.verdict_lines(rows, runs, info))["what sparsity buys"]
+    assert buys.startswith(f"{fmt_ratio(2.0)} faster than dense (rigl on wafer)")
+    assert f"wafer's sparse figures are {V.ASSUMED}" in buys
+    assert f"fitted to measured or published kernels the best is {fmt_ratio(1.2)} (rigl on gpu)" in buys
+    info["wafer"] = V.ProfileInfo("wafer", "wafer", "fp16", "measured")
+    buys = dict(V.verdict_lines(rows, runs, info))["what sparsity buys"]
+    assert "assumptions" not in buys and "fitted to measured" not in buys
+
+
 def test_verdict_says_which_profiles_are_measured(report):
     files, _ = report
     para = files["md"].read_text().split("## Verdict", 1)[1].split("Real hardware excludes", 1)[1].split("\n", 1)[0]

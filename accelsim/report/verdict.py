@@ -139,6 +139,9 @@ def verdict_lines(rows: list[HwRow], runs: list[RunData], info: dict[str, Profil
     bounds = [h for h, p in info.items() if p.is_bound]
     out: list[tuple[str, str]] = []
     pre = f"{label}: " if label else ""
+    # the sparse speedup is what the fits are about (dense paths are datasheet figures on every non-CPU profile):
+    # where the best one comes from a profile whose sparse paths are assumptions, the best on fitted ones follows
+    fitted = {h for h in real if info[h].basis != "assumed"}
     dense = next((r for r in runs if r.is_dense), None)
     if dense is not None and (p := _pick(rows, dense.name, real)):
         out.append((f"{pre}dense ({dense.name})", _winners(p)))
@@ -158,11 +161,20 @@ def verdict_lines(rows: list[HwRow], runs: list[RunData], info: dict[str, Profil
         if best.speedup > limit * 1.02:
             text += ("; above that limit because the dense run is held back by memory there, not by FLOPs "
                      "(see Where the time goes)")
+    if info[best.hardware].basis == "assumed":
+        text += f"; {best.hardware}'s sparse figures are {ASSUMED}"
+        if (alt := best_sparse(rows, runs, fitted)) is not None:
+            text += (f"; on profiles fitted to measured or published kernels the best is {fmt_ratio(alt.speedup)} "
+                     f"({alt.run} on {alt.hardware})")
     ideal = next((r for r in rows if r.run == best.run and r.hardware in bounds), None)
     if ideal is not None:
         text += f"; the {ideal.hardware} bound (time = FLOPs / peak) reaches {fmt_ratio(ideal.speedup)}"
     out.append((f"{pre}what sparsity buys", text + "."))
     return out
+
+
+#: what the verdict says of a profile whose basis is "assumed" (no kernel of it measured or published)
+ASSUMED = "assumptions (no measured or published sparse kernel of it)"
 
 
 def _winners(p: Pick) -> str:
