@@ -31,7 +31,9 @@ KERNEL_OPS = ("kernel_fwd", "linear_fwdbwd", "mlp_fwdbwd", "mlp_fwd")
 READS = ("table", "text", "text-crossover", "figure", "figure-colour", "notebook-output", "issue-text",
          "issue-text-range", "issue-comment", "pr-comment", "pr-table", "pr-output", "pr-text", "results-log",
          "results-file")
-PATTERNS = ("unstructured", "2:4", "block")
+#: "bank-balanced": equal non-zeros in every bank of a row (Bank-Balanced Sparsity and its variants), a pattern
+#: published FPGA accelerators build their PE arrays around; no bundled profile has a path for it
+PATTERNS = ("unstructured", "2:4", "block", "bank-balanced")
 #: int8 rows are recorded (a published int8 sparse-vs-int8 dense ratio) but no bundled profile has an int8
 #: peak, so the validator lists them as not predicted
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
