@@ -165,6 +165,32 @@ def test_verdict_never_rests_a_sparse_speedup_on_assumptions_alone(monkeypatch):
     assert "assumptions" not in buys and "fitted to measured" not in buys
 
 
+def test_verdict_gives_the_flop_explained_speedup_beside_a_memory_cliff(monkeypatch):
+    """A best speedup above its run's Amdahl limit (the dense run held back by memory) is followed by the best
+    speedup within its limit, marked where that one's profile has only assumed sparse paths."""
+    from types import SimpleNamespace
+
+    from accelsim.report import verdict as V
+    from accelsim.report.tables import HwRow
+
+    monkeypatch.setattr(V, "amdahl_limit", lambda run: {"rigl": 3.0, "set": 2.0}.get(run.name))
+    runs = [SimpleNamespace(name=n, is_dense=n == "dense") for n in ("dense", "rigl", "set")]
+
+    def row(hw, run, speedup):
+        return HwRow(hw, run, run, 0.0, 1.0, 1.0, speedup, 1.0, 1.0, None, None, None)
+
+    rows = [row("ipu", "rigl", 147.0), row("ipu", "set", 1.5), row("wafer", "rigl", 2.9), row("wafer", "set", 2.5)]
+    info = {"ipu": V.ProfileInfo("ipu", "ipu", "fp16", "published"),
+            "wafer": V.ProfileInfo("wafer", "wafer", "fp16", "assumed")}
+    buys = dict(V.verdict_lines(rows, runs, info))["what sparsity buys"]
+    assert buys.startswith(f"{fmt_ratio(147.0)} faster than dense (rigl on ipu)") and "held back by memory" in buys
+    # wafer/set's 2.5x is above set's limit of 2.0, so the best within a limit is wafer/rigl's 2.9x
+    assert (f"the best within its Amdahl limit is {fmt_ratio(2.9)} (rigl on wafer, whose sparse figures are "
+            "assumptions)") in buys
+    rows[0] = row("ipu", "rigl", 2.95)  # within the limit: nothing to add
+    assert "within its Amdahl limit" not in dict(V.verdict_lines(rows, runs, info))["what sparsity buys"]
+
+
 def test_verdict_says_which_profiles_are_measured(report):
     files, _ = report
     para = files["md"].read_text().split("## Verdict", 1)[1].split("Real hardware excludes", 1)[1].split("\n", 1)[0]
