@@ -38,5 +38,14 @@ def test_simulate_and_compare_take_dtype(tmp_path):
     res = runner.invoke(app, ["compare", str(run), "--hw", "gpu-a100", "--dtype", "fp16", "--json"])
     assert res.exit_code == 0, res.output
     assert "gpu-a100@fp16" in res.output and (run / "sim" / "gpu-a100@fp16.json").is_file()
+    # the table says what each profile rests on; a precision variant keeps its profile's basis and dtype
+    res = runner.invoke(app, ["compare", str(run), "--hw", "gpu-a100", "--dtype", "fp16"])
+    assert res.exit_code == 0, res.output
+    assert "fitted to published benchmarks (nothing timed here): gpu-a100@fp16." in " ".join(res.output.split())
+    from accelsim.report import load_run
+    from accelsim.report.verdict import profile_info
+
+    info = profile_info([load_run(run)], ["gpu-a100@fp16"])["gpu-a100@fp16"]
+    assert (info.basis, info.dtype) == ("published", "fp16")
     res = runner.invoke(app, ["simulate", str(run), "--hw", "ipu-gc200", "--dtype", "bf16", "--no-save"])
     assert isinstance(res.exception, UserError) and "bf16" in str(res.exception)  # main() prints it, exit 2

@@ -442,9 +442,14 @@ def test_compare_formats_agree_with_the_json(runs, capsys):
     main(["compare", str(runs[0]), str(runs[1]), "--hw", "ideal", "--format", "csv"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("hardware,run,method,sparsity,time_s,energy_j,speedup") and len(lines) == 3
-    main(["compare", str(runs[1]), "--hw", "ideal"])
-    out = capsys.readouterr().out
+    main(["compare", str(runs[1]), "--hw", "ideal,fpga-u280,cpu-zen3"])
+    out = " ".join(capsys.readouterr().out.split())
     assert "speedup vs dense" in out and "rigl" in out
+    # what each compared profile rests on, the ideal bound left out
+    assert "Fitted to kernels timed on the machine they describe: cpu-zen3." in out
+    assert "Datasheets and stated assumptions only: fpga-u280." in out and "ideal." not in out
+    for f in (runs[1] / "sim").glob("fpga-u280*"):
+        f.unlink()
     with pytest.raises(SystemExit) as exc:
         main(["compare", str(runs[1]), "--format", "xml"])
     assert exc.value.code == 2

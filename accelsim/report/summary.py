@@ -13,8 +13,8 @@ from accelsim.report.data import RunData
 from accelsim.report.render import Details, Image, Para, Section, Table, Verdict
 from accelsim.report.tables import HwRow, pivot_table
 from accelsim.report.units import fmt_energy, fmt_ratio, fmt_share, fmt_time
-from accelsim.report.verdict import (ProfileInfo, amdahl_limit, basis_text, best_sparse, dtype_line, flop_ratio,
-                                     hardware_by_time, verdict_lines)
+from accelsim.report.verdict import (ProfileInfo, amdahl_limit, basis_summary, basis_text, best_sparse, dtype_line,
+                                     flop_ratio, hardware_by_time, verdict_lines)
 
 
 def verdict_section(rows: list[HwRow], runs: list[RunData], hw: list[str], info: dict[str, ProfileInfo],
@@ -31,16 +31,10 @@ def verdict_section(rows: list[HwRow], runs: list[RunData], hw: list[str], info:
             lines.append((f"projected to {model}", buys[0].lower() + buys[1:]))
     real, bounds = hardware_by_time(rows, hw, info, runs)
     lines.append(dtype_line(info, real + bounds))
-    by = {b: [h for h in real if info[h].basis == b] for b in ("measured", "published", "assumed")}
     blocks: list = [Verdict(lines), Para(
         "Real hardware excludes the ideal profile (time = FLOPs / peak), a bound shown apart. Speedups compare a "
-        "sparse run with the same steps run dense on the same hardware. "
-        + (f"Fitted to kernels timed on the machine they describe: {', '.join(by['measured'])}. "
-           if by["measured"] else "")
-        + (f"Datasheets with sparse paths fitted to published benchmarks (nothing timed here): "
-           f"{', '.join(by['published'])}. " if by["published"] else "")
-        + (f"Datasheets and stated assumptions only: {', '.join(by['assumed'])}. " if by["assumed"] else "")
-        + "See Hardware profiles.")]
+        "sparse run with the same steps run dense on the same hardware. " + basis_summary(info, real)
+        + " See Hardware profiles.")]
     for h in real:  # a CPU profile is some CPU's figures, not necessarily the reader's
         if info[h].cpu_note:
             text, other = info[h].cpu_note

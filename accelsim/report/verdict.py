@@ -40,15 +40,16 @@ class ProfileInfo:
 def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileInfo]:
     """Kind and training dtype of each simulated profile (dtype from the profile; '?' if it cannot be loaded)."""
     from accelsim.errors import UserError
-    from accelsim.hardware import load_profile
+    from accelsim.hardware.dtype import with_dtype
     from accelsim.kernels.machine import cpu_profile_note
 
     out, note = {}, None
     for h in hardware:
         doc = next((r.sims[h].doc for r in runs if h in r.sims), {})
         name = str(doc.get("hardware", re.sub(r"-x\d+$", "", h)))
+        base, _, dtype = name.partition("@")  # simulate/compare --dtype: "<profile>@<dtype>"
         try:
-            prof = load_profile(name)
+            prof = with_dtype(base, dtype or None)
             kind, dtype, basis = prof.kind, prof.dtype, profile_basis(prof)
             note = cpu_profile_note(prof)
         except UserError:
@@ -85,6 +86,17 @@ def basis_text(prof) -> str:
                     f"({group['groups']} group{'s' if group['groups'] != 1 else ''})")
         return f"datasheet; sparse paths fitted to published benchmarks ({fitted['data']}){err}"
     return "datasheet + assumptions"
+
+
+def basis_summary(info: dict[str, ProfileInfo], names: list[str]) -> str:
+    """Which of ``names`` rest on measured kernels, on published benchmarks, or on assumptions alone."""
+    by = {b: [h for h in names if info[h].basis == b] for b in ("measured", "published", "assumed")}
+    return " ".join(
+        ([f"Fitted to kernels timed on the machine they describe: {', '.join(by['measured'])}."]
+         if by["measured"] else [])
+        + ([f"Datasheets with sparse paths fitted to published benchmarks (nothing timed here): "
+            f"{', '.join(by['published'])}."] if by["published"] else [])
+        + ([f"Datasheets and stated assumptions only: {', '.join(by['assumed'])}."] if by["assumed"] else []))
 
 
 def flop_ratio(run: RunData) -> float | None:

@@ -128,6 +128,11 @@ def compare_command(
 
         for note in path_checks(loaded, simulated_profiles(loaded, order)):
             console.print(("[yellow]warning:[/] " if note.warn else "") + note.text)
+        from accelsim.report.verdict import basis_summary, profile_info
+
+        info = profile_info(loaded, order)
+        console.print(basis_summary(info, [h for h in order if not info[h].is_bound]) + " (`accelsim hw show NAME`)",
+                      markup=False)
 
 
 @plot_app.command("speedup")
