@@ -323,3 +323,14 @@ def test_summary_mentions_exploited_patterns():
     s = summary(load_profile("gpu-a100"))
     assert s["dtype"] == "bf16" and "2:4" in s["exploits"] and "312 TFLOP/s" in s["peak"]
     assert summary(load_profile("ideal"))["memory"] == "none"
+
+
+def test_summary_says_what_each_profile_rests_on():
+    """`hw list`'s basis: the held-out figure each fit recorded, read from the profile's own fitted: record."""
+    a100 = load_profile("gpu-a100")
+    held, group = a100.fitted["held_out"], a100.fitted["held_out_by_group"]
+    assert summary(a100)["basis"] == (f"published: {held['within_1.35x']:.0%} of {held['n']} held-out points within "
+                                      f"1.35x ({group['within_1.35x']:.0%} holding out author groups)")
+    assert summary(load_profile("cpu-zen3"))["basis"].startswith("measured: held-out error ")
+    assert summary(load_profile("wafer-wse2"))["basis"] == "assumed"
+    assert summary(load_profile("ideal"))["basis"].startswith("bound")

@@ -55,6 +55,30 @@ def field_rows(profile: HardwareProfile) -> list[FieldRow]:
     return rows
 
 
+def profile_basis(profile: HardwareProfile) -> str:
+    """Where a profile's efficiencies come from, read from its ``fitted:`` record: "measured" (accelsim calibrate on
+    kernels timed on that machine), "published" (sparse paths fitted to others' published benchmarks) or
+    "assumed" (datasheet + assumptions)."""
+    fitted = profile.fitted if isinstance(profile.fitted, dict) else {}
+    if fitted.get("measurements"):
+        return "measured"
+    return "published" if fitted.get("data") else "assumed"
+
+
+def _basis_cell(profile: HardwareProfile) -> str:
+    """The basis with the held-out error its fit recorded (what `hw list` shows)."""
+    if profile.kind == "ideal":
+        return "bound (time = FLOPs / peak)"
+    basis, fitted = profile_basis(profile), profile.fitted if isinstance(profile.fitted, dict) else {}
+    if basis == "measured" and "mape" in (held := fitted.get("heldout") or {}):
+        return f"measured: held-out error {held['mape']:.1%} over {held['n']} kernels"
+    if basis == "published" and "within_1.35x" in (held := fitted.get("held_out") or {}):
+        group = fitted.get("held_out_by_group") or {}
+        return (f"published: {held['within_1.35x']:.0%} of {held['n']} held-out points within 1.35x"
+                + (f" ({group['within_1.35x']:.0%} holding out author groups)" if "within_1.35x" in group else ""))
+    return basis
+
+
 def summary(profile: HardwareProfile) -> dict[str, str]:
     """One line per profile for `accelsim hw list`."""
     peak = profile.compute.peak_flops[profile.dtype]
@@ -65,4 +89,4 @@ def summary(profile: HardwareProfile) -> dict[str, str]:
                          if s.pattern not in ("dense", "vector")) or "none"
     return {"name": profile.name, "kind": profile.kind, "dtype": profile.dtype,
             "peak": f"{human(peak, 'flop_rate')} x{profile.compute.count} {profile.compute.unit_name}s",
-            "memory": memory, "exploits": exploits}
+            "memory": memory, "exploits": exploits, "basis": _basis_cell(profile)}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accelsim.hardware.describe import profile_basis
 from accelsim.report.data import RunData
 from accelsim.report.tables import HwRow
 from accelsim.report.units import fmt_energy, fmt_ratio, fmt_share, fmt_time
@@ -56,14 +57,6 @@ def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileI
             kind, dtype, basis, note = str(doc.get("kind", "?")), "?", "assumed", None
         out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, basis, note)
     return out
-
-
-def profile_basis(prof) -> str:
-    """measured | published | assumed, read from the profile's ``fitted:`` record (see ProfileInfo.basis)."""
-    fitted = prof.fitted if isinstance(prof.fitted, dict) else {}
-    if fitted.get("measurements"):
-        return "measured"
-    return "published" if fitted.get("data") else "assumed"
 
 
 def basis_text(prof) -> str:

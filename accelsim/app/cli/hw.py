@@ -11,7 +11,7 @@ hw_app = typer.Typer(help="Hardware profiles (hwconfigs/*.yaml): list, show, che
 
 @hw_app.command("list")
 def list_command() -> None:
-    """Bundled profiles: kind, training dtype, peak, memory and the sparsity they exploit."""
+    """Bundled profiles: kind, training dtype, peak, memory, the sparsity they exploit and what their figures rest on."""
     from rich.console import Console
     from rich.table import Table
 
@@ -19,12 +19,14 @@ def list_command() -> None:
     from accelsim.hardware.describe import summary
 
     table = Table(title="hardware profiles")
-    for col in ("name", "kind", "dtype", "peak", "memory", "exploits"):
-        table.add_column(col, overflow="fold")
+    cols = ("name", "kind", "dtype", "peak", "memory", "exploits", "basis")
+    for col in cols:
+        table.add_column(col, overflow="fold", no_wrap=col == "name")  # a name is what users copy into --hw
     for name in list_profiles():
         row = summary(load_profile(name))
-        table.add_row(*(row[c] for c in ("name", "kind", "dtype", "peak", "memory", "exploits")))
-    Console().print(table)
+        table.add_row(*(row[c] for c in cols))
+    console = Console()
+    (console if console.is_terminal else Console(width=180)).print(table)  # piped: do not squeeze to 80 columns
 
 
 @hw_app.command("show")
