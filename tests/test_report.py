@@ -496,6 +496,23 @@ def test_plot_speedup_from_runs(runs, tmp_path, capsys):
     _check_plots(json.loads(capsys.readouterr().out))
 
 
+def test_speedup_curves_mark_assumption_only_profiles(runs):
+    """A profile whose sparse paths are assumptions only is drawn dotted and labelled so; measured ones solid."""
+    from accelsim.report import load_run
+    from accelsim.report.curves import speedup_figure
+
+    for r in runs[:2]:
+        main(["simulate", str(r), "--hw", "fpga-u280", "--json"])
+    try:
+        fig = speedup_figure([load_run(r) for r in runs[:2]], ["cpu-zen3", "fpga-u280"])
+        lines = {ln.get_label(): ln.get_linestyle() for ln in fig.axes[0].get_lines()}
+        assert lines["fpga-u280 (assumed)"] == ":" and lines["cpu-zen3"] == "-"
+    finally:
+        for r in runs[:2]:
+            for f in (r / "sim").glob("fpga-u280*"):
+                f.unlink()
+
+
 def test_plot_speedup_synthetic_sweep(tmp_path, capsys):
     main(["plot", "speedup", "--synthetic", "bert-tiny", "--sparsities", "0.5,0.9", "--steps", "200", "--hw",
           "ideal,cpu-zen3", "--out", str(tmp_path), "--json"])

@@ -29,8 +29,13 @@ def _vs_sparsity(runs: list[RunData], hardware: list[str], key: str, ideal, ylab
     groups = _method_groups(runs)
     if not groups:
         return None
+    from accelsim.report.verdict import profile_info
+
     fig, axes = new_figure(len(groups), ncols=2, panel=(6.5, 4.2))
     hw_colors = {hw: f"C{i % 10}" for i, hw in enumerate(hardware)}
+    # a profile whose sparse paths are assumptions only is drawn dotted and says so: its curve is a what-if
+    info = profile_info(runs, hardware)
+    assumed = {hw for hw, p in info.items() if p.basis == "assumed" and not p.is_bound}
     for ax, (method, members) in zip(axes, groups.items()):
         members = sorted(members, key=lambda r: r.sparsity)
         s_max = max(r.sparsity for r in members)
@@ -43,7 +48,8 @@ def _vs_sparsity(runs: list[RunData], hardware: list[str], key: str, ideal, ylab
             pts += [(r.sparsity, r.sims[hw].doc.get(key)) for r in members if hw in r.sims]
             pts = [(s, v) for s, v in pts if v is not None]
             if any(s > 0 for s, _ in pts):
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, color=hw_colors[hw], label=hw)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o:" if hw in assumed else "o-", ms=4,
+                        color=hw_colors[hw], label=f"{hw} (assumed)" if hw in assumed else hw)
         ax.set(xlabel="sparsity of the sparse layers", ylabel=ylabel, title=f"{method}: {title}")
         if key == "speedup":
             ax.set_yscale("log")
