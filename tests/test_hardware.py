@@ -331,6 +331,6 @@ def test_summary_says_what_each_profile_rests_on():
     held, group = a100.fitted["held_out"], a100.fitted["held_out_by_group"]
     assert summary(a100)["basis"] == (f"published: {held['within_1.35x']:.0%} of {held['n']} held-out points within "
                                       f"1.35x ({group['within_1.35x']:.0%} holding out author groups)")
-    assert summary(load_profile("cpu-zen3"))["basis"].startswith("measured: held-out error ")
+    assert summary(load_profile("cpu-zen3"))["basis"].startswith("measured on the CPU it describes: held-out error ")
     assert summary(load_profile("wafer-wse2"))["basis"] == "assumed"
     assert summary(load_profile("ideal"))["basis"].startswith("bound")

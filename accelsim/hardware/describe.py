@@ -71,7 +71,7 @@ def _basis_cell(profile: HardwareProfile) -> str:
         return "bound (time = FLOPs / peak)"
     basis, fitted = profile_basis(profile), profile.fitted if isinstance(profile.fitted, dict) else {}
     if basis == "measured" and "mape" in (held := fitted.get("heldout") or {}):
-        return f"measured: held-out error {held['mape']:.1%} over {held['n']} kernels"
+        return f"measured on the CPU it describes: held-out error {held['mape']:.1%} over {held['n']} kernels"
     if basis == "published" and "within_1.35x" in (held := fitted.get("held_out") or {}):
         group = fitted.get("held_out_by_group") or {}
         return (f"published: {held['within_1.35x']:.0%} of {held['n']} held-out points within 1.35x"
