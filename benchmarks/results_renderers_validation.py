@@ -169,6 +169,27 @@ def cross_gpu(path: Path, d: dict) -> list[str]:
                                  "target's own: within 1.35×"], rows)
 
 
+@renders("cross-shape.json", "Accelerator profiles at product sizes they were not fitted to (`cross_shape.py`)")
+def cross_shape(path: Path, d: dict) -> list[str]:
+    lines = ["Each profile's single-product rows cut into three bins of m·k·n (terciles of the distinct sizes); each "
+             "bin predicted by the profile refitted to the other two alone (all sources kept; whole-model and "
+             "best-over-batch rows left out). Beside it, the same rows held out by source (fit.json)."]
+    rows = []
+    for name, bins in d["profiles"].items():
+        for b in bins:
+            s, o = b["shape_held_out"], b["source_held_out"]
+            rows.append([f"`{name}`", b["bin"], f"{b['product_size'][0]:.2g}–{b['product_size'][1]:.2g}",
+                         f"{b['tokens'][0]}–{b['tokens'][1]}", str(s["n"]), _factor(s.get("median_abs_log_err")),
+                         pct(s["within_1.35x"], 0) if s.get("n") else "–", _factor(o.get("median_abs_log_err")),
+                         pct(o["within_1.35x"], 0) if o.get("n") else "–"])
+    s, o = d["all"]["shape_held_out"], d["all"]["source_held_out"]
+    rows.append(["**all**", "", "", "", str(s["n"]), _factor(s["median_abs_log_err"]), pct(s["within_1.35x"], 0),
+                 _factor(o["median_abs_log_err"]), pct(o["within_1.35x"], 0)])
+    return lines + [""] + table(["profile", "size bin held out", "m·k·n", "tokens", "points",
+                                 "by size: median error", "by size: within 1.35×", "by source: median error",
+                                 "by source: within 1.35×"], rows)
+
+
 @renders("*/published_validation.json", "Profiles vs published speedups (`accelsim validate --published`)")
 def published_validation(path: Path, d: dict) -> list[str]:
     lines = [f"`{path.parent.name}` profiles scored against every row of `{d['points']}` (within = predicted "

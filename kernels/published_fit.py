@@ -385,17 +385,17 @@ def _hold_out(start: HardwareProfile, rows: list[Point], unit, done: dict | None
 
 
 def fit_profile(name: str, points: list[Point] | None = None, base: HardwareProfile | str | None = None,
-                by_group: bool = False) -> ProfileFit:
+                by_group: bool = False, hold_out: bool = True) -> ProfileFit:
     """Fit ``name``'s sparse paths to its current-software rows; held-out error by leaving one source out
     at a time (a path whose rows all come from the held-out source keeps its starting parameters), and with
-    ``by_group`` also one author group at a time."""
+    ``by_group`` also one author group at a time; ``hold_out=False``: the final fit only."""
     points = load_points() if points is None else points
     every = [p for p in points if p.profile == name and (p.kernel or p.model)]  # model: a BERT pass
     rows = [p for p in every if p.software == "current"]
     start = extend(load_profile(base or name))
     sources = sorted({p.source for p in rows})
     folds: dict = {}
-    held = _hold_out(start, rows, lambda p: p.source, folds)
+    held = _hold_out(start, rows, lambda p: p.source, folds) if hold_out else []
     by_author = _hold_out(start, rows, lambda p: author_group(p.source), folds) if by_group else []
     final, fits = _fit_all(start, rows)
     superseded = [predict(final, p) for p in every if p.software != "current"]

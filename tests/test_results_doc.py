@@ -115,3 +115,18 @@ def test_held_out_rows_are_summarised_per_family_with_their_sources():
     bsr = next(line for line in lines if line.startswith("| gpu-x: block/b16 @ bsr (1 source) |"))
     assert tc.split(" | ")[1] == "2" and tc.endswith("| 50 % |")  # 1.1x within 1.35x, 2x not
     assert bsr.split(" | ")[1] == "1" and bsr.endswith("| 0 % |")  # the unpredicted row is not counted
+
+
+def test_shape_bins_count_each_distinct_size_once():
+    """cross_shape.py's terciles are of distinct product sizes: 40 rows at one size fill one bin, none is empty,
+    and the bins order by size."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cross_shape import bins_of
+
+    rows = [SimpleNamespace(tokens=4096, in_features=4096, out_features=4096) for _ in range(40)]
+    rows += [SimpleNamespace(tokens=t, in_features=1024, out_features=1024) for t in (1, 16, 64, 256, 1024)]
+    bins = bins_of(rows)
+    assert set(bins) == {0, 1, 2} and set(bins[:40]) == {2}  # 4096^3 is the largest of 6 distinct sizes
+    assert bins[40:] == [0, 0, 1, 1, 2]
