@@ -48,9 +48,9 @@ def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileI
     for h in hardware:
         doc = next((r.sims[h].doc for r in runs if h in r.sims), {})
         name = str(doc.get("hardware", re.sub(r"-x\d+$", "", h)))
-        base, _, dtype = name.partition("@")  # simulate/compare --dtype: "<profile>@<dtype>"
+        base, _, precision = name.partition("@")  # simulate/compare --dtype: "<profile>@<dtype>"
         try:
-            prof = with_dtype(base, dtype or None)
+            prof = with_dtype(base, precision or None)
             kind, dtype, basis = prof.kind, prof.dtype, profile_basis(prof)
             note = cpu_profile_note(prof)
         except UserError:
@@ -168,7 +168,8 @@ def verdict_lines(rows: list[HwRow], runs: list[RunData], info: dict[str, Profil
                      "(see Where the time goes)")
             # such a headline rests on the memory model (capacity, streaming) more than on the sparse kernels:
             # the best speedup that FLOPs alone could explain is given beside it
-            limits = {r.name: amdahl_limit(r) for r in runs if r.name in {x.run for x in rows}}
+            shown = {x.run for x in rows}
+            limits = {r.name: amdahl_limit(r) for r in runs if r.name in shown}
             within = [x for x in rows if limits.get(x.run) and x.speedup <= limits[x.run] * 1.02]
             if (alt := best_sparse(within, runs, real)) is not None:
                 text += f"; the best within its Amdahl limit is {fmt_ratio(alt.speedup)} ({_where(alt, info)})"
