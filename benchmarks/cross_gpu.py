@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import platform
 import sys
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's hand-set starts (fit_published.py)
-from fit_published import handset  # noqa: E402
+from fit_published import as_source_held_out, handset  # noqa: E402
 
 from accelsim.errors import UserError  # noqa: E402
 from accelsim.hardware import load_profile  # noqa: E402
@@ -62,10 +61,7 @@ def main() -> None:
                 continue
             if pr.predicted is not None:
                 preds.append(pr)
-        own = {r["id"]: r for r in fit["profiles"][target]["held_out_rows"]}
-        own_preds = [dataclasses.replace(pr, predicted=own[pr.id]["predicted"], no_path=own[pr.id]["no_path"],
-                                         log_err=math.log(own[pr.id]["predicted"] / pr.published))
-                     for pr in preds if own.get(pr.id, {}).get("predicted")]
+        own_preds = as_source_held_out(fit["profiles"][target], preds)
         pairs.append({"donor": donor, "target": target, "excluded_author_groups": shared,
                       "donor_rows_fitted": sum(1 for p in kept if p.profile == donor and p.software == "current"),
                       "donor_fitted_paths": sorted(fitted_paths),

@@ -12,16 +12,14 @@ largest upwards, the middle interpolation. Beside each bin: the same rows' leave
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import platform
 import sys
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's hand-set starts (fit_published.py)
-from fit_published import PROFILES, handset  # noqa: E402
+from fit_published import PROFILES, as_source_held_out, handset  # noqa: E402
 
 from accelsim.kernels.published import load_points  # noqa: E402
 from accelsim.kernels.published_fit import fit_profile  # noqa: E402
@@ -43,14 +41,6 @@ def bins_of(rows) -> list[int]:
     return [min(2, 3 * rank[size(p)] // len(distinct)) for p in rows]
 
 
-def _own(fit: dict, preds) -> list:
-    """The same rows' leave-one-source-out predictions, as error_stats input."""
-    own = {r["id"]: r for r in fit["held_out_rows"]}
-    return [dataclasses.replace(p, predicted=own[p.id]["predicted"], no_path=own[p.id]["no_path"],
-                                log_err=math.log(own[p.id]["predicted"] / p.published))
-            for p in preds if own.get(p.id, {}).get("predicted")]
-
-
 def main() -> None:
     points = load_points()
     fit = json.loads((ROOT / "benchmarks/results/published/fit.json").read_text())
@@ -66,7 +56,7 @@ def main() -> None:
             train = [p for p in rows if label[p.id] != b]
             prof = fit_profile(name, points=others + train, base=handset(name), hold_out=False).profile
             preds = [pr for pr in (predict(prof, p) for p in held) if pr.predicted is not None]
-            own = _own(fit["profiles"][name], preds)
+            own = as_source_held_out(fit["profiles"][name], preds)
             pooled += preds
             pooled_own += own
             sizes = [size(p) for p in held]

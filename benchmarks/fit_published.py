@@ -11,7 +11,9 @@ and heldout.png (held-out predictions vs published). ~3 min on 2 cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import platform
 import subprocess
 from datetime import date
@@ -61,6 +63,16 @@ def _path_held_out(held, path: str) -> dict:
     stats = error_stats([h for h in held if h.family.rsplit(" @ ", 1)[-1] == path])
     return {"held_out_n": stats["n"], "held_out_median_abs_log_err": stats["median_abs_log_err"],
             "held_out_within_1.35x": stats["within_1.35x"]} if stats.get("n") else {}
+
+
+def as_source_held_out(profile_doc: dict, preds: list) -> list:
+    """``preds`` (predictions of some rows) with the predictions fit.json's leave-one-source-out folds made of the
+    same rows instead (``profile_doc``: fit.json's entry of their profile); rows it did not predict are left out.
+    What the other hold-out scripts (cross_gpu.py, cross_shape.py) score beside their own."""
+    own = {r["id"]: r for r in profile_doc["held_out_rows"]}
+    return [dataclasses.replace(p, predicted=own[p.id]["predicted"], no_path=own[p.id]["no_path"],
+                                log_err=math.log(own[p.id]["predicted"] / p.published))
+            for p in preds if own.get(p.id, {}).get("predicted")]
 
 
 def _headline(stats: dict) -> dict:

@@ -47,5 +47,8 @@ def test_simulate_and_compare_take_dtype(tmp_path):
 
     info = profile_info([load_run(run)], ["gpu-a100@fp16"])["gpu-a100@fp16"]
     assert (info.basis, info.dtype) == ("published", "fp16")
+    from accelsim.report.data import simulated_profiles  # the assumptions section and path checks use it too
+
+    assert simulated_profiles([load_run(run)], ["gpu-a100@fp16"])["gpu-a100@fp16"].dtype == "fp16"
     res = runner.invoke(app, ["simulate", str(run), "--hw", "ipu-gc200", "--dtype", "bf16", "--no-save"])
     assert isinstance(res.exception, UserError) and "bf16" in str(res.exception)  # main() prints it, exit 2

@@ -204,14 +204,16 @@ def find_validations(runs: list[Path], experiments: list[Path], explicit: list[P
 
 
 def simulated_profiles(runs: list[RunData], hw: list[str]) -> dict[str, object | None]:
-    """Each simulated hardware's profile (None when it is not bundled and cannot be found by name)."""
-    from accelsim.hardware import load_profile
+    """Each simulated hardware's profile, a ``<profile>@<dtype>`` one (simulate/compare --dtype) in that
+    precision (None when it is not bundled and cannot be found by name)."""
+    from accelsim.hardware.dtype import with_dtype
 
     out: dict[str, object | None] = {}
     for h in hw:
         name = next((r.sims[h].hardware for r in runs if h in r.sims), re.sub(r"-x\d+$", "", h))
+        base, _, precision = name.partition("@")
         try:
-            out[h] = load_profile(name)
+            out[h] = with_dtype(base, precision or None)
         except UserError:
             out[h] = None
     return out

@@ -11,13 +11,12 @@ Definitions (stated in the report next to the numbers):
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from accelsim.hardware.describe import profile_basis
-from accelsim.report.data import RunData
+from accelsim.report.data import RunData, simulated_profiles
 from accelsim.report.tables import HwRow
 from accelsim.report.units import fmt_energy, fmt_ratio, fmt_share, fmt_time
 
@@ -40,21 +39,15 @@ class ProfileInfo:
 
 def profile_info(runs: list[RunData], hardware: list[str]) -> dict[str, ProfileInfo]:
     """Kind and training dtype of each simulated profile (dtype from the profile; '?' if it cannot be loaded)."""
-    from accelsim.errors import UserError
-    from accelsim.hardware.dtype import with_dtype
     from accelsim.kernels.machine import cpu_profile_note
 
-    out, note = {}, None
-    for h in hardware:
+    out = {}
+    for h, prof in simulated_profiles(runs, hardware).items():
         doc = next((r.sims[h].doc for r in runs if h in r.sims), {})
-        name = str(doc.get("hardware", re.sub(r"-x\d+$", "", h)))
-        base, _, precision = name.partition("@")  # simulate/compare --dtype: "<profile>@<dtype>"
-        try:
-            prof = with_dtype(base, precision or None)
-            kind, dtype, basis = prof.kind, prof.dtype, profile_basis(prof)
-            note = cpu_profile_note(prof)
-        except UserError:
+        if prof is None:
             kind, dtype, basis, note = str(doc.get("kind", "?")), "?", "assumed", None
+        else:
+            kind, dtype, basis, note = prof.kind, prof.dtype, profile_basis(prof), cpu_profile_note(prof)
         out[h] = ProfileInfo(h, str(doc.get("kind", kind)), dtype, basis, note)
     return out
 
