@@ -125,11 +125,10 @@ def compare_command(
         console.print(rich_table(*summary_table(rows)))
         from accelsim.report.data import simulated_profiles
         from accelsim.report.summary import path_checks
+        from accelsim.report.verdict import basis_summary, profile_info
 
         for note in path_checks(loaded, simulated_profiles(loaded, order)):
             console.print(("[yellow]warning:[/] " if note.warn else "") + note.text)
-        from accelsim.report.verdict import basis_summary, profile_info
-
         info = profile_info(loaded, order)
         console.print(basis_summary(info, [h for h in order if not info[h].is_bound]) + " (`accelsim hw show NAME`)",
                       markup=False)
